@@ -1,0 +1,6 @@
+//! The sweep loop and the per-blob pipeline.
+
+/// Archiver.
+pub struct Archiver;
+/// Report.
+pub struct SweepReport;

@@ -1,0 +1,5 @@
+//! Postgres catalog.
+
+/// Postgres catalog.
+#[derive(Debug)]
+pub struct PgCatalog;

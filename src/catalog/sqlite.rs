@@ -1,0 +1,5 @@
+//! SQLite catalog.
+
+/// SQLite catalog.
+#[derive(Debug)]
+pub struct SqliteCatalog;

@@ -1,0 +1,85 @@
+//! Archive sources: kinds of archivable data.
+//!
+//! A source finds (and claims) candidates in the catalog and records each
+//! step of a move. The archiver drives any number of sources through the
+//! same per-blob pipeline.
+
+use async_trait::async_trait;
+
+use crate::catalog::Lease;
+use crate::error::Result;
+use crate::keys::{KeyPrefix, ObjectKey};
+
+mod task_html;
+
+pub use task_html::TaskHtmlSource;
+
+/// A cold location already recorded in the catalog for a candidate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchivedAt {
+    /// Provider name recorded (`r2`, `s3`, …).
+    pub provider: String,
+    /// Cold bucket.
+    pub bucket: String,
+    /// Cold key.
+    pub key: String,
+}
+
+/// One blob eligible to move.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveCandidate {
+    /// Task row id.
+    pub task_id: String,
+    /// The task's job.
+    pub job_id: String,
+    /// Hot bucket.
+    pub storage_bucket: String,
+    /// Hot key inside `storage_bucket`, as the catalog holds it (validated before use).
+    pub storage_path: String,
+    /// Hex SHA-256 of the decoded (gunzipped) content, when the catalog has it.
+    pub sha256: Option<String>,
+    /// Size of the stored (compressed) bytes, when the catalog has it.
+    pub compressed_size_bytes: Option<i64>,
+    /// Stored content type.
+    pub content_type: Option<String>,
+    /// Stored content encoding (`gzip`).
+    pub content_encoding: Option<String>,
+    /// Set when an earlier sweep already switched the row to cold but did
+    /// not finish deleting the hot copy.
+    pub archived_at: Option<ArchivedAt>,
+}
+
+/// One kind of archivable data.
+#[async_trait]
+pub trait ArchiveSource: Send + Sync {
+    /// Name used in logs, reports and metrics.
+    fn name(&self) -> &str;
+
+    /// Claim up to `batch` candidates under `lease`; claimed rows are hidden
+    /// from other workers until the lease expires or is released.
+    async fn find_candidates(&self, batch: usize, lease: &Lease) -> Result<Vec<ArchiveCandidate>>;
+
+    /// The cold key for `candidate` under `prefix`.
+    fn cold_key(&self, candidate: &ArchiveCandidate, prefix: &KeyPrefix) -> Result<ObjectKey>;
+
+    /// Switch the catalog to the verified cold copy (the hot copy still exists).
+    async fn on_archived(
+        &self,
+        candidate: &ArchiveCandidate,
+        provider: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<()>;
+
+    /// Clear the hot reference once the hot copy is gone; ends the lease.
+    async fn on_hot_deleted(&self, candidate: &ArchiveCandidate) -> Result<()>;
+
+    /// The blob is in neither store: record it as lost; ends the lease.
+    async fn mark_lost(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()>;
+
+    /// The hot bytes disagree with the catalog: keep them hot, record why; ends the lease.
+    async fn mark_quarantined(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()>;
+
+    /// Give the claim back after a failure, recording the error for `status`.
+    async fn release(&self, candidate: &ArchiveCandidate, error: &str) -> Result<()>;
+}

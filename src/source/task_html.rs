@@ -1,0 +1,79 @@
+//! Task HTML: the gzip'd page content each crawl task stores.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use crate::catalog::{BlobState, Catalog, Lease};
+use crate::error::Result;
+use crate::keys::{KeyPrefix, ObjectKey, cold_key};
+use crate::source::{ArchiveCandidate, ArchiveSource};
+
+/// Task HTML of terminal jobs older than the newest `retention_jobs` terminal
+/// jobs of the same (domain, organisation), ordered by
+/// `COALESCE(completed_at, created_at)`.
+#[derive(Debug, Clone)]
+pub struct TaskHtmlSource {
+    catalog: Arc<dyn Catalog>,
+    retention_jobs: u32,
+}
+
+impl TaskHtmlSource {
+    /// A source over `catalog` keeping the newest `retention_jobs` jobs hot.
+    pub fn new(catalog: Arc<dyn Catalog>, retention_jobs: u32) -> Self {
+        Self {
+            catalog,
+            retention_jobs,
+        }
+    }
+}
+
+#[async_trait]
+impl ArchiveSource for TaskHtmlSource {
+    fn name(&self) -> &str {
+        "task_html"
+    }
+
+    async fn find_candidates(&self, batch: usize, lease: &Lease) -> Result<Vec<ArchiveCandidate>> {
+        self.catalog
+            .claim_task_html(self.retention_jobs, batch, lease)
+            .await
+    }
+
+    fn cold_key(&self, candidate: &ArchiveCandidate, prefix: &KeyPrefix) -> Result<ObjectKey> {
+        cold_key(prefix, &candidate.job_id, &candidate.task_id)
+    }
+
+    async fn on_archived(
+        &self,
+        candidate: &ArchiveCandidate,
+        provider: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<()> {
+        self.catalog
+            .record_archived(&candidate.task_id, provider, bucket, key, Utc::now())
+            .await
+    }
+
+    async fn on_hot_deleted(&self, candidate: &ArchiveCandidate) -> Result<()> {
+        self.catalog.clear_hot(&candidate.task_id).await
+    }
+
+    async fn mark_lost(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()> {
+        self.catalog
+            .mark_state(&candidate.task_id, BlobState::Lost, reason)
+            .await
+    }
+
+    async fn mark_quarantined(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()> {
+        self.catalog
+            .mark_state(&candidate.task_id, BlobState::Quarantined, reason)
+            .await
+    }
+
+    async fn release(&self, candidate: &ArchiveCandidate, error: &str) -> Result<()> {
+        self.catalog.release(&candidate.task_id, error).await
+    }
+}

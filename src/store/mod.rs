@@ -1,0 +1,120 @@
+//! The store seam: one small trait for every object store, in either role.
+//!
+//! A [`Store`] serves many buckets; every call names a [`Location`]
+//! (bucket + validated key). The hot store is read and deleted from, the cold
+//! store written and verified; restore is the same seam in reverse.
+//! Backends live in their own files and classify their failures into
+//! [`ErrorKind`](crate::ErrorKind)s at the boundary.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::{ErrorKind, Result};
+use crate::keys::ObjectKey;
+
+pub mod fs;
+mod opendal;
+pub mod s3;
+
+pub use fs::FsStore;
+pub use s3::{S3Settings, S3Store};
+
+/// A bucket and a key inside it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Location {
+    /// Bucket (for the folder store: a top-level sub-folder).
+    pub bucket: String,
+    /// Key inside the bucket.
+    pub key: ObjectKey,
+}
+
+impl Location {
+    /// A location from parts.
+    pub fn new(bucket: impl Into<String>, key: ObjectKey) -> Self {
+        Self {
+            bucket: bucket.into(),
+            key,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.bucket, self.key)
+    }
+}
+
+/// What to record with an uploaded object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// `Content-Type` to store.
+    pub content_type: Option<String>,
+    /// `Content-Encoding` to store (`gzip` for task HTML).
+    pub content_encoding: Option<String>,
+    /// User metadata (`x-amz-meta-*`): coldsweep writes `task_id`, `job_id`, `sha256`.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What a store reports about an object without reading it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Stored size in bytes.
+    pub size: u64,
+    /// ETag as the store reports it, quotes removed.
+    pub etag: Option<String>,
+    /// Stored `Content-Type`, where the store keeps it.
+    pub content_type: Option<String>,
+    /// Stored `Content-Encoding`, where the store keeps it.
+    pub content_encoding: Option<String>,
+    /// User metadata, where the store keeps it.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ObjectMeta {
+    /// The MD5 of the stored bytes when the ETag is one: 32 hex digits.
+    /// Multipart ETags (`…-N`) and opaque ones give `None`.
+    pub fn etag_md5(&self) -> Option<[u8; 16]> {
+        let etag = self.etag.as_deref()?.trim_matches('"');
+        let mut md5 = [0u8; 16];
+        hex::decode_to_slice(etag, &mut md5).ok()?;
+        Some(md5)
+    }
+}
+
+/// An object store in either role.
+///
+/// Contract every backend honours (proven by the conformance suite):
+/// `get`/`head` of a missing object fail with [`ErrorKind::NotFound`];
+/// `delete` of a missing object succeeds; `put` replaces.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Short provider name recorded in the catalog (`r2`, `s3`, `fs`, …).
+    fn provider(&self) -> &str;
+
+    /// Check that `bucket` is reachable with the configured credentials.
+    async fn ping(&self, bucket: &str) -> Result<()>;
+
+    /// Store `body` at `location`, replacing any object there.
+    async fn put(&self, location: &Location, body: Bytes, options: &PutOptions) -> Result<()>;
+
+    /// Read the whole object.
+    async fn get(&self, location: &Location) -> Result<Bytes>;
+
+    /// Describe the object without reading it.
+    async fn head(&self, location: &Location) -> Result<ObjectMeta>;
+
+    /// Remove the object; a missing object is not an error.
+    async fn delete(&self, location: &Location) -> Result<()>;
+}
+
+/// Whether an object exists, telling "absent" apart from "could not ask".
+pub async fn exists(store: &dyn Store, location: &Location) -> Result<bool> {
+    match store.head(location).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}

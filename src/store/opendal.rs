@@ -1,0 +1,1 @@
+//! Shared adapter from an OpenDAL operator to [`Store`](super::Store).

@@ -1,0 +1,6 @@
+//! Integration tests: one binary, against a real Postgres and an in-process
+//! S3-protocol server started by the harness on 127.0.0.1.
+
+mod catalog_conformance;
+mod harness;
+mod store_conformance;
