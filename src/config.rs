@@ -1,9 +1,18 @@
 //! Configuration: the archiver's [`Config`] and the stores' connection settings.
 //!
 //! Every value comes from one pure function over a variable lookup
-//! ([`Config::from_lookup`]) so that environment, flags and tests share one
-//! parser. A bad value is a clear [`ErrorKind::InvalidInput`](crate::ErrorKind)
-//! error naming the variable and what was expected.
+//! ([`Config::from_lookup`], [`ColdConfig::from_lookup`],
+//! [`HotConfig::from_lookup`]) so that environment, flags and tests share one
+//! parser; the `from_env` constructors only plug in the process environment.
+//! A bad value is a clear [`ErrorKind::InvalidInput`](crate::ErrorKind) error
+//! naming the variable, what was expected and what was given — except for
+//! secrets, whose values never appear in messages or `Debug` output.
+//!
+//! [`VARIABLES`] lists every variable with its default and a one-line
+//! description, for `--help` and the README.
+//!
+//! Values are trimmed of surrounding whitespace, and an empty value counts as
+//! unset, so `ARCHIVE_BUCKET=` in a `.env` file behaves like no line at all.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -63,6 +72,7 @@ impl fmt::Display for Provider {
 impl FromStr for Provider {
     type Err = Error;
 
+    /// Case-insensitive; surrounding whitespace is ignored.
     fn from_str(s: &str) -> Result<Self> {
         let lower = s.trim().to_ascii_lowercase();
         Provider::ALL
@@ -71,7 +81,10 @@ impl FromStr for Provider {
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::InvalidInput,
-                    format!("unknown provider {s:?}: expected one of r2, s3, b2, minio, gcs, fs"),
+                    format!(
+                        "expected one of r2, s3, b2, minio, gcs, fs, got {}",
+                        shown(s)
+                    ),
                 )
             })
     }
@@ -98,6 +111,176 @@ impl fmt::Debug for Secret {
         f.write_str("Secret(***)")
     }
 }
+
+// ---------------------------------------------------------------------------
+// Variable names and defaults. The parsers and `VARIABLES` share these
+// constants so the `--help` table cannot drift from what is actually read.
+
+const ARCHIVE_PROVIDER: &str = "ARCHIVE_PROVIDER";
+const ARCHIVE_BUCKET: &str = "ARCHIVE_BUCKET";
+const ARCHIVE_RETENTION_JOBS: &str = "ARCHIVE_RETENTION_JOBS";
+const ARCHIVE_INTERVAL: &str = "ARCHIVE_INTERVAL";
+const ARCHIVE_BATCH_SIZE: &str = "ARCHIVE_BATCH_SIZE";
+const ARCHIVE_CONCURRENCY: &str = "ARCHIVE_CONCURRENCY";
+const ARCHIVE_PATH_PREFIX: &str = "ARCHIVE_PATH_PREFIX";
+const ARCHIVE_BLOB_TIMEOUT: &str = "ARCHIVE_BLOB_TIMEOUT";
+const ARCHIVE_LEASE: &str = "ARCHIVE_LEASE";
+const ARCHIVE_FS_ROOT: &str = "ARCHIVE_FS_ROOT";
+const ARCHIVE_ENDPOINT: &str = "ARCHIVE_ENDPOINT";
+const ARCHIVE_REGION: &str = "ARCHIVE_REGION";
+const ARCHIVE_ACCESS_KEY_ID: &str = "ARCHIVE_ACCESS_KEY_ID";
+const ARCHIVE_SECRET_ACCESS_KEY: &str = "ARCHIVE_SECRET_ACCESS_KEY";
+const HOT_STORE: &str = "HOT_STORE";
+const HOT_FS_ROOT: &str = "HOT_FS_ROOT";
+const HOT_S3_ENDPOINT: &str = "HOT_S3_ENDPOINT";
+const HOT_S3_REGION: &str = "HOT_S3_REGION";
+const HOT_S3_ACCESS_KEY_ID: &str = "HOT_S3_ACCESS_KEY_ID";
+const HOT_S3_SECRET_ACCESS_KEY: &str = "HOT_S3_SECRET_ACCESS_KEY";
+
+const DEFAULT_RETENTION_JOBS: &str = "3";
+const DEFAULT_INTERVAL: &str = "1m";
+const DEFAULT_BATCH_SIZE: &str = "50";
+const DEFAULT_CONCURRENCY: &str = "5";
+const DEFAULT_BLOB_TIMEOUT: &str = "5m";
+const DEFAULT_LEASE: &str = "15m";
+const DEFAULT_REGION: &str = "auto";
+const DEFAULT_HOT_STORE: &str = "fs";
+const DEFAULT_HOT_FS_ROOT: &str = "./hot";
+
+const MAX_BATCH_SIZE: u64 = 10_000;
+const MAX_CONCURRENCY: u64 = 256;
+/// Upper bound for every duration: a typo such as `5y` should fail at
+/// start-up rather than overflow a timer or a database interval later.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// One configuration variable, for `--help` text and documentation checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variable {
+    /// Environment variable name.
+    pub name: &'static str,
+    /// Value used when unset or empty; `None` when there is no default
+    /// (the variable is optional or required, as `help` says).
+    pub default: Option<&'static str>,
+    /// One-line description.
+    pub help: &'static str,
+    /// Whether the value is a secret: never print it.
+    pub secret: bool,
+}
+
+const fn var(name: &'static str, default: Option<&'static str>, help: &'static str) -> Variable {
+    Variable {
+        name,
+        default,
+        help,
+        secret: false,
+    }
+}
+
+/// Every variable coldsweep reads, in `--help` order.
+pub const VARIABLES: &[Variable] = &[
+    var(
+        ARCHIVE_PROVIDER,
+        None,
+        "cold provider: r2, s3, b2, minio, gcs or fs; archiving is off when unset",
+    ),
+    var(
+        ARCHIVE_BUCKET,
+        None,
+        "cold bucket (S3 naming rules); archiving is off when unset",
+    ),
+    var(
+        ARCHIVE_RETENTION_JOBS,
+        Some(DEFAULT_RETENTION_JOBS),
+        "newest finished jobs per domain and organisation kept hot (0 or more)",
+    ),
+    var(
+        ARCHIVE_INTERVAL,
+        Some(DEFAULT_INTERVAL),
+        "time between sweeps, e.g. 30s, 1m30s, 2h, or a number of seconds",
+    ),
+    var(
+        ARCHIVE_BATCH_SIZE,
+        Some(DEFAULT_BATCH_SIZE),
+        "blobs claimed per source per sweep (1 to 10000)",
+    ),
+    var(
+        ARCHIVE_CONCURRENCY,
+        Some(DEFAULT_CONCURRENCY),
+        "blobs moved at once (1 to 256)",
+    ),
+    var(
+        ARCHIVE_PATH_PREFIX,
+        None,
+        "prefix in front of every cold key, e.g. preview-42 (surrounding '/' trimmed)",
+    ),
+    var(
+        ARCHIVE_BLOB_TIMEOUT,
+        Some(DEFAULT_BLOB_TIMEOUT),
+        "time limit for moving one blob",
+    ),
+    var(
+        ARCHIVE_LEASE,
+        Some(DEFAULT_LEASE),
+        "how long a claim hides a blob from other workers; longer than ARCHIVE_BLOB_TIMEOUT",
+    ),
+    var(
+        ARCHIVE_FS_ROOT,
+        None,
+        "cold folder; required when ARCHIVE_PROVIDER=fs",
+    ),
+    var(
+        ARCHIVE_ENDPOINT,
+        None,
+        "cold S3 endpoint URL (http or https); required except for s3, where unset means AWS",
+    ),
+    var(
+        ARCHIVE_REGION,
+        Some(DEFAULT_REGION),
+        "cold S3 signing region",
+    ),
+    var(
+        ARCHIVE_ACCESS_KEY_ID,
+        None,
+        "cold S3 access key id; required unless ARCHIVE_PROVIDER=fs",
+    ),
+    Variable {
+        secret: true,
+        ..var(
+            ARCHIVE_SECRET_ACCESS_KEY,
+            None,
+            "cold S3 secret access key; required unless ARCHIVE_PROVIDER=fs",
+        )
+    },
+    var(
+        HOT_STORE,
+        Some(DEFAULT_HOT_STORE),
+        "hot store kind: fs or s3",
+    ),
+    var(
+        HOT_FS_ROOT,
+        Some(DEFAULT_HOT_FS_ROOT),
+        "hot folder when HOT_STORE=fs; buckets are sub-folders",
+    ),
+    var(
+        HOT_S3_ENDPOINT,
+        None,
+        "hot S3 endpoint URL (http or https); unset means AWS",
+    ),
+    var(HOT_S3_REGION, Some(DEFAULT_REGION), "hot S3 signing region"),
+    var(
+        HOT_S3_ACCESS_KEY_ID,
+        None,
+        "hot S3 access key id; required when HOT_STORE=s3",
+    ),
+    Variable {
+        secret: true,
+        ..var(
+            HOT_S3_SECRET_ACCESS_KEY,
+            None,
+            "hot S3 secret access key; required when HOT_STORE=s3",
+        )
+    },
+];
 
 /// How the archiver behaves: what to move, how often, how hard.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,8 +323,95 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// Read the archiver settings through `lookup` (a variable name → value).
+    ///
+    /// `Ok(None)` when `ARCHIVE_PROVIDER` or `ARCHIVE_BUCKET` is unset or
+    /// empty: archiving is switched off, and nothing else is checked.
+    /// Otherwise every variable is validated and the first bad one is an
+    /// [`ErrorKind::InvalidInput`] error naming it.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Config>> {
+        let vars = Vars(lookup);
+        let (Some(provider), Some(bucket)) = (vars.get(ARCHIVE_PROVIDER), vars.get(ARCHIVE_BUCKET))
+        else {
+            return Ok(None);
+        };
+        let provider = provider
+            .parse::<Provider>()
+            .map_err(|e| e.context(ARCHIVE_PROVIDER))?;
+        let bucket = parse_bucket(&bucket)?;
+
+        let retention_jobs = parse_whole(
+            ARCHIVE_RETENTION_JOBS,
+            &vars.or_default(ARCHIVE_RETENTION_JOBS, DEFAULT_RETENTION_JOBS),
+            0,
+            u64::from(u32::MAX),
+        )?;
+        let interval = parse_duration(
+            ARCHIVE_INTERVAL,
+            &vars.or_default(ARCHIVE_INTERVAL, DEFAULT_INTERVAL),
+        )?;
+        let batch_size = parse_whole(
+            ARCHIVE_BATCH_SIZE,
+            &vars.or_default(ARCHIVE_BATCH_SIZE, DEFAULT_BATCH_SIZE),
+            1,
+            MAX_BATCH_SIZE,
+        )?;
+        let concurrency = parse_whole(
+            ARCHIVE_CONCURRENCY,
+            &vars.or_default(ARCHIVE_CONCURRENCY, DEFAULT_CONCURRENCY),
+            1,
+            MAX_CONCURRENCY,
+        )?;
+        let path_prefix = match vars.get(ARCHIVE_PATH_PREFIX) {
+            Some(raw) => KeyPrefix::new(&raw).map_err(|e| e.context(ARCHIVE_PATH_PREFIX))?,
+            None => KeyPrefix::none(),
+        };
+        let blob_timeout = parse_duration(
+            ARCHIVE_BLOB_TIMEOUT,
+            &vars.or_default(ARCHIVE_BLOB_TIMEOUT, DEFAULT_BLOB_TIMEOUT),
+        )?;
+        let lease = parse_duration(
+            ARCHIVE_LEASE,
+            &vars.or_default(ARCHIVE_LEASE, DEFAULT_LEASE),
+        )?;
+        // A lease that can run out while its worker is still within the blob
+        // time limit would let a second worker move the same blob.
+        if lease <= blob_timeout {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{ARCHIVE_LEASE}: expected a duration longer than {ARCHIVE_BLOB_TIMEOUT} ({}), got {}",
+                    humantime::format_duration(blob_timeout),
+                    humantime::format_duration(lease),
+                ),
+            ));
+        }
+
+        Ok(Some(Config {
+            provider,
+            bucket,
+            // The ranges above fit both types on every supported target.
+            retention_jobs: retention_jobs as u32,
+            interval,
+            batch_size: batch_size as usize,
+            concurrency: concurrency as usize,
+            path_prefix,
+            blob_timeout,
+            lease,
+        }))
+    }
+
+    /// [`Config::from_lookup`] over the process environment.
+    pub fn from_env() -> Result<Option<Config>> {
+        Self::from_lookup(env_lookup)
+    }
+}
+
 /// Connection settings for an S3-compatible store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` hides both the secret and the access key id.
+#[derive(Clone, PartialEq, Eq)]
 pub struct S3Config {
     /// Endpoint URL (`https://<account>.r2.cloudflarestorage.com`, `http://127.0.0.1:9000`);
     /// `None` means AWS's regional endpoint.
@@ -152,6 +422,25 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     /// Secret access key.
     pub secret_access_key: Option<Secret>,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The key id is half a credential: show only whether it is set.
+        let redacted = |set: bool| if set { "Some(***)" } else { "None" };
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field(
+                "access_key_id",
+                &format_args!("{}", redacted(self.access_key_id.is_some())),
+            )
+            .field(
+                "secret_access_key",
+                &format_args!("{}", redacted(self.secret_access_key.is_some())),
+            )
+            .finish()
+    }
 }
 
 /// Where the cold store is and how to reach it.
@@ -166,6 +455,46 @@ pub enum ColdConfig {
     S3(S3Config),
 }
 
+impl ColdConfig {
+    /// Read the cold store's connection settings for `provider` through `lookup`.
+    ///
+    /// `fs` needs `ARCHIVE_FS_ROOT`. Every other provider needs
+    /// `ARCHIVE_ACCESS_KEY_ID` and `ARCHIVE_SECRET_ACCESS_KEY`, and an
+    /// `ARCHIVE_ENDPOINT` URL except `s3`, where no endpoint means AWS.
+    pub fn from_lookup(
+        provider: Provider,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<ColdConfig> {
+        let vars = Vars(lookup);
+        let when = format!("when {ARCHIVE_PROVIDER}={provider}");
+        if provider == Provider::Fs {
+            let root = vars.required(ARCHIVE_FS_ROOT, "a folder path", &when)?;
+            return Ok(ColdConfig::Fs {
+                root: PathBuf::from(root),
+            });
+        }
+        let endpoint = match vars.get(ARCHIVE_ENDPOINT) {
+            Some(raw) => Some(parse_endpoint(ARCHIVE_ENDPOINT, &raw)?),
+            None if provider == Provider::S3 => None,
+            None => return Err(missing(ARCHIVE_ENDPOINT, ENDPOINT_EXPECTED, &when)),
+        };
+        let region = vars.or_default(ARCHIVE_REGION, DEFAULT_REGION);
+        let access_key_id = vars.required(ARCHIVE_ACCESS_KEY_ID, "an access key id", &when)?;
+        let secret = vars.required(ARCHIVE_SECRET_ACCESS_KEY, "a secret access key", &when)?;
+        Ok(ColdConfig::S3(S3Config {
+            endpoint,
+            region,
+            access_key_id: Some(access_key_id),
+            secret_access_key: Some(Secret::new(secret)),
+        }))
+    }
+
+    /// [`ColdConfig::from_lookup`] over the process environment.
+    pub fn from_env(provider: Provider) -> Result<ColdConfig> {
+        Self::from_lookup(provider, env_lookup)
+    }
+}
+
 /// Where the hot store is and how to reach it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HotConfig {
@@ -176,4 +505,863 @@ pub enum HotConfig {
     },
     /// An S3-compatible service (`HOT_S3_*`).
     S3(S3Config),
+}
+
+impl HotConfig {
+    /// Read the hot store's connection settings through `lookup`.
+    ///
+    /// `HOT_STORE` is `fs` (the default, rooted at `HOT_FS_ROOT`) or `s3`
+    /// (`HOT_S3_ENDPOINT` optional, credentials required).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<HotConfig> {
+        let vars = Vars(lookup);
+        let kind = vars.or_default(HOT_STORE, DEFAULT_HOT_STORE);
+        match kind.to_ascii_lowercase().as_str() {
+            "fs" => Ok(HotConfig::Fs {
+                root: PathBuf::from(vars.or_default(HOT_FS_ROOT, DEFAULT_HOT_FS_ROOT)),
+            }),
+            "s3" => {
+                let when = format!("when {HOT_STORE}=s3");
+                let endpoint = vars
+                    .get(HOT_S3_ENDPOINT)
+                    .map(|raw| parse_endpoint(HOT_S3_ENDPOINT, &raw))
+                    .transpose()?;
+                let region = vars.or_default(HOT_S3_REGION, DEFAULT_REGION);
+                let access_key_id =
+                    vars.required(HOT_S3_ACCESS_KEY_ID, "an access key id", &when)?;
+                let secret =
+                    vars.required(HOT_S3_SECRET_ACCESS_KEY, "a secret access key", &when)?;
+                Ok(HotConfig::S3(S3Config {
+                    endpoint,
+                    region,
+                    access_key_id: Some(access_key_id),
+                    secret_access_key: Some(Secret::new(secret)),
+                }))
+            }
+            "supabase" => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{HOT_STORE}: \"supabase\" is not supported yet; expected fs or s3"),
+            )),
+            _ => Err(invalid(HOT_STORE, "fs or s3", &kind)),
+        }
+    }
+
+    /// [`HotConfig::from_lookup`] over the process environment.
+    pub fn from_env() -> Result<HotConfig> {
+        Self::from_lookup(env_lookup)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parsing helpers. Each takes the variable name so every message names it.
+
+/// The lookup with trimming and "empty means unset" applied once.
+struct Vars<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn or_default(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn required(&self, name: &str, expected: &str, when: &str) -> Result<String> {
+        self.get(name).ok_or_else(|| missing(name, expected, when))
+    }
+}
+
+/// Reads the process environment; a value that is not UTF-8 is converted
+/// lossily so that it fails validation instead of passing as "unset".
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+fn invalid(name: &str, expected: impl fmt::Display, got: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("{name}: expected {expected}, got {}", shown(got)),
+    )
+}
+
+fn missing(name: &str, expected: &str, when: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("{name}: expected {expected} {when}, got nothing (unset or empty)"),
+    )
+}
+
+/// A value quoted for a message, cut short so a pasted blob cannot flood a log.
+fn shown(value: &str) -> String {
+    const MAX: usize = 80;
+    if value.chars().count() <= MAX {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(MAX).collect();
+        format!("{head:?}… ({} characters)", value.chars().count())
+    }
+}
+
+fn parse_whole(name: &str, raw: &str, min: u64, max: u64) -> Result<u64> {
+    let expected = if max == u64::from(u32::MAX) {
+        format!("a whole number, {min} or more")
+    } else {
+        format!("a whole number from {min} to {max}")
+    };
+    // Digits only: `u64::from_str` would also take a leading `+`.
+    if !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(name, expected, raw));
+    }
+    match raw.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(name, expected, raw)),
+    }
+}
+
+fn parse_duration(name: &str, raw: &str) -> Result<Duration> {
+    let expected = "a duration greater than zero and at most 365 days, \
+                    such as 30s, 1m30s, 2h, 500ms or a whole number of seconds";
+    let duration = if raw.bytes().all(|b| b.is_ascii_digit()) {
+        raw.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|e| invalid(name, expected, raw).with_source(e))?
+    } else if raw.contains('M') {
+        // humantime reads `M` as months; `5M` almost always meant minutes.
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{name}: expected {expected}, got {} ('M' means months; write 'm' for minutes)",
+                shown(raw)
+            ),
+        ));
+    } else {
+        humantime::parse_duration(raw).map_err(|e| invalid(name, expected, raw).with_source(e))?
+    };
+    if duration.is_zero() || duration > MAX_DURATION {
+        return Err(invalid(name, expected, raw));
+    }
+    Ok(duration)
+}
+
+/// S3's bucket naming rules. Checked for every provider (`fs` included) so a
+/// bucket name is portable between cold stores and safe as a folder name.
+fn parse_bucket(raw: &str) -> Result<String> {
+    let expected = "an S3 bucket name (3 to 63 lowercase letters, digits, '-' or '.', \
+                    starting and ending with a letter or digit)";
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let why = if raw.len() < 3 {
+        Some("too short")
+    } else if raw.len() > 63 {
+        Some("too long")
+    } else if !raw.chars().all(allowed) {
+        Some("only lowercase letters, digits, '-' and '.' are allowed")
+    } else if !edge_ok(raw.chars().next()) || !edge_ok(raw.chars().next_back()) {
+        Some("must start and end with a letter or digit")
+    } else if raw.contains("..") {
+        Some("two '.' in a row")
+    } else if raw.parse::<std::net::Ipv4Addr>().is_ok() {
+        Some("formatted like an IP address")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{ARCHIVE_BUCKET}: expected {expected}, got {} ({why})",
+                shown(raw)
+            ),
+        )),
+        None => Ok(raw.to_owned()),
+    }
+}
+
+const ENDPOINT_EXPECTED: &str =
+    "an http:// or https:// URL such as https://<account>.r2.cloudflarestorage.com";
+
+/// A plain `http(s)://host[:port][/path]` URL; a trailing `/` is dropped.
+fn parse_endpoint(name: &str, raw: &str) -> Result<String> {
+    // `user:password@host` would put a credential in every message and log
+    // line that shows the endpoint, so refuse it without echoing it.
+    if raw.contains('@') {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{name}: expected {ENDPOINT_EXPECTED} without user info, \
+                 got a URL containing '@' (value not shown; put credentials in the \
+                 access key variables)"
+            ),
+        ));
+    }
+    let bad = || invalid(name, ENDPOINT_EXPECTED, raw);
+    let (scheme, rest) = raw.split_once("://").ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(bad());
+    }
+    if raw
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#' || c == '\\')
+    {
+        return Err(bad());
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host_ok, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+        let host_ok = host.parse::<std::net::Ipv6Addr>().is_ok();
+        match after {
+            "" => (host_ok, None),
+            _ => (host_ok, Some(after.strip_prefix(':').ok_or_else(bad)?)),
+        }
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        (host_ok, port)
+    };
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+    });
+    if !host_ok || !port_ok {
+        return Err(bad());
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    const SECRET: &str = "sEcReT-Value-0123456789-do-not-print";
+    const KEY_ID: &str = "AKIA-KEY-ID-do-not-print";
+
+    /// A lookup over a fixed set of pairs.
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    /// `base` with `(name, value)` added or replaced.
+    fn with<'a>(
+        base: &[(&'a str, &'a str)],
+        name: &'a str,
+        value: &'a str,
+    ) -> Vec<(&'a str, &'a str)> {
+        let mut out: Vec<_> = base.iter().copied().filter(|(k, _)| *k != name).collect();
+        out.push((name, value));
+        out
+    }
+
+    const MINIMAL: &[(&str, &str)] = &[("ARCHIVE_PROVIDER", "r2"), ("ARCHIVE_BUCKET", "cold")];
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Option<Config>> {
+        Config::from_lookup(env(pairs))
+    }
+
+    fn config_err(pairs: &[(&str, &str)]) -> Error {
+        match config(pairs) {
+            Ok(c) => panic!("expected an error for {pairs:?}, got {c:?}"),
+            Err(e) => e,
+        }
+    }
+
+    fn assert_invalid(err: &Error, name: &str) {
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(
+            err.message().starts_with(&format!("{name}:")),
+            "message should start with {name}: {err}"
+        );
+    }
+
+    #[test]
+    fn every_variable_parsed() {
+        let got = config(&[
+            ("ARCHIVE_PROVIDER", "MinIO"),
+            ("ARCHIVE_BUCKET", "my.cold-bucket-1"),
+            ("ARCHIVE_RETENTION_JOBS", "0"),
+            ("ARCHIVE_INTERVAL", "1m30s"),
+            ("ARCHIVE_BATCH_SIZE", "10000"),
+            ("ARCHIVE_CONCURRENCY", "256"),
+            ("ARCHIVE_PATH_PREFIX", "/preview-42/"),
+            ("ARCHIVE_BLOB_TIMEOUT", "500ms"),
+            ("ARCHIVE_LEASE", "2h"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            got,
+            Config {
+                provider: Provider::Minio,
+                bucket: "my.cold-bucket-1".into(),
+                retention_jobs: 0,
+                interval: Duration::from_secs(90),
+                batch_size: 10_000,
+                concurrency: 256,
+                path_prefix: KeyPrefix::new("preview-42").unwrap(),
+                blob_timeout: Duration::from_millis(500),
+                lease: Duration::from_secs(7200),
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let got = config(MINIMAL).unwrap().unwrap();
+        assert_eq!(
+            got,
+            Config {
+                bucket: "cold".into(),
+                ..Config::default()
+            }
+        );
+        let d = Config::default();
+        assert_eq!(d.provider, Provider::R2);
+        assert_eq!(d.retention_jobs, 3);
+        assert_eq!(d.interval, Duration::from_secs(60));
+        assert_eq!(d.batch_size, 50);
+        assert_eq!(d.concurrency, 5);
+        assert_eq!(d.path_prefix, KeyPrefix::none());
+        assert_eq!(d.blob_timeout, Duration::from_secs(300));
+        assert_eq!(d.lease, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn disabled_without_provider_or_bucket() {
+        for pairs in [
+            &[][..],
+            &[("ARCHIVE_PROVIDER", "r2")][..],
+            &[("ARCHIVE_BUCKET", "cold")][..],
+            &[("ARCHIVE_PROVIDER", ""), ("ARCHIVE_BUCKET", "cold")][..],
+            &[("ARCHIVE_PROVIDER", "r2"), ("ARCHIVE_BUCKET", "  ")][..],
+            // Disabled means disabled: the rest is not looked at.
+            &[("ARCHIVE_PROVIDER", "r2"), ("ARCHIVE_BATCH_SIZE", "abc")][..],
+        ] {
+            assert_eq!(config(pairs).unwrap(), None, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn empty_values_mean_default_and_values_are_trimmed() {
+        let got = config(&[
+            ("ARCHIVE_PROVIDER", " R2 "),
+            ("ARCHIVE_BUCKET", " cold\n"),
+            ("ARCHIVE_BATCH_SIZE", ""),
+            ("ARCHIVE_INTERVAL", "  "),
+            ("ARCHIVE_CONCURRENCY", " 7 "),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(got.bucket, "cold");
+        assert_eq!(got.batch_size, 50);
+        assert_eq!(got.interval, Duration::from_secs(60));
+        assert_eq!(got.concurrency, 7);
+    }
+
+    #[test]
+    fn providers_parse_case_insensitively() {
+        for p in Provider::ALL {
+            assert_eq!(p.as_str().parse::<Provider>().unwrap(), p);
+            assert_eq!(p.as_str().to_uppercase().parse::<Provider>().unwrap(), p);
+            assert_eq!(p.to_string(), p.as_str());
+        }
+    }
+
+    #[test]
+    fn durations() {
+        for (raw, want) in [
+            ("30s", Duration::from_secs(30)),
+            ("1m", Duration::from_secs(60)),
+            ("1m30s", Duration::from_secs(90)),
+            ("2h", Duration::from_secs(7200)),
+            ("500ms", Duration::from_millis(500)),
+            ("45", Duration::from_secs(45)),
+            ("365d", MAX_DURATION),
+        ] {
+            let got = config(&with(MINIMAL, "ARCHIVE_INTERVAL", raw))
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.interval, want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_rejected_naming_the_variable() {
+        let cases: &[(&str, &str)] = &[
+            ("ARCHIVE_PROVIDER", "azure"),
+            ("ARCHIVE_RETENTION_JOBS", "abc"),
+            ("ARCHIVE_RETENTION_JOBS", "-1"),
+            ("ARCHIVE_RETENTION_JOBS", "1.5"),
+            ("ARCHIVE_RETENTION_JOBS", "99999999999"),
+            ("ARCHIVE_BATCH_SIZE", "abc"),
+            ("ARCHIVE_BATCH_SIZE", "0"),
+            ("ARCHIVE_BATCH_SIZE", "-5"),
+            ("ARCHIVE_BATCH_SIZE", "+5"),
+            ("ARCHIVE_BATCH_SIZE", "10001"),
+            ("ARCHIVE_BATCH_SIZE", "99999999999999999999999"),
+            ("ARCHIVE_CONCURRENCY", "0"),
+            ("ARCHIVE_CONCURRENCY", "257"),
+            ("ARCHIVE_CONCURRENCY", "many"),
+            ("ARCHIVE_INTERVAL", "5 parsecs"),
+            ("ARCHIVE_INTERVAL", "0"),
+            ("ARCHIVE_INTERVAL", "0s"),
+            ("ARCHIVE_INTERVAL", "-1s"),
+            ("ARCHIVE_INTERVAL", "5M"),
+            ("ARCHIVE_INTERVAL", "2y"),
+            ("ARCHIVE_INTERVAL", "99999999999999999999999"),
+            ("ARCHIVE_BLOB_TIMEOUT", "soon"),
+            ("ARCHIVE_BLOB_TIMEOUT", "0ms"),
+            ("ARCHIVE_LEASE", "forever"),
+            ("ARCHIVE_PATH_PREFIX", "../x"),
+            ("ARCHIVE_PATH_PREFIX", "a//b"),
+            ("ARCHIVE_PATH_PREFIX", "a/./b"),
+            ("ARCHIVE_PATH_PREFIX", "back\\slash"),
+        ];
+        for &(name, value) in cases {
+            let err = config_err(&with(MINIMAL, name, value));
+            assert_invalid(&err, name);
+            assert!(
+                err.message().contains(&format!("{value:?}")),
+                "message should show the value given: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_say_what_was_expected() {
+        let err = config_err(&with(MINIMAL, "ARCHIVE_BATCH_SIZE", "abc"));
+        assert_eq!(
+            err.message(),
+            r#"ARCHIVE_BATCH_SIZE: expected a whole number from 1 to 10000, got "abc""#
+        );
+        let err = config_err(&with(MINIMAL, "ARCHIVE_PROVIDER", "azure"));
+        assert_eq!(
+            err.message(),
+            r#"ARCHIVE_PROVIDER: expected one of r2, s3, b2, minio, gcs, fs, got "azure""#
+        );
+        let err = config_err(&with(MINIMAL, "ARCHIVE_INTERVAL", "5 parsecs"));
+        assert!(err.message().contains("such as 30s"), "{err}");
+        // The parser's own reason is kept as the cause.
+        assert!(std::error::Error::source(&err).is_some());
+        let err = config_err(&with(MINIMAL, "ARCHIVE_INTERVAL", "5M"));
+        assert!(err.message().contains("'m' for minutes"), "{err}");
+        // A pasted blob is cut short.
+        let long = "x".repeat(10_000);
+        let err = config_err(&with(MINIMAL, "ARCHIVE_BATCH_SIZE", &long));
+        assert!(err.message().len() < 300, "{}", err.message().len());
+        assert!(err.message().contains("10000 characters"), "{err}");
+    }
+
+    #[test]
+    fn lease_must_outlast_the_blob_timeout() {
+        for (timeout, lease) in [("5m", "5m"), ("5m", "4m"), ("10m", "300")] {
+            let pairs = with(
+                &with(MINIMAL, "ARCHIVE_BLOB_TIMEOUT", timeout),
+                "ARCHIVE_LEASE",
+                lease,
+            );
+            let err = config_err(&pairs);
+            assert_invalid(&err, "ARCHIVE_LEASE");
+            assert!(err.message().contains("ARCHIVE_BLOB_TIMEOUT"), "{err}");
+        }
+        // The default lease is measured against a raised timeout too.
+        let err = config_err(&with(MINIMAL, "ARCHIVE_BLOB_TIMEOUT", "15m"));
+        assert_invalid(&err, "ARCHIVE_LEASE");
+        let ok = config(&with(
+            &with(MINIMAL, "ARCHIVE_BLOB_TIMEOUT", "5m"),
+            "ARCHIVE_LEASE",
+            "301",
+        ));
+        assert_eq!(ok.unwrap().unwrap().lease, Duration::from_secs(301));
+    }
+
+    #[test]
+    fn bucket_names() {
+        for good in ["abc", "my-bucket", "my.bucket.2", "0ab", &"a".repeat(63)] {
+            let got = config(&with(MINIMAL, "ARCHIVE_BUCKET", good))
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.bucket, good);
+        }
+        for bad in [
+            "ab",
+            &"a".repeat(64),
+            "My-Bucket",
+            "my_bucket",
+            "my bucket",
+            "-bucket",
+            "bucket-",
+            ".bucket",
+            "bucket.",
+            "my..bucket",
+            "192.168.1.1",
+            "../etc",
+            "a/b",
+            "bücket",
+        ] {
+            let err = config_err(&with(MINIMAL, "ARCHIVE_BUCKET", bad));
+            assert_invalid(&err, "ARCHIVE_BUCKET");
+            assert!(err.message().contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    fn s3_cold() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("ARCHIVE_ENDPOINT", "https://acct.r2.cloudflarestorage.com/"),
+            ("ARCHIVE_ACCESS_KEY_ID", KEY_ID),
+            ("ARCHIVE_SECRET_ACCESS_KEY", SECRET),
+        ]
+    }
+
+    fn cold(provider: Provider, pairs: &[(&str, &str)]) -> Result<ColdConfig> {
+        ColdConfig::from_lookup(provider, env(pairs))
+    }
+
+    #[test]
+    fn cold_s3_like_providers() {
+        for p in [
+            Provider::R2,
+            Provider::S3,
+            Provider::B2,
+            Provider::Minio,
+            Provider::Gcs,
+        ] {
+            let got = cold(p, &s3_cold()).unwrap();
+            assert_eq!(
+                got,
+                ColdConfig::S3(S3Config {
+                    endpoint: Some("https://acct.r2.cloudflarestorage.com".into()),
+                    region: "auto".into(),
+                    access_key_id: Some(KEY_ID.into()),
+                    secret_access_key: Some(Secret::new(SECRET)),
+                }),
+                "{p}"
+            );
+        }
+        let got = cold(
+            Provider::Minio,
+            &with(
+                &with(&s3_cold(), "ARCHIVE_ENDPOINT", "http://127.0.0.1:9000"),
+                "ARCHIVE_REGION",
+                "us-east-1",
+            ),
+        )
+        .unwrap();
+        let ColdConfig::S3(s3) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.region, "us-east-1");
+    }
+
+    #[test]
+    fn cold_endpoint_optional_only_for_aws() {
+        let no_endpoint = [
+            ("ARCHIVE_ACCESS_KEY_ID", KEY_ID),
+            ("ARCHIVE_SECRET_ACCESS_KEY", SECRET),
+        ];
+        let ColdConfig::S3(s3) = cold(Provider::S3, &no_endpoint).unwrap() else {
+            panic!("s3 is an S3 store")
+        };
+        assert_eq!(s3.endpoint, None);
+        for p in [Provider::R2, Provider::B2, Provider::Minio, Provider::Gcs] {
+            let err = cold(p, &no_endpoint).unwrap_err();
+            assert_invalid(&err, "ARCHIVE_ENDPOINT");
+            assert!(err.message().contains(p.as_str()), "{err}");
+        }
+    }
+
+    #[test]
+    fn cold_bad_endpoints() {
+        for bad in [
+            "acct.r2.cloudflarestorage.com",
+            "ftp://host",
+            "https://",
+            "https:///path",
+            "https://host:",
+            "https://host:99999",
+            "https://host:port",
+            "https://ho st",
+            "https://host?x=1",
+            "https://host#frag",
+            "https://[::1",
+            "https://[nothex]:9000",
+            "https://ho_st",
+        ] {
+            let err = cold(Provider::R2, &with(&s3_cold(), "ARCHIVE_ENDPOINT", bad)).unwrap_err();
+            assert_invalid(&err, "ARCHIVE_ENDPOINT");
+            assert!(err.message().contains(&format!("{bad:?}")), "{err}");
+        }
+        for good in [
+            "http://localhost",
+            "https://[::1]:9000",
+            "HTTPS://s3.example.com/base",
+        ] {
+            cold(Provider::R2, &with(&s3_cold(), "ARCHIVE_ENDPOINT", good)).unwrap();
+        }
+        // Credentials in the URL are refused without being echoed.
+        let err = cold(
+            Provider::R2,
+            &with(&s3_cold(), "ARCHIVE_ENDPOINT", "https://user:hunter2@host"),
+        )
+        .unwrap_err();
+        assert_invalid(&err, "ARCHIVE_ENDPOINT");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn cold_missing_credentials() {
+        for name in ["ARCHIVE_ACCESS_KEY_ID", "ARCHIVE_SECRET_ACCESS_KEY"] {
+            for p in [
+                Provider::R2,
+                Provider::S3,
+                Provider::B2,
+                Provider::Minio,
+                Provider::Gcs,
+            ] {
+                let pairs: Vec<_> = s3_cold().into_iter().filter(|(k, _)| *k != name).collect();
+                let err = cold(p, &pairs).unwrap_err();
+                assert_invalid(&err, name);
+                let err = cold(p, &with(&pairs, name, " ")).unwrap_err();
+                assert_invalid(&err, name);
+            }
+        }
+    }
+
+    #[test]
+    fn cold_fs() {
+        let got = cold(Provider::Fs, &[("ARCHIVE_FS_ROOT", "/var/lib/coldsweep")]).unwrap();
+        assert_eq!(
+            got,
+            ColdConfig::Fs {
+                root: "/var/lib/coldsweep".into()
+            }
+        );
+        // S3 settings are irrelevant to fs and not required.
+        let err = cold(Provider::Fs, &s3_cold()).unwrap_err();
+        assert_invalid(&err, "ARCHIVE_FS_ROOT");
+        let err = cold(Provider::Fs, &[("ARCHIVE_FS_ROOT", "")]).unwrap_err();
+        assert_invalid(&err, "ARCHIVE_FS_ROOT");
+    }
+
+    fn hot(pairs: &[(&str, &str)]) -> Result<HotConfig> {
+        HotConfig::from_lookup(env(pairs))
+    }
+
+    const HOT_S3: &[(&str, &str)] = &[
+        ("HOT_STORE", "s3"),
+        ("HOT_S3_ACCESS_KEY_ID", KEY_ID),
+        ("HOT_S3_SECRET_ACCESS_KEY", SECRET),
+    ];
+
+    #[test]
+    fn hot_stores() {
+        assert_eq!(
+            hot(&[]).unwrap(),
+            HotConfig::Fs {
+                root: "./hot".into()
+            }
+        );
+        assert_eq!(
+            hot(&[("HOT_STORE", "FS"), ("HOT_FS_ROOT", "/data/hot")]).unwrap(),
+            HotConfig::Fs {
+                root: "/data/hot".into()
+            }
+        );
+        assert_eq!(
+            hot(HOT_S3).unwrap(),
+            HotConfig::S3(S3Config {
+                endpoint: None,
+                region: "auto".into(),
+                access_key_id: Some(KEY_ID.into()),
+                secret_access_key: Some(Secret::new(SECRET)),
+            })
+        );
+        let full = with(
+            &with(HOT_S3, "HOT_S3_ENDPOINT", "http://127.0.0.1:9000/"),
+            "HOT_S3_REGION",
+            "eu-west-1",
+        );
+        assert_eq!(
+            hot(&full).unwrap(),
+            HotConfig::S3(S3Config {
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: "eu-west-1".into(),
+                access_key_id: Some(KEY_ID.into()),
+                secret_access_key: Some(Secret::new(SECRET)),
+            })
+        );
+    }
+
+    #[test]
+    fn hot_bad_values() {
+        let err = hot(&[("HOT_STORE", "supabase")]).unwrap_err();
+        assert_invalid(&err, "HOT_STORE");
+        assert!(err.message().contains("not supported yet"), "{err}");
+        let err = hot(&[("HOT_STORE", "ftp")]).unwrap_err();
+        assert_invalid(&err, "HOT_STORE");
+        assert!(err.message().contains("\"ftp\""), "{err}");
+        let err = hot(&with(HOT_S3, "HOT_S3_ENDPOINT", "not a url")).unwrap_err();
+        assert_invalid(&err, "HOT_S3_ENDPOINT");
+        for name in ["HOT_S3_ACCESS_KEY_ID", "HOT_S3_SECRET_ACCESS_KEY"] {
+            let pairs: Vec<_> = HOT_S3.iter().copied().filter(|(k, _)| *k != name).collect();
+            let err = hot(&pairs).unwrap_err();
+            assert_invalid(&err, name);
+        }
+    }
+
+    /// Every way a parse can fail, with both secrets (and key ids) present.
+    fn all_errors() -> Vec<Error> {
+        let secrets = [
+            ("ARCHIVE_ACCESS_KEY_ID", KEY_ID),
+            ("ARCHIVE_SECRET_ACCESS_KEY", SECRET),
+            ("HOT_S3_ACCESS_KEY_ID", KEY_ID),
+            ("HOT_S3_SECRET_ACCESS_KEY", SECRET),
+        ];
+        let mut base: Vec<_> = MINIMAL.to_vec();
+        base.extend(secrets);
+        let mut errors = Vec::new();
+        for (name, value) in [
+            ("ARCHIVE_PROVIDER", "nope"),
+            ("ARCHIVE_BUCKET", "NO"),
+            ("ARCHIVE_RETENTION_JOBS", "x"),
+            ("ARCHIVE_INTERVAL", "x"),
+            ("ARCHIVE_BATCH_SIZE", "x"),
+            ("ARCHIVE_CONCURRENCY", "x"),
+            ("ARCHIVE_PATH_PREFIX", ".."),
+            ("ARCHIVE_BLOB_TIMEOUT", "x"),
+            ("ARCHIVE_LEASE", "1s"),
+        ] {
+            errors.push(config_err(&with(&base, name, value)));
+        }
+        for p in Provider::ALL {
+            errors.push(cold(p, &with(&base, "ARCHIVE_ENDPOINT", "x")).unwrap_err());
+        }
+        errors.push(cold(Provider::Fs, &base).unwrap_err());
+        errors.push(cold(Provider::R2, &[("ARCHIVE_SECRET_ACCESS_KEY", SECRET)]).unwrap_err());
+        errors.push(cold(Provider::S3, &[("ARCHIVE_ACCESS_KEY_ID", KEY_ID)]).unwrap_err());
+        let hot_base = with(&base, "HOT_STORE", "s3");
+        errors.push(hot(&with(&hot_base, "HOT_S3_ENDPOINT", "x")).unwrap_err());
+        errors.push(hot(&with(&hot_base, "HOT_STORE", "supabase")).unwrap_err());
+        errors.push(hot(&with(&hot_base, "HOT_STORE", "x")).unwrap_err());
+        errors.push(hot(&[("HOT_STORE", "s3"), ("HOT_S3_SECRET_ACCESS_KEY", SECRET)]).unwrap_err());
+        errors.push(hot(&[("HOT_STORE", "s3"), ("HOT_S3_ACCESS_KEY_ID", KEY_ID)]).unwrap_err());
+        errors
+    }
+
+    #[test]
+    fn secrets_never_in_errors() {
+        let errors = all_errors();
+        assert!(errors.len() > 20);
+        for err in errors {
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+            for text in [err.to_string(), format!("{err:?}")] {
+                assert!(!text.contains(SECRET), "secret leaked: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_never_in_debug() {
+        let cold = cold(Provider::R2, &s3_cold()).unwrap();
+        let hot = hot(HOT_S3).unwrap();
+        let config = config(MINIMAL).unwrap().unwrap();
+        for text in [
+            format!("{cold:?}"),
+            format!("{cold:#?}"),
+            format!("{hot:?}"),
+            format!("{config:?}"),
+            format!("{:?}", Secret::new(SECRET)),
+        ] {
+            assert!(!text.contains(SECRET), "secret leaked: {text}");
+            assert!(!text.contains(KEY_ID), "key id leaked: {text}");
+        }
+        // Debug still tells set from unset and shows the harmless parts.
+        let text = format!("{cold:?}");
+        assert!(
+            text.contains("Some(***)") && text.contains("auto"),
+            "{text}"
+        );
+        let empty = S3Config {
+            endpoint: None,
+            region: "auto".into(),
+            access_key_id: None,
+            secret_access_key: None,
+        };
+        assert!(format!("{empty:?}").contains("access_key_id: None"));
+    }
+
+    /// Runs every parser over `pairs` and records the names looked up.
+    fn read_names(pairs: &[(&str, &str)]) -> BTreeSet<String> {
+        let seen = RefCell::new(BTreeSet::new());
+        let inner = env(pairs);
+        let lookup = |name: &str| {
+            seen.borrow_mut().insert(name.to_owned());
+            inner(name)
+        };
+        let _ = Config::from_lookup(lookup);
+        for p in Provider::ALL {
+            let _ = ColdConfig::from_lookup(p, lookup);
+        }
+        let _ = HotConfig::from_lookup(lookup);
+        seen.into_inner()
+    }
+
+    #[test]
+    fn variables_table_matches_the_parsers() {
+        let listed: BTreeSet<String> = VARIABLES.iter().map(|v| v.name.to_owned()).collect();
+        assert_eq!(listed.len(), VARIABLES.len(), "duplicate names");
+
+        let mut read = read_names(&[MINIMAL, &s3_cold()].concat());
+        read.extend(read_names(HOT_S3));
+        assert_eq!(read, listed, "read by the parsers vs listed in VARIABLES");
+
+        for v in VARIABLES {
+            assert!(!v.help.is_empty() && !v.help.contains('\n'), "{}", v.name);
+            assert_eq!(v.secret, v.name.contains("SECRET"), "{}", v.name);
+        }
+    }
+
+    #[test]
+    fn variables_table_defaults_are_the_real_defaults() {
+        type Snapshot = (Option<Config>, ColdConfig, HotConfig);
+        let snapshot = |pairs: &[(&str, &str)]| -> Snapshot {
+            (
+                config(pairs).unwrap(),
+                cold(Provider::R2, pairs).unwrap(),
+                hot(pairs).unwrap(),
+            )
+        };
+        let cold_base = [MINIMAL, &s3_cold()].concat();
+        let hot_s3_base = [&cold_base[..], HOT_S3].concat();
+        let mut checked = 0;
+        for v in VARIABLES {
+            let Some(default) = v.default else { continue };
+            for base in [&cold_base, &hot_s3_base] {
+                if base.iter().any(|(k, _)| *k == v.name) {
+                    continue;
+                }
+                assert_eq!(
+                    snapshot(&with(base, v.name, default)),
+                    snapshot(base),
+                    "{} default {default:?}",
+                    v.name
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "{checked}");
+    }
 }

@@ -138,7 +138,10 @@ mod tests {
             "jobs/j1/tasks/t9/page-content.html.gz"
         );
         let key = cold_key(&KeyPrefix::new("/preview-42/").unwrap(), "j1", "t9").unwrap();
-        assert_eq!(key.as_str(), "preview-42/jobs/j1/tasks/t9/page-content.html.gz");
+        assert_eq!(
+            key.as_str(),
+            "preview-42/jobs/j1/tasks/t9/page-content.html.gz"
+        );
         let key = cold_key(&KeyPrefix::new("").unwrap(), "j1", "t9").unwrap();
         assert_eq!(key.as_str(), "jobs/j1/tasks/t9/page-content.html.gz");
     }

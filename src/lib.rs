@@ -18,6 +18,7 @@
 pub mod archiver;
 pub mod catalog;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod keys;
 pub mod source;

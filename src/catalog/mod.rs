@@ -231,8 +231,10 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// Set `html_archive_state` (`lost` / `quarantined`) with a reason; clears the lease.
     async fn mark_state(&self, task_id: &str, state: BlobState, reason: &str) -> Result<()>;
 
-    /// Release a claim after a failure: clear the lease, count the attempt, keep the error.
-    async fn release(&self, task_id: &str, error: &str) -> Result<()>;
+    /// Release a claim after a failure: count the attempt, keep the error, and
+    /// hide the row from claims until `retry_at` (set `html_lease_expires_at`
+    /// to it, owner NULL) so a failing blob backs off instead of spinning.
+    async fn release(&self, task_id: &str, error: &str, retry_at: DateTime<Utc>) -> Result<()>;
 
     /// Every job with its retention rank and task counts, newest first per group.
     async fn job_retention(&self) -> Result<Vec<JobRetention>>;
@@ -255,8 +257,12 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
 /// Open the catalog at `url`: `postgres://…`/`postgresql://…` or `sqlite:…`.
 pub async fn connect(url: &str) -> Result<Arc<dyn Catalog>> {
-    // TODO(catalog helper): dispatch to PgCatalog::connect / SqliteCatalog::connect.
-    {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgCatalog::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        // Creates the database file if it is missing.
+        Ok(Arc::new(SqliteCatalog::connect(url).await?))
+    } else {
         Err(Error::new(
             ErrorKind::InvalidInput,
             "DATABASE_URL: expected postgres://…, postgresql://… or sqlite:…",

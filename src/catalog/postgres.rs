@@ -1,5 +1,644 @@
-//! Postgres catalog.
+//! Postgres catalog: production, many workers on one database.
+//!
+//! Claims use `UPDATE … WHERE id IN (SELECT … FOR UPDATE OF t SKIP LOCKED
+//! LIMIT n)` so concurrent claimers get disjoint rows without waiting on each
+//! other, and a lease column so a dead worker's claim expires. Migrations are
+//! embedded from `migrations/postgres` and tracked in their own table
+//! ([`MIGRATIONS_TABLE`]) so they never mix with the application's own sqlx
+//! migrations in `_sqlx_migrations`.
 
-/// Postgres catalog.
-#[derive(Debug)]
-pub struct PgCatalog;
+use std::fmt;
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{BlobState, Catalog, CatalogStatus, JobRetention, JobRow, Lease, TaskRow, classify};
+use crate::error::{Error, ErrorKind, Result};
+use crate::source::{ArchiveCandidate, ArchivedAt};
+
+/// Table recording which of coldsweep's migrations ran.
+const MIGRATIONS_TABLE: &str = "_coldsweep_migrations";
+
+/// `migrate!` always targets `_sqlx_migrations`; copy its migrations into a
+/// migrator that uses our own table (sqlx calls the setter "dangerous" only
+/// because renaming it on a live database forgets what ran).
+static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
+    let embedded: Migrator = sqlx::migrate!("migrations/postgres");
+    let mut migrator = Migrator::with_migrations(embedded.iter().cloned().collect());
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+});
+
+/// The terminal statuses as an SQL list; kept equal to
+/// [`super::TERMINAL_STATUSES`] by a unit test.
+macro_rules! terminal_list {
+    () => {
+        "('completed', 'failed', 'cancelled')"
+    };
+}
+
+/// Rank of every terminal job within its (domain, organisation), newest = 1.
+/// `PARTITION BY` groups NULL organisations together; `COLLATE "C"` makes the
+/// id tie-break byte order, as in SQLite, whatever the database's collation.
+macro_rules! ranked_cte {
+    () => {
+        concat!(
+            "ranked AS (
+                SELECT j.id,
+                       COALESCE(j.completed_at, j.created_at) AS job_time,
+                       row_number() OVER (
+                           PARTITION BY j.domain_id, j.organisation_id
+                           ORDER BY COALESCE(j.completed_at, j.created_at) DESC NULLS LAST,
+                                    j.id COLLATE \"C\" DESC
+                       ) AS rank
+                FROM jobs j
+                WHERE j.status IN ",
+            terminal_list!(),
+            ")"
+        )
+    };
+}
+
+/// Every `TaskRow` column; casts tolerate application schemas that declare
+/// a few of them with narrower or zone-less types.
+macro_rules! task_columns {
+    () => {
+        "id, job_id, html_storage_bucket, html_storage_path, html_content_type,
+         html_content_encoding, html_size_bytes::int8 AS html_size_bytes,
+         html_compressed_size_bytes::int8 AS html_compressed_size_bytes, html_sha256,
+         html_captured_at::timestamptz AS html_captured_at, html_archive_provider,
+         html_archive_bucket, html_archive_key,
+         html_archived_at::timestamptz AS html_archived_at, html_archive_state,
+         html_archive_error, html_archive_attempts::int4 AS html_archive_attempts"
+    };
+}
+
+/// Catalog in a Postgres database (Supabase included).
+#[derive(Clone)]
+pub struct PgCatalog {
+    pool: PgPool,
+}
+
+impl fmt::Debug for PgCatalog {
+    // The pool's options may carry the connection URL's password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgCatalog").finish_non_exhaustive()
+    }
+}
+
+impl PgCatalog {
+    /// Connect to `url` (`postgres://…` or `postgresql://…`).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect(url)
+            .await
+            // Never the URL itself: it may hold a password.
+            .map_err(|e| classify(e).context("connecting to the Postgres catalog"))?;
+        Ok(Self { pool })
+    }
+
+    /// Use an existing pool.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Catalog for PgCatalog {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| {
+            Error::new(
+                ErrorKind::Unexpected,
+                "applying Postgres catalog migrations",
+            )
+            .with_source(e)
+        })
+    }
+
+    async fn check_migrations(&self) -> Result<()> {
+        let table_exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(MIGRATIONS_TABLE)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        let applied: Vec<i64> = if table_exists {
+            sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT version FROM {MIGRATIONS_TABLE} WHERE success"
+            )))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?
+        } else {
+            Vec::new()
+        };
+        missing_migrations(&MIGRATOR, &applied)
+    }
+
+    async fn mark_archived_jobs(&self) -> Result<u64> {
+        // A task with a hot path (quarantined ones keep theirs) or any state
+        // (a lost blob never makes a job look archived) holds the job back.
+        let done = sqlx::query(concat!(
+            "UPDATE jobs j SET status = 'archived'
+                 WHERE j.status IN ",
+            terminal_list!(),
+            "
+                   AND NOT EXISTS (
+                       SELECT 1 FROM tasks t
+                       WHERE t.job_id = j.id
+                         AND (t.html_storage_path IS NOT NULL OR t.html_archive_state IS NOT NULL))
+                   AND EXISTS (
+                       SELECT 1 FROM tasks t
+                       WHERE t.job_id = j.id AND t.html_archived_at IS NOT NULL)"
+        ))
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn claim_task_html(
+        &self,
+        retention_jobs: u32,
+        limit: usize,
+        lease: &Lease,
+    ) -> Result<Vec<ArchiveCandidate>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // The lease condition sits in the locking scan, so a row another
+        // claimer updated after our snapshot is re-checked (and dropped)
+        // once we get its lock; SKIP LOCKED passes over rows being claimed.
+        let rows = sqlx::query(concat!(
+            "WITH ",
+            ranked_cte!(),
+            "
+            UPDATE tasks
+            SET html_lease_owner = $2, html_lease_expires_at = $3
+            WHERE id IN (
+                SELECT t.id
+                FROM tasks t
+                JOIN ranked r ON r.id = t.job_id
+                WHERE r.rank > $1
+                  AND t.html_storage_path IS NOT NULL
+                  AND t.html_storage_bucket IS NOT NULL
+                  AND t.html_archive_state IS NULL
+                  AND (t.html_lease_expires_at IS NULL OR t.html_lease_expires_at < $4)
+                ORDER BY r.job_time ASC NULLS FIRST, t.job_id COLLATE \"C\", t.id COLLATE \"C\"
+                LIMIT $5
+                FOR UPDATE OF t SKIP LOCKED
+            )
+            RETURNING id, job_id, html_storage_bucket, html_storage_path, html_sha256,
+                      html_compressed_size_bytes::int8 AS html_compressed_size_bytes,
+                      html_content_type, html_content_encoding,
+                      html_archive_provider, html_archive_bucket, html_archive_key,
+                      (SELECT COALESCE(j.completed_at, j.created_at)::timestamptz
+                       FROM jobs j WHERE j.id = tasks.job_id) AS job_time"
+        ))
+        .bind(i64::from(retention_jobs))
+        .bind(&lease.owner)
+        .bind(lease.until)
+        .bind(lease.now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+
+        let mut claimed = rows
+            .iter()
+            .map(candidate_from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(classify)?;
+        // RETURNING has no order: oldest jobs first, as chosen above.
+        claimed.sort_by(|a, b| {
+            (a.0, &a.1.job_id, &a.1.task_id).cmp(&(b.0, &b.1.job_id, &b.1.task_id))
+        });
+        Ok(claimed.into_iter().map(|(_, c)| c).collect())
+    }
+
+    async fn record_archived(
+        &self,
+        task_id: &str,
+        provider: &str,
+        bucket: &str,
+        key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE tasks
+             SET html_archive_provider = $2, html_archive_bucket = $3,
+                 html_archive_key = $4, html_archived_at = $5
+             WHERE id = $1",
+        )
+        .bind(task_id)
+        .bind(provider)
+        .bind(bucket)
+        .bind(key)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        expect_one(done.rows_affected(), task_id)
+    }
+
+    async fn clear_hot(&self, task_id: &str) -> Result<()> {
+        // Refuses a row with no cold location: clearing it would leave a
+        // task that points nowhere (invariant 2).
+        let done = sqlx::query(
+            "UPDATE tasks
+             SET html_storage_bucket = NULL, html_storage_path = NULL,
+                 html_lease_owner = NULL, html_lease_expires_at = NULL,
+                 html_archive_error = NULL
+             WHERE id = $1 AND html_archive_key IS NOT NULL",
+        )
+        .bind(task_id)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        match self.task(task_id).await? {
+            None => Err(not_found(task_id)),
+            Some(_) => Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "task {task_id}: no cold location recorded; refusing to clear the hot reference"
+                ),
+            )),
+        }
+    }
+
+    async fn mark_state(&self, task_id: &str, state: BlobState, reason: &str) -> Result<()> {
+        let state = settable_state(state)?;
+        let done = sqlx::query(
+            "UPDATE tasks
+             SET html_archive_state = $2, html_archive_error = $3,
+                 html_lease_owner = NULL, html_lease_expires_at = NULL
+             WHERE id = $1",
+        )
+        .bind(task_id)
+        .bind(state)
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        expect_one(done.rows_affected(), task_id)
+    }
+
+    async fn release(&self, task_id: &str, error: &str, retry_at: DateTime<Utc>) -> Result<()> {
+        // The back-off reuses the lease column: an ownerless lease until `retry_at`.
+        let done = sqlx::query(
+            "UPDATE tasks
+             SET html_archive_attempts = html_archive_attempts + 1,
+                 html_archive_error = $2,
+                 html_lease_owner = NULL, html_lease_expires_at = $3
+             WHERE id = $1",
+        )
+        .bind(task_id)
+        .bind(error)
+        .bind(retry_at)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        expect_one(done.rows_affected(), task_id)
+    }
+
+    async fn job_retention(&self) -> Result<Vec<JobRetention>> {
+        // Counts follow `TaskRow::state()`: quarantined rows count as hot too.
+        let rows = sqlx::query(concat!(
+            "WITH ",
+            ranked_cte!(),
+            ",
+            counts AS (
+                SELECT job_id,
+                       count(*) FILTER (WHERE (html_archive_state IS NULL AND html_storage_path IS NOT NULL)
+                                           OR html_archive_state = 'quarantined') AS hot,
+                       count(*) FILTER (WHERE html_archive_state IS NULL AND html_storage_path IS NULL
+                                          AND html_archive_key IS NOT NULL) AS archived,
+                       count(*) FILTER (WHERE html_archive_state = 'quarantined') AS quarantined,
+                       count(*) FILTER (WHERE html_archive_state = 'lost') AS lost
+                FROM tasks
+                GROUP BY job_id
+            )
+            SELECT j.id, j.domain_id::int4 AS domain_id, j.organisation_id, j.status::text AS status,
+                   j.created_at::timestamptz AS created_at,
+                   j.completed_at::timestamptz AS completed_at,
+                   r.rank,
+                   COALESCE(c.hot, 0) AS hot, COALESCE(c.archived, 0) AS archived,
+                   COALESCE(c.quarantined, 0) AS quarantined, COALESCE(c.lost, 0) AS lost
+            FROM jobs j
+            LEFT JOIN ranked r ON r.id = j.id
+            LEFT JOIN counts c ON c.job_id = j.id
+            ORDER BY j.domain_id, j.organisation_id NULLS LAST,
+                     COALESCE(j.completed_at, j.created_at) DESC NULLS LAST, j.id COLLATE \"C\" DESC"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                Ok(JobRetention {
+                    job: job_from_row(row)?,
+                    rank: row.try_get("rank")?,
+                    hot_tasks: row.try_get("hot")?,
+                    archived_tasks: row.try_get("archived")?,
+                    quarantined_tasks: row.try_get("quarantined")?,
+                    lost_tasks: row.try_get("lost")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(classify)
+    }
+
+    async fn status(&self, now: DateTime<Utc>) -> Result<CatalogStatus> {
+        // hot / pending_hot_delete / archived / quarantined / lost partition
+        // the tasks that have HTML; leased and failing cut across them. A
+        // released row's back-off has no owner, so it is not "leased".
+        let row = sqlx::query(
+            "SELECT
+                count(*) FILTER (WHERE html_archive_state IS NULL AND html_storage_path IS NOT NULL
+                                   AND html_archive_key IS NULL) AS hot,
+                count(*) FILTER (WHERE html_archive_state IS NULL AND html_storage_path IS NOT NULL
+                                   AND html_archive_key IS NOT NULL) AS pending_hot_delete,
+                count(*) FILTER (WHERE html_archive_state IS NULL AND html_storage_path IS NULL
+                                   AND html_archive_key IS NOT NULL) AS archived,
+                count(*) FILTER (WHERE html_archive_state = 'quarantined') AS quarantined,
+                count(*) FILTER (WHERE html_archive_state = 'lost') AS lost,
+                count(*) FILTER (WHERE html_lease_owner IS NOT NULL
+                                   AND html_lease_expires_at >= $1) AS leased,
+                count(*) FILTER (WHERE html_archive_state IS NULL AND html_storage_path IS NOT NULL
+                                   AND html_archive_error IS NOT NULL) AS failing,
+                (SELECT count(*) FROM jobs WHERE status = 'archived') AS archived_jobs
+             FROM tasks",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        status_from_row(&row).map_err(classify)
+    }
+
+    async fn task(&self, task_id: &str) -> Result<Option<TaskRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE id = $1"
+        ))
+        .bind(task_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.as_ref()
+            .map(task_from_row)
+            .transpose()
+            .map_err(classify)
+    }
+
+    async fn tasks_in_state(&self, state: BlobState, limit: usize) -> Result<Vec<TaskRow>> {
+        let query = match state {
+            BlobState::Hot => concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM tasks WHERE html_archive_state IS NULL AND html_storage_path IS NOT NULL
+                  ORDER BY id COLLATE \"C\" LIMIT $1"
+            ),
+            BlobState::Archived => concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM tasks WHERE html_archive_state IS NULL AND html_storage_path IS NULL
+                    AND html_archive_key IS NOT NULL
+                  ORDER BY id COLLATE \"C\" LIMIT $1"
+            ),
+            BlobState::Quarantined => concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM tasks WHERE html_archive_state = 'quarantined'
+                  ORDER BY id COLLATE \"C\" LIMIT $1"
+            ),
+            BlobState::Lost => concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM tasks WHERE html_archive_state = 'lost'
+                  ORDER BY id COLLATE \"C\" LIMIT $1"
+            ),
+            BlobState::None => concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM tasks WHERE html_archive_state IS NULL AND html_storage_path IS NULL
+                    AND html_archive_key IS NULL
+                  ORDER BY id COLLATE \"C\" LIMIT $1"
+            ),
+        };
+        let rows = sqlx::query(query)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(task_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn insert_job(&self, job: &JobRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO jobs (id, domain_id, organisation_id, status, created_at, completed_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&job.id)
+        .bind(job.domain_id)
+        .bind(job.organisation_id)
+        .bind(&job.status)
+        .bind(job.created_at)
+        .bind(job.completed_at)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn insert_task(&self, task: &TaskRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tasks (
+                id, job_id, html_storage_bucket, html_storage_path, html_content_type,
+                html_content_encoding, html_size_bytes, html_compressed_size_bytes, html_sha256,
+                html_captured_at, html_archive_provider, html_archive_bucket, html_archive_key,
+                html_archived_at, html_archive_state, html_archive_error, html_archive_attempts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(&task.id)
+        .bind(&task.job_id)
+        .bind(&task.html_storage_bucket)
+        .bind(&task.html_storage_path)
+        .bind(&task.html_content_type)
+        .bind(&task.html_content_encoding)
+        .bind(task.html_size_bytes)
+        .bind(task.html_compressed_size_bytes)
+        .bind(&task.html_sha256)
+        .bind(task.html_captured_at)
+        .bind(&task.html_archive_provider)
+        .bind(&task.html_archive_bucket)
+        .bind(&task.html_archive_key)
+        .bind(task.html_archived_at)
+        .bind(&task.html_archive_state)
+        .bind(&task.html_archive_error)
+        .bind(task.html_archive_attempts)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+}
+
+/// Fail when an embedded migration is not recorded as applied.
+fn missing_migrations(migrator: &Migrator, applied: &[i64]) -> Result<()> {
+    let missing: Vec<String> = migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .map(|m| format!("{} ({})", m.version, m.description))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "the Postgres catalog is missing migrations {}; run `coldsweep migrate`",
+            missing.join(", ")
+        ),
+    ))
+}
+
+/// Only the states a worker records; the others follow from the columns.
+fn settable_state(state: BlobState) -> Result<&'static str> {
+    match state {
+        BlobState::Lost | BlobState::Quarantined => Ok(state.as_str()),
+        other => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "cannot mark a task `{}`: only `lost` or `quarantined` are recorded",
+                other.as_str()
+            ),
+        )),
+    }
+}
+
+fn not_found(task_id: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("task {task_id} not in the catalog"),
+    )
+}
+
+fn expect_one(rows_affected: u64, task_id: &str) -> Result<()> {
+    if rows_affected == 0 {
+        Err(not_found(task_id))
+    } else {
+        Ok(())
+    }
+}
+
+/// A claimed row and its job's time (the sort key).
+fn candidate_from_row(
+    row: &PgRow,
+) -> Result<(Option<DateTime<Utc>>, ArchiveCandidate), sqlx::Error> {
+    let provider: Option<String> = row.try_get("html_archive_provider")?;
+    let bucket: Option<String> = row.try_get("html_archive_bucket")?;
+    let key: Option<String> = row.try_get("html_archive_key")?;
+    let archived_at = match (provider, bucket, key) {
+        (Some(provider), Some(bucket), Some(key)) => Some(ArchivedAt {
+            provider,
+            bucket,
+            key,
+        }),
+        _ => None,
+    };
+    let candidate = ArchiveCandidate {
+        task_id: row.try_get("id")?,
+        job_id: row.try_get("job_id")?,
+        storage_bucket: row.try_get("html_storage_bucket")?,
+        storage_path: row.try_get("html_storage_path")?,
+        sha256: row.try_get("html_sha256")?,
+        compressed_size_bytes: row.try_get("html_compressed_size_bytes")?,
+        content_type: row.try_get("html_content_type")?,
+        content_encoding: row.try_get("html_content_encoding")?,
+        archived_at,
+    };
+    Ok((row.try_get("job_time")?, candidate))
+}
+
+fn job_from_row(row: &PgRow) -> Result<JobRow, sqlx::Error> {
+    Ok(JobRow {
+        id: row.try_get("id")?,
+        domain_id: row.try_get("domain_id")?,
+        organisation_id: row.try_get("organisation_id")?,
+        status: row.try_get("status")?,
+        created_at: row.try_get("created_at")?,
+        completed_at: row.try_get("completed_at")?,
+    })
+}
+
+fn task_from_row(row: &PgRow) -> Result<TaskRow, sqlx::Error> {
+    Ok(TaskRow {
+        id: row.try_get("id")?,
+        job_id: row.try_get("job_id")?,
+        html_storage_bucket: row.try_get("html_storage_bucket")?,
+        html_storage_path: row.try_get("html_storage_path")?,
+        html_content_type: row.try_get("html_content_type")?,
+        html_content_encoding: row.try_get("html_content_encoding")?,
+        html_size_bytes: row.try_get("html_size_bytes")?,
+        html_compressed_size_bytes: row.try_get("html_compressed_size_bytes")?,
+        html_sha256: row.try_get("html_sha256")?,
+        html_captured_at: row.try_get("html_captured_at")?,
+        html_archive_provider: row.try_get("html_archive_provider")?,
+        html_archive_bucket: row.try_get("html_archive_bucket")?,
+        html_archive_key: row.try_get("html_archive_key")?,
+        html_archived_at: row.try_get("html_archived_at")?,
+        html_archive_state: row.try_get("html_archive_state")?,
+        html_archive_error: row.try_get("html_archive_error")?,
+        html_archive_attempts: row.try_get("html_archive_attempts")?,
+    })
+}
+
+fn status_from_row(row: &PgRow) -> Result<CatalogStatus, sqlx::Error> {
+    Ok(CatalogStatus {
+        hot: row.try_get("hot")?,
+        pending_hot_delete: row.try_get("pending_hot_delete")?,
+        archived: row.try_get("archived")?,
+        quarantined: row.try_get("quarantined")?,
+        lost: row.try_get("lost")?,
+        leased: row.try_get("leased")?,
+        failing: row.try_get("failing")?,
+        archived_jobs: row.try_get("archived_jobs")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::TERMINAL_STATUSES;
+
+    #[test]
+    fn terminal_list_matches_the_constant() {
+        let quoted: Vec<String> = TERMINAL_STATUSES.iter().map(|s| format!("'{s}'")).collect();
+        assert_eq!(terminal_list!(), format!("({})", quoted.join(", ")));
+    }
+
+    #[test]
+    fn migrations_are_embedded() {
+        assert!(super::MIGRATOR.iter().count() >= 3);
+    }
+}

@@ -5,6 +5,7 @@
 //! same per-blob pipeline.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::catalog::Lease;
 use crate::error::Result;
@@ -80,6 +81,12 @@ pub trait ArchiveSource: Send + Sync {
     /// The hot bytes disagree with the catalog: keep them hot, record why; ends the lease.
     async fn mark_quarantined(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()>;
 
-    /// Give the claim back after a failure, recording the error for `status`.
-    async fn release(&self, candidate: &ArchiveCandidate, error: &str) -> Result<()>;
+    /// Give the claim back after a failure, recording the error for `status`;
+    /// the candidate is not claimed again before `retry_at`.
+    async fn release(
+        &self,
+        candidate: &ArchiveCandidate,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<()>;
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::catalog::{BlobState, Catalog, Lease};
 use crate::error::Result;
@@ -73,7 +73,14 @@ impl ArchiveSource for TaskHtmlSource {
             .await
     }
 
-    async fn release(&self, candidate: &ArchiveCandidate, error: &str) -> Result<()> {
-        self.catalog.release(&candidate.task_id, error).await
+    async fn release(
+        &self,
+        candidate: &ArchiveCandidate,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.catalog
+            .release(&candidate.task_id, error, retry_at)
+            .await
     }
 }

@@ -20,7 +20,7 @@ mod opendal;
 pub mod s3;
 
 pub use fs::FsStore;
-pub use s3::{S3Settings, S3Store};
+pub use s3::S3Store;
 
 /// A bucket and a key inside it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

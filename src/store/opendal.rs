@@ -1,1 +1,385 @@
-//! Shared adapter from an OpenDAL operator to [`Store`](super::Store).
+//! Shared adapter from an OpenDAL [`Operator`] to the operations of
+//! [`Store`](super::Store), and the one place where an OpenDAL error gets an
+//! [`ErrorKind`].
+//!
+//! Backends decide which operator serves a bucket and which path names an
+//! object in it; everything else (options, metadata, retries, error kinds) is here.
+//!
+//! Retries are a loop here rather than OpenDAL's `RetryLayer`: that layer
+//! marks every error it returns `Persistent`, a 400 as much as a 503 that
+//! outlived its retries, which erases the temporary/permanent status that
+//! [`kind_of`] needs.
+
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use ::opendal::options::WriteOptions;
+use ::opendal::{Buffer, ErrorKind as OdKind, Metadata, Operator};
+use bytes::Bytes;
+
+use super::{ObjectMeta, PutOptions};
+use crate::error::{Error, ErrorKind, Result};
+
+/// How often and how patiently to repeat an operation that failed with a
+/// temporary error (5xx, 429, timeout, connection reset).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Retry {
+    /// Attempts after the first.
+    pub(super) times: u32,
+    /// Delay before the first retry; doubles each time, with jitter.
+    pub(super) min_delay: Duration,
+    /// Cap on one delay.
+    pub(super) max_delay: Duration,
+}
+
+impl Retry {
+    /// No retries (a local folder has nothing to wait out).
+    pub(super) const NONE: Retry = Retry {
+        times: 0,
+        min_delay: Duration::ZERO,
+        max_delay: Duration::ZERO,
+    };
+
+    /// Delay before retry number `attempt` (0-based): half the exponential
+    /// step plus a random part of the other half, so many workers that failed
+    /// together do not come back together.
+    fn delay(&self, attempt: u32) -> Duration {
+        let step = self
+            .min_delay
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_delay);
+        let half = step / 2;
+        // A fresh RandomState is randomly keyed: enough randomness for jitter.
+        let random = RandomState::new().hash_one(attempt);
+        half + half.mul_f64((random >> 11) as f64 / (1u64 << 53) as f64)
+    }
+}
+
+/// One OpenDAL operator, spoken to in the terms of the store seam.
+///
+/// `what` arguments only name the object in error messages (`r2:bucket/key`).
+#[derive(Clone, Debug)]
+pub(super) struct Adapter {
+    op: Operator,
+    retry: Retry,
+}
+
+impl Adapter {
+    pub(super) fn new(op: Operator, retry: Retry) -> Self {
+        Self { op, retry }
+    }
+
+    /// Run `attempt` until it succeeds, fails for good, or retries run out;
+    /// the last error keeps OpenDAL's status.
+    async fn retrying<T, F, Fut>(&self, doing: &str, mut attempt: F) -> ::opendal::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ::opendal::Result<T>>,
+    {
+        let mut retries = 0;
+        loop {
+            match attempt().await {
+                Err(e) if e.is_temporary() && retries < self.retry.times => {
+                    let delay = self.retry.delay(retries);
+                    retries += 1;
+                    tracing::debug!(doing, retries, ?delay, error = %e, "retrying store operation");
+                    tokio::time::sleep(delay).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// Write `body` at `path`, replacing what is there.
+    pub(super) async fn put(
+        &self,
+        path: &str,
+        body: Bytes,
+        options: &PutOptions,
+        what: &(dyn fmt::Display + Sync),
+    ) -> Result<()> {
+        // Only ask for what the service keeps; the rest is documented per backend.
+        let cap = self.op.info().capability();
+        let mut opts = WriteOptions::default();
+        if cap.write_with_content_type {
+            opts.content_type = options.content_type.clone();
+        }
+        if cap.write_with_content_encoding {
+            opts.content_encoding = options.content_encoding.clone();
+        }
+        if cap.write_with_user_metadata && !options.metadata.is_empty() {
+            opts.user_metadata = Some(
+                options
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            );
+        }
+        let body = Buffer::from(body);
+        self.retrying("put", || {
+            self.op.write_options(path, body.clone(), opts.clone())
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| classify(e, format_args!("put {what}")))
+    }
+
+    /// Read the whole object at `path`.
+    pub(super) async fn get(&self, path: &str, what: &(dyn fmt::Display + Sync)) -> Result<Bytes> {
+        self.retrying("get", || self.op.read(path))
+            .await
+            .map(|buf| buf.to_bytes())
+            .map_err(|e| classify(e, format_args!("get {what}")))
+    }
+
+    /// Describe the object at `path`; anything but a file is "not found".
+    pub(super) async fn head(
+        &self,
+        path: &str,
+        what: &(dyn fmt::Display + Sync),
+    ) -> Result<ObjectMeta> {
+        let meta = self
+            .retrying("head", || self.op.stat(path))
+            .await
+            .map_err(|e| classify(e, format_args!("head {what}")))?;
+        if !meta.is_file() {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("head {what}: not an object (a folder is there)"),
+            ));
+        }
+        Ok(object_meta(&meta))
+    }
+
+    /// Remove the object at `path`; absent is fine.
+    pub(super) async fn delete(&self, path: &str, what: &(dyn fmt::Display + Sync)) -> Result<()> {
+        match self.retrying("delete", || self.op.delete(path)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == OdKind::NotFound => Ok(()),
+            Err(e) => Err(classify(e, format_args!("delete {what}"))),
+        }
+    }
+
+    /// List one entry of the operator's root: proves the bucket answers to
+    /// these credentials (S3 `ListObjectsV2`).
+    pub(super) async fn check(&self, what: &(dyn fmt::Display + Sync)) -> Result<()> {
+        self.retrying("ping", || self.op.check())
+            .await
+            .map_err(|e| classify(e, format_args!("ping {what}")))
+    }
+
+    /// Stat a folder-like path (`bucket/`); `Ok(false)` when it is absent or
+    /// not a folder.
+    pub(super) async fn is_dir(
+        &self,
+        path: &str,
+        what: &(dyn fmt::Display + Sync),
+    ) -> Result<bool> {
+        match self.retrying("ping", || self.op.stat(path)).await {
+            Ok(meta) => Ok(meta.is_dir()),
+            Err(e) if e.kind() == OdKind::NotFound => Ok(false),
+            Err(e) => Err(classify(e, format_args!("ping {what}"))),
+        }
+    }
+}
+
+/// Refuse a bucket name that is not one plain path segment.
+///
+/// Buckets name folders (fs) and the first path segment of a path-style URL
+/// (S3), so `a/b`, `..` or `%2F` could reach another bucket or leave the
+/// root. Allowed: ASCII letters, digits, `.`, `-`, `_`, starting with a
+/// letter or digit (which also keeps `.`-names free for the fs store's own use).
+pub(super) fn check_bucket(bucket: &str) -> Result<()> {
+    let ok = !bucket.is_empty()
+        && bucket.len() <= 255
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "bucket name {bucket:?} rejected: expected 1-255 ASCII letters, digits, \
+                 '.', '-' or '_', starting with a letter or digit"
+            ),
+        ))
+    }
+}
+
+/// Map OpenDAL's metadata to ours: ETag without quotes or weak prefix.
+fn object_meta(meta: &Metadata) -> ObjectMeta {
+    ObjectMeta {
+        size: meta.content_length(),
+        etag: meta
+            .etag()
+            .map(|e| e.trim_start_matches("W/").trim_matches('"').to_owned()),
+        content_type: meta.content_type().map(str::to_owned),
+        content_encoding: meta.content_encoding().map(str::to_owned),
+        metadata: meta
+            .user_metadata()
+            .map(|m| {
+                m.into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// The kind of an OpenDAL error, decided by OpenDAL's kind and status only.
+///
+/// - A missing bucket (`NoSuchBucket`, which OpenDAL reports as
+///   `ConfigInvalid`) is `NotFound`: S3 `HEAD` cannot tell a missing bucket
+///   from a missing key (bare 404), so `GET` says the same; `ping` at start-up
+///   is what catches a missing bucket.
+/// - A temporary error that outlived its retries stays `Transient`: the next
+///   sweep may succeed. (`Persistent` is not read: OpenDAL's `RetryLayer`
+///   stamps it on permanent errors too, see the module docs.)
+pub(super) fn kind_of(err: &::opendal::Error) -> ErrorKind {
+    match err.kind() {
+        OdKind::NotFound | OdKind::IsADirectory | OdKind::NotADirectory => ErrorKind::NotFound,
+        OdKind::ConfigInvalid => ErrorKind::NotFound,
+        OdKind::PermissionDenied => ErrorKind::PermissionDenied,
+        OdKind::RateLimited => ErrorKind::Transient,
+        _ if err.is_temporary() => ErrorKind::Transient,
+        _ => ErrorKind::Unexpected,
+    }
+}
+
+/// Our error for an OpenDAL error, keeping it as the source.
+pub(super) fn classify(err: ::opendal::Error, doing: impl fmt::Display) -> Error {
+    let kind = kind_of(&err);
+    let message = match err.kind() {
+        OdKind::ConfigInvalid => format!("{doing}: bucket missing or misconfigured"),
+        _ => doing.to_string(),
+    };
+    Error::new(kind, message).with_source(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_follow_opendal_kind_and_status() {
+        let cases = [
+            (
+                ::opendal::Error::new(OdKind::NotFound, "x"),
+                ErrorKind::NotFound,
+            ),
+            (
+                ::opendal::Error::new(OdKind::ConfigInvalid, "NoSuchBucket"),
+                ErrorKind::NotFound,
+            ),
+            (
+                ::opendal::Error::new(OdKind::PermissionDenied, "x"),
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                ::opendal::Error::new(OdKind::RateLimited, "x"),
+                ErrorKind::Transient,
+            ),
+            (
+                ::opendal::Error::new(OdKind::Unexpected, "503").set_temporary(),
+                ErrorKind::Transient,
+            ),
+            (
+                ::opendal::Error::new(OdKind::Unexpected, "400"),
+                ErrorKind::Unexpected,
+            ),
+            (
+                ::opendal::Error::new(OdKind::Unexpected, "400").set_persistent(),
+                ErrorKind::Unexpected,
+            ),
+            (
+                ::opendal::Error::new(OdKind::Unsupported, "x"),
+                ErrorKind::Unexpected,
+            ),
+        ];
+        for (err, want) in cases {
+            let shown = err.to_string();
+            let ours = classify(err, "get b/k");
+            assert_eq!(ours.kind(), want, "{shown}");
+            assert!(std::error::Error::source(&ours).is_some());
+        }
+    }
+
+    #[test]
+    fn bucket_names_are_single_plain_segments() {
+        for good in ["cold", "my-bucket.2024", "b_1", "A1"] {
+            check_bucket(good).unwrap();
+        }
+        for bad in [
+            "", ".", "..", ".tmp", "a/b", "/", "a\\b", "nul\0", "-x", "a b", "a%2Fb", "ü",
+        ] {
+            let err = check_bucket(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn retry_delays_grow_with_jitter_and_stay_capped() {
+        let retry = Retry {
+            times: 4,
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(1),
+        };
+        for attempt in 0..6 {
+            let step = (200u64 << attempt).min(1000);
+            let d = retry.delay(attempt).as_millis() as u64;
+            assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d} ms");
+        }
+        let spread: std::collections::HashSet<_> = (0..20).map(|_| retry.delay(3)).collect();
+        assert!(spread.len() > 1, "no jitter");
+    }
+
+    #[tokio::test]
+    async fn temporary_errors_are_retried_permanent_ones_are_not() {
+        let op = Operator::new(::opendal::services::Memory::default()).unwrap();
+        let adapter = Adapter::new(
+            op,
+            Retry {
+                times: 2,
+                min_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(1),
+            },
+        );
+        let mut calls = 0;
+        let err = adapter
+            .retrying("t", || {
+                calls += 1;
+                async {
+                    Err::<(), _>(::opendal::Error::new(OdKind::Unexpected, "503").set_temporary())
+                }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(calls, 3);
+        assert_eq!(kind_of(&err), ErrorKind::Transient);
+        let mut calls = 0;
+        let err = adapter
+            .retrying("t", || {
+                calls += 1;
+                async { Err::<(), _>(::opendal::Error::new(OdKind::Unexpected, "400")) }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(calls, 1);
+        assert_eq!(kind_of(&err), ErrorKind::Unexpected);
+    }
+
+    #[test]
+    fn etag_loses_quotes_and_weak_prefix() {
+        let mut b = ::opendal::MetadataBuilder::file(3);
+        b.etag("W/\"0123abcd\"");
+        let meta = object_meta(&b.build());
+        assert_eq!(meta.etag.as_deref(), Some("0123abcd"));
+        assert_eq!(meta.size, 3);
+    }
+}

@@ -1,1 +1,1262 @@
 //! The catalog conformance suite.
+//!
+//! Each check is a `pub async fn` over a `&dyn Catalog`, run against both
+//! backends by one line each at the bottom, so a new backend is proven by
+//! adding lines. Time is injected through [`Lease::now`] and `retry_at`;
+//! nothing sleeps. Postgres-only checks cover what SQLite cannot do:
+//! concurrent claimers and migrating an application's existing schema.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use coldsweep::catalog::{BlobState, Catalog, CatalogStatus, JobRow, Lease, TaskRow};
+use coldsweep::source::{ArchiveCandidate, ArchivedAt};
+use coldsweep::{Error, ErrorKind};
+use sqlx::{Connection, Executor, Row};
+use uuid::Uuid;
+
+use crate::harness::pg::{fresh_database, pg_catalog, sqlite_catalog, sqlite_database};
+
+const ORG_A: Uuid = Uuid::from_u128(0x0a0a_0a0a_0a0a_4a0a_8a0a_0a0a_0a0a_0a0a);
+const ORG_B: Uuid = Uuid::from_u128(0x0b0b_0b0b_0b0b_4b0b_8b0b_0b0b_0b0b_0b0b);
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()
+}
+
+fn minutes(m: i64) -> DateTime<Utc> {
+    t0() + Duration::minutes(m)
+}
+
+/// A "now" far after every fixture time; `n` days further for each round.
+fn later(n: i64) -> DateTime<Utc> {
+    t0() + Duration::days(1000 + n)
+}
+
+fn lease(owner: &str, now: DateTime<Utc>) -> Lease {
+    Lease {
+        owner: owner.to_owned(),
+        now,
+        until: now + Duration::minutes(10),
+    }
+}
+
+fn job(
+    id: &str,
+    domain_id: i32,
+    organisation_id: Option<Uuid>,
+    status: &str,
+    created_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+) -> JobRow {
+    JobRow {
+        id: id.to_owned(),
+        domain_id,
+        organisation_id,
+        status: status.to_owned(),
+        created_at,
+        completed_at,
+    }
+}
+
+/// A task whose HTML is hot; every column distinct per task so a mixed-up
+/// column shows.
+fn hot_task(job_id: &str, id: &str) -> TaskRow {
+    TaskRow {
+        id: id.to_owned(),
+        job_id: job_id.to_owned(),
+        html_storage_bucket: Some("hot-bucket".to_owned()),
+        html_storage_path: Some(format!("jobs/{job_id}/tasks/{id}/page-content.html.gz")),
+        html_content_type: Some("text/html; charset=utf-8".to_owned()),
+        html_content_encoding: Some("gzip".to_owned()),
+        html_size_bytes: Some(4000 + id.len() as i64),
+        html_compressed_size_bytes: Some(1000 + id.len() as i64),
+        html_sha256: Some(format!("{:0>64}", hex::encode(id))),
+        html_captured_at: Some(minutes(1)),
+        ..TaskRow::default()
+    }
+}
+
+/// `task` switched to cold and its hot copy gone.
+fn archived(mut task: TaskRow) -> TaskRow {
+    task = pending(task);
+    task.html_storage_bucket = None;
+    task.html_storage_path = None;
+    task
+}
+
+/// `task` switched to cold, hot copy not yet deleted.
+fn pending(mut task: TaskRow) -> TaskRow {
+    task.html_archive_provider = Some("r2".to_owned());
+    task.html_archive_bucket = Some("cold-bucket".to_owned());
+    task.html_archive_key = Some(format!("cold/{}", task.id));
+    task.html_archived_at = Some(minutes(2));
+    task
+}
+
+fn no_html(job_id: &str, id: &str) -> TaskRow {
+    TaskRow {
+        id: id.to_owned(),
+        job_id: job_id.to_owned(),
+        ..TaskRow::default()
+    }
+}
+
+fn ids(candidates: &[ArchiveCandidate]) -> Vec<String> {
+    candidates.iter().map(|c| c.task_id.clone()).collect()
+}
+
+fn id_set(candidates: &[ArchiveCandidate]) -> BTreeSet<String> {
+    candidates.iter().map(|c| c.task_id.clone()).collect()
+}
+
+fn strings(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn assert_kind<T: std::fmt::Debug>(result: Result<T, Error>, kind: ErrorKind, what: &str) {
+    match result {
+        Err(e) => assert_eq!(e.kind(), kind, "{what}: {e}"),
+        Ok(v) => panic!("{what}: expected a {kind} error, got {v:?}"),
+    }
+}
+
+/// Jobs of the retention fixture, newest first within each group:
+///
+/// | group      | job | status    | created | completed   | rank |
+/// |------------|-----|-----------|---------|-------------|------|
+/// | d1 / A     | z1  | archived  | 0       | 3000        | –    |
+/// |            | a7  | completed | 0       | 300         | 1    |
+/// |            | a5  | completed | 210     | 240         | 2    |
+/// |            | a4  | completed | 210     | 240         | 3    |
+/// |            | a3  | cancelled | 180     | –           | 4    |
+/// |            | a2  | failed    | 60      | 120         | 5    |
+/// |            | a0  | completed | 0       | 30 + 1 µs   | 6    |
+/// |            | a1  | completed | 0       | 30          | 7    |
+/// |            | a6  | running   | -600    | –           | –    |
+/// | d1 / B     | b2, b1: completed at 120, 60                 |
+/// | d1 / NULL  | n3 (failed), n2, n1: at 180, 120, 60         |
+/// | d2 / A     | c1: completed at 60                          |
+///
+/// Times in minutes. a4/a5 tie on time (id breaks it); a3 has no
+/// completed_at (created_at counts); a7 was created first but completed
+/// last; a0/a1 differ by a microsecond.
+async fn retention_fixture(db: &dyn Catalog) {
+    let us = Duration::microseconds(1);
+    let jobs = [
+        job(
+            "a1",
+            1,
+            Some(ORG_A),
+            "completed",
+            minutes(0),
+            Some(minutes(30)),
+        ),
+        job(
+            "a0",
+            1,
+            Some(ORG_A),
+            "completed",
+            minutes(0),
+            Some(minutes(30) + us),
+        ),
+        job(
+            "a2",
+            1,
+            Some(ORG_A),
+            "failed",
+            minutes(60),
+            Some(minutes(120)),
+        ),
+        job("a3", 1, Some(ORG_A), "cancelled", minutes(180), None),
+        job(
+            "a4",
+            1,
+            Some(ORG_A),
+            "completed",
+            minutes(210),
+            Some(minutes(240)),
+        ),
+        job(
+            "a5",
+            1,
+            Some(ORG_A),
+            "completed",
+            minutes(210),
+            Some(minutes(240)),
+        ),
+        job(
+            "a7",
+            1,
+            Some(ORG_A),
+            "completed",
+            minutes(0),
+            Some(minutes(300)),
+        ),
+        job("a6", 1, Some(ORG_A), "running", minutes(-600), None),
+        job(
+            "z1",
+            1,
+            Some(ORG_A),
+            "archived",
+            minutes(0),
+            Some(minutes(3000)),
+        ),
+        job(
+            "b1",
+            1,
+            Some(ORG_B),
+            "completed",
+            minutes(0),
+            Some(minutes(60)),
+        ),
+        job(
+            "b2",
+            1,
+            Some(ORG_B),
+            "completed",
+            minutes(0),
+            Some(minutes(120)),
+        ),
+        job("n1", 1, None, "completed", minutes(0), Some(minutes(60))),
+        job("n2", 1, None, "completed", minutes(0), Some(minutes(120))),
+        job("n3", 1, None, "failed", minutes(0), Some(minutes(180))),
+        job(
+            "c1",
+            2,
+            Some(ORG_A),
+            "completed",
+            minutes(0),
+            Some(minutes(60)),
+        ),
+    ];
+    for job in &jobs {
+        db.insert_job(job).await.expect("insert job");
+        for n in 1..=2 {
+            let task = hot_task(&job.id, &format!("{}-t{n}", job.id));
+            db.insert_task(&task).await.expect("insert task");
+        }
+    }
+    // a1, the oldest job, also holds one task of every other kind.
+    let mut no_bucket = hot_task("a1", "a1-nobucket");
+    no_bucket.html_storage_bucket = None;
+    let mut quarantined = hot_task("a1", "a1-quar");
+    quarantined.html_archive_state = Some("quarantined".to_owned());
+    let mut lost = hot_task("a1", "a1-lost");
+    lost.html_archive_state = Some("lost".to_owned());
+    for task in [
+        no_html("a1", "a1-nohtml"),
+        no_bucket,
+        quarantined,
+        lost,
+        archived(hot_task("a1", "a1-done")),
+        pending(hot_task("a1", "a1-pending")),
+    ] {
+        db.insert_task(&task).await.expect("insert task");
+    }
+}
+
+/// Jobs whose HTML may move, per `retention_jobs`, in the fixture above.
+const ELIGIBLE: [(u32, &[&str]); 7] = [
+    (
+        0,
+        &[
+            "a1", "a0", "a2", "a3", "a4", "a5", "a7", "b1", "b2", "n1", "n2", "n3", "c1",
+        ],
+    ),
+    (1, &["a1", "a0", "a2", "a3", "a4", "a5", "b1", "n1", "n2"]),
+    (2, &["a1", "a0", "a2", "a3", "a4", "n1"]),
+    (3, &["a1", "a0", "a2", "a3"]),
+    (6, &["a1"]),
+    (7, &[]),
+    (100, &[]),
+];
+
+/// The claimable tasks of `jobs`.
+fn eligible_tasks(jobs: &[&str]) -> BTreeSet<String> {
+    let mut tasks: BTreeSet<String> = jobs
+        .iter()
+        .flat_map(|job| [format!("{job}-t1"), format!("{job}-t2")])
+        .collect();
+    if jobs.contains(&"a1") {
+        tasks.insert("a1-pending".to_owned());
+    }
+    tasks
+}
+
+/// Before `migrate`, `check_migrations` says to run it; `migrate` twice is
+/// fine and keeps data. Takes an unmigrated catalog.
+pub(crate) async fn migrations_are_checked_and_idempotent(db: &dyn Catalog) {
+    let err = db
+        .check_migrations()
+        .await
+        .expect_err("check_migrations on an empty database");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("coldsweep migrate"), "{err}");
+
+    db.migrate().await.expect("first migrate");
+    db.check_migrations().await.expect("check after migrate");
+    db.insert_job(&job("j", 1, None, "completed", minutes(0), None))
+        .await
+        .unwrap();
+    db.insert_task(&hot_task("j", "j-t1")).await.unwrap();
+    db.migrate().await.expect("second migrate");
+    db.check_migrations()
+        .await
+        .expect("check after the second migrate");
+    assert_eq!(db.job_retention().await.unwrap().len(), 1);
+    assert_eq!(db.task("j-t1").await.unwrap(), Some(hot_task("j", "j-t1")));
+}
+
+/// Every column of a task and a job reads back as written.
+pub(crate) async fn rows_round_trip(db: &dyn Catalog) {
+    let full_job = job(
+        "j1",
+        7,
+        Some(ORG_B),
+        "completed",
+        minutes(5) + Duration::microseconds(123_456),
+        Some(minutes(9) + Duration::microseconds(654_321)),
+    );
+    let bare_job = job("j2", -3, None, "running", minutes(-5), None);
+    db.insert_job(&full_job).await.unwrap();
+    db.insert_job(&bare_job).await.unwrap();
+
+    let full = TaskRow {
+        id: "t-full".to_owned(),
+        job_id: "j1".to_owned(),
+        html_storage_bucket: Some("b".to_owned()),
+        html_storage_path: Some("p".to_owned()),
+        html_content_type: Some("ct".to_owned()),
+        html_content_encoding: Some("ce".to_owned()),
+        html_size_bytes: Some(1 << 40),
+        html_compressed_size_bytes: Some(12),
+        html_sha256: Some("s".to_owned()),
+        html_captured_at: Some(minutes(3) + Duration::microseconds(7)),
+        html_archive_provider: Some("ap".to_owned()),
+        html_archive_bucket: Some("ab".to_owned()),
+        html_archive_key: Some("ak".to_owned()),
+        html_archived_at: Some(minutes(4)),
+        html_archive_state: Some("quarantined".to_owned()),
+        html_archive_error: Some("ae".to_owned()),
+        html_archive_attempts: 7,
+    };
+    let bare = no_html("j2", "t-bare");
+    db.insert_task(&full).await.unwrap();
+    db.insert_task(&bare).await.unwrap();
+    assert_eq!(db.task("t-full").await.unwrap(), Some(full));
+    assert_eq!(db.task("t-bare").await.unwrap(), Some(bare));
+    assert_eq!(db.task("t-missing").await.unwrap(), None);
+
+    let jobs: BTreeMap<String, JobRow> = db
+        .job_retention()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.job.id.clone(), r.job))
+        .collect();
+    assert_eq!(jobs["j1"], full_job);
+    assert_eq!(jobs["j2"], bare_job);
+
+    // A task must belong to a job.
+    assert!(db.insert_task(&no_html("nope", "t-orphan")).await.is_err());
+}
+
+/// Ranks, `eligible()` and the claimed task set follow the retention rule.
+pub(crate) async fn retention_rule(db: &dyn Catalog) {
+    retention_fixture(db).await;
+    let retention = db.job_retention().await.unwrap();
+
+    let ranks: BTreeMap<&str, Option<i64>> = retention
+        .iter()
+        .map(|r| (r.job.id.as_str(), r.rank))
+        .collect();
+    let expected: BTreeMap<&str, Option<i64>> = [
+        ("a7", Some(1)),
+        ("a5", Some(2)),
+        ("a4", Some(3)),
+        ("a3", Some(4)),
+        ("a2", Some(5)),
+        ("a0", Some(6)),
+        ("a1", Some(7)),
+        ("a6", None),
+        ("z1", None),
+        ("b2", Some(1)),
+        ("b1", Some(2)),
+        ("n3", Some(1)),
+        ("n2", Some(2)),
+        ("n1", Some(3)),
+        ("c1", Some(1)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(ranks, expected, "{}", db.backend());
+
+    // Newest first within a group.
+    let group_a: Vec<&str> = retention
+        .iter()
+        .filter(|r| r.job.domain_id == 1 && r.job.organisation_id == Some(ORG_A))
+        .filter(|r| r.rank.is_some())
+        .map(|r| r.job.id.as_str())
+        .collect();
+    assert_eq!(group_a, ["a7", "a5", "a4", "a3", "a2", "a0", "a1"]);
+
+    // Task counts of the job holding one task of every kind.
+    let a1 = retention.iter().find(|r| r.job.id == "a1").unwrap();
+    // t1, t2, nobucket, pending and the quarantined one still have hot HTML.
+    assert_eq!(
+        (
+            a1.hot_tasks,
+            a1.archived_tasks,
+            a1.quarantined_tasks,
+            a1.lost_tasks
+        ),
+        (5, 1, 1, 1),
+        "{}",
+        db.backend()
+    );
+
+    for (round, (retention_jobs, jobs)) in ELIGIBLE.iter().enumerate() {
+        let eligible_jobs: BTreeSet<String> = retention
+            .iter()
+            .filter(|r| r.eligible(*retention_jobs))
+            .map(|r| r.job.id.clone())
+            .collect();
+        assert_eq!(
+            eligible_jobs,
+            strings(jobs),
+            "eligible() at {retention_jobs}"
+        );
+
+        // Each round starts after the previous round's leases ran out.
+        let now = later(round as i64);
+        let claimed = db
+            .claim_task_html(*retention_jobs, 1000, &lease("w", now))
+            .await
+            .unwrap();
+        assert_eq!(
+            id_set(&claimed),
+            eligible_tasks(jobs),
+            "claimed with retention {retention_jobs} on {}",
+            db.backend()
+        );
+    }
+
+    // A claimed candidate carries its row as stored.
+    let claimed = db
+        .claim_task_html(6, 10, &lease("w", later(50)))
+        .await
+        .unwrap();
+    let t1 = hot_task("a1", "a1-t1");
+    let expected_t1 = ArchiveCandidate {
+        task_id: t1.id.clone(),
+        job_id: t1.job_id.clone(),
+        storage_bucket: t1.html_storage_bucket.clone().unwrap(),
+        storage_path: t1.html_storage_path.clone().unwrap(),
+        sha256: t1.html_sha256.clone(),
+        compressed_size_bytes: t1.html_compressed_size_bytes,
+        content_type: t1.html_content_type.clone(),
+        content_encoding: t1.html_content_encoding.clone(),
+        archived_at: None,
+    };
+    assert!(claimed.contains(&expected_t1), "{claimed:#?}");
+    // A row already switched to cold comes back with where it went.
+    let pending_row = claimed.iter().find(|c| c.task_id == "a1-pending").unwrap();
+    assert_eq!(
+        pending_row.archived_at,
+        Some(ArchivedAt {
+            provider: "r2".to_owned(),
+            bucket: "cold-bucket".to_owned(),
+            key: "cold/a1-pending".to_owned(),
+        })
+    );
+}
+
+/// Claims come oldest job first; a lease hides rows until it ends.
+pub(crate) async fn claims_lease_rows(db: &dyn Catalog) {
+    retention_fixture(db).await;
+    let now = later(0);
+    let all = eligible_tasks(ELIGIBLE[0].1);
+
+    let first = db.claim_task_html(0, 2, &lease("w1", now)).await.unwrap();
+    assert_eq!(ids(&first), ["a1-pending", "a1-t1"], "{}", db.backend());
+
+    let rest = db
+        .claim_task_html(0, 1000, &lease("w2", now))
+        .await
+        .unwrap();
+    let mut expected_rest = all.clone();
+    expected_rest.remove("a1-pending");
+    expected_rest.remove("a1-t1");
+    assert_eq!(id_set(&rest), expected_rest);
+    assert_eq!(rest.len(), expected_rest.len(), "a row claimed twice");
+    let mut job_order: Vec<&str> = rest.iter().map(|c| c.job_id.as_str()).collect();
+    job_order.dedup();
+    assert_eq!(
+        job_order,
+        [
+            "a1", "a0", "b1", "c1", "n1", "a2", "b2", "n2", "a3", "n3", "a4", "a5", "a7"
+        ],
+        "oldest job first on {}",
+        db.backend()
+    );
+
+    assert!(
+        db.claim_task_html(0, 1000, &lease("w3", now))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let until = now + Duration::minutes(10);
+    assert!(
+        db.claim_task_html(0, 1000, &lease("w3", until))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a lease holds up to its end"
+    );
+    let status = db.status(now).await.unwrap();
+    assert_eq!(status.leased, all.len() as i64);
+    assert_eq!(
+        db.status(until + Duration::seconds(1))
+            .await
+            .unwrap()
+            .leased,
+        0
+    );
+
+    let again = db
+        .claim_task_html(0, 1000, &lease("w3", until + Duration::seconds(1)))
+        .await
+        .unwrap();
+    assert_eq!(id_set(&again), all, "expired leases free their rows");
+    assert!(
+        db.claim_task_html(0, 0, &lease("w4", later(9)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// `release` counts the attempt, keeps the error and hides the row until `retry_at`.
+pub(crate) async fn release_backs_off(db: &dyn Catalog) {
+    retention_fixture(db).await;
+    let now = later(0);
+    let all = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
+
+    db.release("a1-t1", "upload failed: 503", now + Duration::minutes(1))
+        .await
+        .unwrap();
+    let row = db.task("a1-t1").await.unwrap().unwrap();
+    assert_eq!(row.html_archive_attempts, 1);
+    assert_eq!(
+        row.html_archive_error.as_deref(),
+        Some("upload failed: 503")
+    );
+    assert_eq!(row.state(), BlobState::Hot);
+
+    let early = now + Duration::seconds(30);
+    assert!(
+        db.claim_task_html(0, 1000, &lease("w", early))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let after = now + Duration::minutes(2);
+    let retried = db
+        .claim_task_html(0, 1000, &lease("w", after))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&retried),
+        ["a1-t1"],
+        "only the released row, once its back-off ends"
+    );
+
+    db.release("a1-t1", "again", now + Duration::minutes(3))
+        .await
+        .unwrap();
+    let row = db.task("a1-t1").await.unwrap().unwrap();
+    assert_eq!(row.html_archive_attempts, 2);
+    assert_eq!(row.html_archive_error.as_deref(), Some("again"));
+
+    let status = db.status(after).await.unwrap();
+    assert_eq!(status.failing, 1);
+    assert_eq!(
+        status.leased,
+        all.len() as i64 - 1,
+        "a back-off is not a lease"
+    );
+}
+
+/// `record_archived` then `clear_hot` leave an archived row; a row switched
+/// to cold but still hot is claimed with its cold location.
+pub(crate) async fn archive_then_clear_hot(db: &dyn Catalog) {
+    retention_fixture(db).await;
+    let now = later(0);
+    let all = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
+    let key = "prefix/jobs/a1/tasks/a1-t1/page-content.html.gz";
+
+    db.record_archived("a1-t1", "s3", "cold", key, minutes(77))
+        .await
+        .unwrap();
+    let row = db.task("a1-t1").await.unwrap().unwrap();
+    assert_eq!(row.state(), BlobState::Hot, "the hot reference stays");
+    assert_eq!(
+        row.html_storage_path,
+        hot_task("a1", "a1-t1").html_storage_path
+    );
+    assert_eq!(
+        (
+            row.html_archive_provider.as_deref(),
+            row.html_archive_bucket.as_deref(),
+            row.html_archive_key.as_deref(),
+            row.html_archived_at
+        ),
+        (Some("s3"), Some("cold"), Some(key), Some(minutes(77)))
+    );
+    assert_eq!(db.status(now).await.unwrap().pending_hot_delete, 2);
+
+    // The hot delete failed: the next claim knows the cold copy exists.
+    db.release("a1-t1", "hot delete failed", now).await.unwrap();
+    let retried = db
+        .claim_task_html(0, 1000, &lease("w", now + Duration::seconds(1)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&retried), ["a1-t1"]);
+    assert_eq!(
+        retried[0].archived_at,
+        Some(ArchivedAt {
+            provider: "s3".to_owned(),
+            bucket: "cold".to_owned(),
+            key: key.to_owned(),
+        })
+    );
+
+    db.clear_hot("a1-t1").await.unwrap();
+    let row = db.task("a1-t1").await.unwrap().unwrap();
+    assert_eq!(row.state(), BlobState::Archived);
+    assert_eq!(
+        (row.html_storage_bucket, row.html_storage_path),
+        (None, None)
+    );
+    assert_eq!(row.html_archive_error, None, "clear_hot clears the error");
+    assert_eq!(row.html_archive_key.as_deref(), Some(key));
+    let status = db.status(now).await.unwrap();
+    assert_eq!(
+        status.leased,
+        all.len() as i64 - 1,
+        "clear_hot ends the lease"
+    );
+    let later_claim = db
+        .claim_task_html(0, 1000, &lease("w", later(1)))
+        .await
+        .unwrap();
+    assert!(!id_set(&later_claim).contains("a1-t1"));
+
+    // Clearing a row never switched to cold would leave it pointing nowhere.
+    assert_kind(
+        db.clear_hot("a1-t2").await,
+        ErrorKind::Integrity,
+        "clear_hot before record_archived",
+    );
+    assert_eq!(
+        db.task("a1-t2").await.unwrap().unwrap().state(),
+        BlobState::Hot
+    );
+
+    let at = minutes(1);
+    assert_kind(
+        db.record_archived("nope", "s3", "b", "k", at).await,
+        ErrorKind::NotFound,
+        "record_archived",
+    );
+    assert_kind(db.clear_hot("nope").await, ErrorKind::NotFound, "clear_hot");
+    assert_kind(
+        db.release("nope", "e", at).await,
+        ErrorKind::NotFound,
+        "release",
+    );
+    assert_kind(
+        db.mark_state("nope", BlobState::Lost, "r").await,
+        ErrorKind::NotFound,
+        "mark_state",
+    );
+}
+
+/// Lost and quarantined rows are recorded with a reason and never claimed.
+pub(crate) async fn lost_and_quarantined(db: &dyn Catalog) {
+    retention_fixture(db).await;
+    let now = later(0);
+    let all = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
+
+    db.mark_state("a1-t1", BlobState::Lost, "in neither store")
+        .await
+        .unwrap();
+    db.mark_state("a1-t2", BlobState::Quarantined, "sha256 mismatch")
+        .await
+        .unwrap();
+    let lost = db.task("a1-t1").await.unwrap().unwrap();
+    assert_eq!(lost.state(), BlobState::Lost);
+    assert_eq!(lost.html_archive_error.as_deref(), Some("in neither store"));
+    let quarantined = db.task("a1-t2").await.unwrap().unwrap();
+    assert_eq!(quarantined.state(), BlobState::Quarantined);
+    assert_eq!(
+        quarantined.html_archive_error.as_deref(),
+        Some("sha256 mismatch")
+    );
+    assert!(
+        quarantined.html_storage_path.is_some(),
+        "quarantine keeps the blob hot"
+    );
+    assert_eq!(
+        db.status(now).await.unwrap().leased,
+        all.len() as i64 - 2,
+        "mark_state ends the lease"
+    );
+
+    let claimed = db
+        .claim_task_html(0, 1000, &lease("w", later(1)))
+        .await
+        .unwrap();
+    let mut expected = eligible_tasks(ELIGIBLE[0].1);
+    expected.remove("a1-t1");
+    expected.remove("a1-t2");
+    assert_eq!(id_set(&claimed), expected);
+
+    for state in [BlobState::Hot, BlobState::Archived, BlobState::None] {
+        assert_kind(
+            db.mark_state("a0-t1", state, "r").await,
+            ErrorKind::InvalidInput,
+            state.as_str(),
+        );
+    }
+    assert_eq!(
+        db.task("a0-t1").await.unwrap().unwrap(),
+        hot_task("a0", "a0-t1")
+    );
+
+    let in_state = |rows: Vec<TaskRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        in_state(db.tasks_in_state(BlobState::Lost, 10).await.unwrap()),
+        ["a1-lost", "a1-t1"]
+    );
+    assert_eq!(
+        in_state(db.tasks_in_state(BlobState::Quarantined, 10).await.unwrap()),
+        ["a1-quar", "a1-t2"]
+    );
+    assert_eq!(
+        in_state(db.tasks_in_state(BlobState::None, 10).await.unwrap()),
+        ["a1-nohtml"]
+    );
+    assert_eq!(
+        in_state(db.tasks_in_state(BlobState::Archived, 10).await.unwrap()),
+        ["a1-done"]
+    );
+    assert_eq!(
+        in_state(db.tasks_in_state(BlobState::Hot, 3).await.unwrap()),
+        ["a0-t1", "a0-t2", "a1-nobucket"]
+    );
+    let hot = db.tasks_in_state(BlobState::Hot, 1000).await.unwrap();
+    assert!(hot.iter().all(|r| r.state() == BlobState::Hot));
+    // 15 jobs × 2, less a1-t1/t2, plus a1-nobucket and a1-pending.
+    assert_eq!(hot.len(), 30);
+}
+
+/// The job marker archives exactly the terminal jobs with no HTML left hot,
+/// none lost or quarantined, and at least one task archived.
+pub(crate) async fn job_marker(db: &dyn Catalog) {
+    let cases: [(&str, &str, Vec<TaskRow>, bool); 10] = [
+        ("m-all", "completed", vec![], true),
+        ("m-failed", "failed", vec![], true),
+        (
+            "m-nohtml",
+            "cancelled",
+            vec![no_html("m-nohtml", "m-nohtml-x")],
+            true,
+        ),
+        (
+            "m-hot",
+            "completed",
+            vec![hot_task("m-hot", "m-hot-x")],
+            false,
+        ),
+        (
+            "m-pending",
+            "completed",
+            vec![pending(hot_task("m-pending", "m-pending-x"))],
+            false,
+        ),
+        ("m-quar", "completed", vec![], false),
+        ("m-lost", "completed", vec![], false),
+        ("m-running", "running", vec![], false),
+        ("m-none", "completed", vec![], false),
+        ("m-empty", "completed", vec![], false),
+    ];
+    for (id, status, extra, _) in &cases {
+        db.insert_job(&job(id, 9, None, status, minutes(0), Some(minutes(1))))
+            .await
+            .unwrap();
+        // Every job but the last two has one archived task.
+        if !matches!(*id, "m-none" | "m-empty") {
+            db.insert_task(&archived(hot_task(id, &format!("{id}-a"))))
+                .await
+                .unwrap();
+        }
+        for task in extra {
+            db.insert_task(task).await.unwrap();
+        }
+    }
+    db.insert_task(&no_html("m-none", "m-none-x"))
+        .await
+        .unwrap();
+    let mut quarantined = hot_task("m-quar", "m-quar-x");
+    quarantined.html_archive_state = Some("quarantined".to_owned());
+    db.insert_task(&quarantined).await.unwrap();
+    // A lost blob whose hot reference was cleared still holds its job back.
+    let mut lost = no_html("m-lost", "m-lost-x");
+    lost.html_archive_state = Some("lost".to_owned());
+    db.insert_task(&lost).await.unwrap();
+
+    assert_eq!(
+        db.mark_archived_jobs().await.unwrap(),
+        3,
+        "{}",
+        db.backend()
+    );
+    let statuses: BTreeMap<String, String> = db
+        .job_retention()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.job.id, r.job.status))
+        .collect();
+    for (id, status, _, archived) in &cases {
+        let expected = if *archived { "archived" } else { status };
+        assert_eq!(statuses[*id], expected, "job {id} on {}", db.backend());
+    }
+    assert_eq!(
+        db.mark_archived_jobs().await.unwrap(),
+        0,
+        "marking is idempotent"
+    );
+
+    // Once its last hot task moves, the job follows.
+    db.record_archived("m-hot-x", "r2", "cold", "k", minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.mark_archived_jobs().await.unwrap(),
+        0,
+        "still hot until deleted"
+    );
+    db.clear_hot("m-hot-x").await.unwrap();
+    assert_eq!(db.mark_archived_jobs().await.unwrap(), 1);
+    assert_eq!(db.status(later(0)).await.unwrap().archived_jobs, 4);
+}
+
+/// `status` counts each kind of row once.
+pub(crate) async fn status_counts(db: &dyn Catalog) {
+    db.insert_job(&job("s1", 1, None, "completed", minutes(0), None))
+        .await
+        .unwrap();
+    db.insert_job(&job("s2", 1, None, "completed", minutes(0), None))
+        .await
+        .unwrap();
+    db.insert_job(&job("s3", 1, None, "completed", minutes(5), None))
+        .await
+        .unwrap();
+    let mut quarantined = hot_task("s1", "s1-q");
+    quarantined.html_archive_state = Some("quarantined".to_owned());
+    let mut lost = hot_task("s1", "s1-l");
+    lost.html_archive_state = Some("lost".to_owned());
+    for task in [
+        hot_task("s1", "s1-h1"),
+        hot_task("s1", "s1-h2"),
+        hot_task("s1", "s1-h3"),
+        pending(hot_task("s1", "s1-p")),
+        archived(hot_task("s1", "s1-a1")),
+        archived(hot_task("s1", "s1-a2")),
+        quarantined,
+        lost,
+        no_html("s1", "s1-n"),
+        archived(hot_task("s2", "s2-a")),
+        hot_task("s3", "s3-h"),
+    ] {
+        db.insert_task(&task).await.unwrap();
+    }
+    let now = later(0);
+    db.release("s1-h1", "timeout", now - Duration::minutes(1))
+        .await
+        .unwrap();
+    let claimed = db.claim_task_html(1, 2, &lease("w", now)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(db.mark_archived_jobs().await.unwrap(), 1);
+
+    assert_eq!(
+        db.status(now).await.unwrap(),
+        CatalogStatus {
+            hot: 4,
+            pending_hot_delete: 1,
+            archived: 3,
+            quarantined: 1,
+            lost: 1,
+            leased: 2,
+            failing: 1,
+            archived_jobs: 1,
+        },
+        "{}",
+        db.backend()
+    );
+    assert_eq!(db.status(later(1)).await.unwrap().leased, 0);
+}
+
+/// `catalog::connect` picks the backend from the URL and creates a missing
+/// SQLite file.
+pub(crate) async fn connect_dispatches_on_the_url() {
+    let sqlite = sqlite_database();
+    let path = sqlite.url().trim_start_matches("sqlite:").to_owned();
+    assert!(!std::path::Path::new(&path).exists());
+    let catalog = coldsweep::catalog::connect(sqlite.url()).await.unwrap();
+    assert_eq!(catalog.backend(), "sqlite");
+    catalog.migrate().await.unwrap();
+    assert!(std::path::Path::new(&path).exists());
+
+    let pg = fresh_database().await;
+    let catalog = coldsweep::catalog::connect(pg.url()).await.unwrap();
+    assert_eq!(catalog.backend(), "postgres");
+    catalog.migrate().await.unwrap();
+
+    assert_kind(
+        coldsweep::catalog::connect("mysql://localhost/db").await,
+        ErrorKind::InvalidInput,
+        "mysql URL",
+    );
+}
+
+/// Postgres: many claimers on two pools never get the same row.
+pub(crate) async fn concurrent_claims_are_disjoint() {
+    let db = fresh_database().await;
+    let (one, two) = (db.catalog().await, db.catalog().await);
+    one.migrate().await.unwrap();
+    one.insert_job(&job(
+        "old",
+        1,
+        None,
+        "completed",
+        minutes(0),
+        Some(minutes(1)),
+    ))
+    .await
+    .unwrap();
+    one.insert_job(&job(
+        "new",
+        1,
+        None,
+        "completed",
+        minutes(0),
+        Some(minutes(2)),
+    ))
+    .await
+    .unwrap();
+    let tasks: BTreeSet<String> = (0..60).map(|n| format!("old-{n:02}")).collect();
+    for id in &tasks {
+        one.insert_task(&hot_task("old", id)).await.unwrap();
+    }
+    one.insert_task(&hot_task("new", "new-00")).await.unwrap();
+
+    let now = later(0);
+    let claimers = (0..8).map(|n| {
+        let catalog = if n % 2 == 0 { &one } else { &two };
+        async move {
+            let owner = format!("worker-{n}");
+            let mut mine = Vec::new();
+            loop {
+                let got = catalog
+                    .claim_task_html(1, 3, &lease(&owner, now))
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return (owner, mine);
+                }
+                mine.extend(got.into_iter().map(|c| c.task_id));
+            }
+        }
+    });
+    let results = futures::future::join_all(claimers).await;
+
+    let mut owner_of = BTreeMap::new();
+    for (owner, mine) in &results {
+        for id in mine {
+            if let Some(other) = owner_of.insert(id.clone(), owner.clone()) {
+                panic!("{id} claimed by both {other} and {owner}");
+            }
+        }
+    }
+    assert_eq!(owner_of.keys().cloned().collect::<BTreeSet<_>>(), tasks);
+    let mut conn = db.connection().await;
+    let recorded: BTreeMap<String, String> =
+        sqlx::query("SELECT id, html_lease_owner FROM tasks WHERE job_id = 'old'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get("id"), row.get("html_lease_owner")))
+            .collect();
+    assert_eq!(
+        recorded, owner_of,
+        "the lease names the claimer that got the row"
+    );
+}
+
+/// Postgres: a claim passes over rows another transaction has locked
+/// instead of waiting for them.
+pub(crate) async fn claims_skip_locked_rows() {
+    let db = fresh_database().await;
+    let catalog = db.catalog().await;
+    catalog.migrate().await.unwrap();
+    catalog
+        .insert_job(&job(
+            "old",
+            1,
+            None,
+            "completed",
+            minutes(0),
+            Some(minutes(1)),
+        ))
+        .await
+        .unwrap();
+    catalog
+        .insert_job(&job(
+            "new",
+            1,
+            None,
+            "completed",
+            minutes(0),
+            Some(minutes(2)),
+        ))
+        .await
+        .unwrap();
+    let tasks: BTreeSet<String> = (0..10).map(|n| format!("old-{n:02}")).collect();
+    for id in &tasks {
+        catalog.insert_task(&hot_task("old", id)).await.unwrap();
+    }
+
+    let mut conn = db.connection().await;
+    let mut tx = conn.begin().await.unwrap();
+    let locked: BTreeSet<String> = sqlx::query_scalar(
+        "SELECT id FROM tasks WHERE job_id = 'old' ORDER BY id LIMIT 4 FOR UPDATE",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let now = later(0);
+    let claimed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        catalog.claim_task_html(1, 100, &lease("w", now)),
+    )
+    .await
+    .expect("a claim must not wait for rows another transaction holds")
+    .unwrap();
+    assert_eq!(id_set(&claimed), &tasks - &locked);
+    tx.rollback().await.unwrap();
+
+    let rest = catalog
+        .claim_task_html(1, 100, &lease("w", now))
+        .await
+        .unwrap();
+    assert_eq!(id_set(&rest), locked);
+}
+
+/// Postgres: migrating an application's existing schema only adds
+/// coldsweep's columns (and indexes and its own migrations table), keeps
+/// every row, and leaves the application's `_sqlx_migrations` alone.
+pub(crate) async fn migrating_a_seed_schema_keeps_data() {
+    let db = fresh_database().await;
+    let mut conn = db.connection().await;
+    // The application's schema predates html_captured_at and has columns of its own.
+    conn.execute(
+        r#"
+        CREATE TABLE jobs (
+            id text PRIMARY KEY, domain_id int NOT NULL, organisation_id uuid,
+            status text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
+            completed_at timestamptz, name text NOT NULL);
+        CREATE TABLE tasks (
+            id text PRIMARY KEY, job_id text NOT NULL REFERENCES jobs (id), url text NOT NULL,
+            html_storage_bucket text, html_storage_path text, html_content_type text,
+            html_content_encoding text, html_size_bytes bigint,
+            html_compressed_size_bytes bigint, html_sha256 text,
+            html_archive_provider text, html_archive_bucket text, html_archive_key text,
+            html_archived_at timestamptz);
+        CREATE TABLE _sqlx_migrations (
+            version bigint PRIMARY KEY, description text NOT NULL,
+            installed_on timestamptz NOT NULL DEFAULT now(), success boolean NOT NULL,
+            checksum bytea NOT NULL, execution_time bigint NOT NULL);
+        INSERT INTO _sqlx_migrations VALUES (20240101000000, 'app schema', now(), true, '\x00', 1);
+        INSERT INTO jobs VALUES
+            ('old', 1, '0a0a0a0a-0a0a-4a0a-8a0a-0a0a0a0a0a0a', 'completed',
+             '2025-01-01T00:00:00Z', '2025-01-01T01:00:00Z', 'first crawl'),
+            ('new', 1, '0a0a0a0a-0a0a-4a0a-8a0a-0a0a0a0a0a0a', 'completed',
+             '2025-01-02T00:00:00Z', '2025-01-02T01:00:00Z', 'second crawl');
+        INSERT INTO tasks VALUES
+            ('old-hot', 'old', 'https://example.com/a', 'hot', 'jobs/old/tasks/old-hot/page-content.html.gz',
+             'text/html', 'gzip', 100, 40, 'abc', NULL, NULL, NULL, NULL),
+            ('old-done', 'old', 'https://example.com/b', NULL, NULL, 'text/html', 'gzip', 100, 40,
+             'def', 'r2', 'cold', 'jobs/old/tasks/old-done/page-content.html.gz',
+             '2025-01-03T00:00:00Z'),
+            ('old-none', 'old', 'https://example.com/c', NULL, NULL, NULL, NULL, NULL, NULL,
+             NULL, NULL, NULL, NULL, NULL),
+            ('new-hot', 'new', 'https://example.com/d', 'hot', 'jobs/new/tasks/new-hot/page-content.html.gz',
+             'text/html', 'gzip', 100, 40, 'ghi', NULL, NULL, NULL, NULL);
+        "#,
+    )
+    .await
+    .unwrap();
+    let before = columns(&mut conn).await;
+    let rows_before = rows(&mut conn).await;
+    assert_eq!(rows_before.len(), 7);
+
+    let catalog = db.catalog().await;
+    assert_kind(
+        catalog.check_migrations().await,
+        ErrorKind::InvalidInput,
+        "before migrate",
+    );
+    catalog.migrate().await.expect("migrate the seed schema");
+    catalog.migrate().await.expect("migrate it again");
+    catalog.check_migrations().await.unwrap();
+
+    let after = columns(&mut conn).await;
+    let added: BTreeSet<String> = after.difference(&before).cloned().collect();
+    assert!(before.is_subset(&after), "a column went missing");
+    let expected_added = strings(&[
+        "tasks.html_captured_at",
+        "tasks.html_archive_state",
+        "tasks.html_archive_error",
+        "tasks.html_archive_attempts",
+        "tasks.html_lease_owner",
+        "tasks.html_lease_expires_at",
+        "_coldsweep_migrations.version",
+        "_coldsweep_migrations.description",
+        "_coldsweep_migrations.installed_on",
+        "_coldsweep_migrations.success",
+        "_coldsweep_migrations.checksum",
+        "_coldsweep_migrations.execution_time",
+    ]);
+    assert_eq!(added, expected_added);
+
+    // Every existing row, the application's migrations included, is unchanged.
+    assert_eq!(rows(&mut conn).await, rows_before);
+
+    let old_hot = catalog.task("old-hot").await.unwrap().unwrap();
+    assert_eq!(old_hot.html_archive_attempts, 0);
+    assert_eq!(old_hot.html_archive_state, None);
+    assert_eq!(old_hot.html_sha256.as_deref(), Some("abc"));
+    assert_eq!(
+        catalog.task("old-done").await.unwrap().unwrap().state(),
+        BlobState::Archived
+    );
+    let url: String = sqlx::query_scalar("SELECT url FROM tasks WHERE id = 'old-none'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(url, "https://example.com/c");
+
+    let claimed = catalog
+        .claim_task_html(1, 10, &lease("w", later(0)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), ["old-hot"]);
+}
+
+/// Every column of the public schema, as `table.column`.
+async fn columns(conn: &mut sqlx::PgConnection) -> BTreeSet<String> {
+    sqlx::query_scalar(
+        "SELECT table_name || '.' || column_name FROM information_schema.columns
+         WHERE table_schema = 'public'",
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}
+
+/// Every row of the seed schema as JSON, without the columns migrate may add.
+async fn rows(conn: &mut sqlx::PgConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT to_jsonb(j)::text FROM jobs j
+         UNION ALL SELECT (to_jsonb(t) - 'html_captured_at' - 'html_archive_state'
+                           - 'html_archive_error' - 'html_archive_attempts'
+                           - 'html_lease_owner' - 'html_lease_expires_at')::text FROM tasks t
+         UNION ALL SELECT to_jsonb(m)::text FROM _sqlx_migrations m
+         ORDER BY 1",
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap()
+}
+
+macro_rules! on_both_backends {
+    ($($check:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(&*super::pg_catalog().await).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(&*super::sqlite_catalog().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    rows_round_trip,
+    retention_rule,
+    claims_lease_rows,
+    release_backs_off,
+    archive_then_clear_hot,
+    lost_and_quarantined,
+    job_marker,
+    status_counts,
+);
+
+#[tokio::test]
+async fn postgres_migrations_are_checked_and_idempotent() {
+    migrations_are_checked_and_idempotent(&fresh_database().await.catalog().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_migrations_are_checked_and_idempotent() {
+    migrations_are_checked_and_idempotent(&sqlite_database().catalog().await).await;
+}
+
+#[tokio::test]
+async fn catalog_connect_dispatches_on_the_url() {
+    connect_dispatches_on_the_url().await;
+}
+
+#[tokio::test]
+async fn postgres_concurrent_claims_are_disjoint() {
+    concurrent_claims_are_disjoint().await;
+}
+
+#[tokio::test]
+async fn postgres_claims_skip_locked_rows() {
+    claims_skip_locked_rows().await;
+}
+
+#[tokio::test]
+async fn postgres_migrating_a_seed_schema_keeps_data() {
+    migrating_a_seed_schema_keeps_data().await;
+}

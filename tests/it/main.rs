@@ -2,5 +2,8 @@
 //! S3-protocol server started by the harness on 127.0.0.1.
 
 mod catalog_conformance;
+mod cli;
+mod faults;
 mod harness;
+mod pipeline;
 mod store_conformance;

@@ -1,1 +1,200 @@
-fn main() {}
+//! `coldsweep`: the daemon and its tools.
+//!
+//! A thin layer over the library: parse arguments (every setting is a flag
+//! and an environment variable), set up logging, build the library's
+//! configuration through its own parsers, and call it. Output for people
+//! goes to stdout; logs and errors go to stderr.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod commands;
+mod format;
+mod settings;
+
+use settings::{DbArgs, Settings};
+
+const ABOUT: &str = "Moves aged blobs from a hot object store to cold S3-compatible storage, \
+                     with your database (the catalog) as the source of truth.";
+
+const AFTER_HELP: &str = "\
+How it works:
+  The catalog's rows say where every blob lives. Each sweep claims blobs of finished jobs
+  older than the newest ARCHIVE_RETENTION_JOBS jobs per (domain, organisation), copies them
+  to cold storage, verifies the copy, switches the row to it, and only then deletes the hot copy.
+
+Try it without any setup:
+  coldsweep demo
+
+Run it for real:
+  DATABASE_URL=postgres://… ARCHIVE_PROVIDER=r2 ARCHIVE_BUCKET=my-archive \\
+  ARCHIVE_ENDPOINT=https://<account>.r2.cloudflarestorage.com \\
+  ARCHIVE_ACCESS_KEY_ID=… ARCHIVE_SECRET_ACCESS_KEY=… coldsweep run";
+
+#[derive(Parser)]
+#[command(name = "coldsweep", version, about = ABOUT, after_help = AFTER_HELP)]
+struct Cli {
+    /// Log line format (logs go to stderr; the level comes from RUST_LOG, default info).
+    #[arg(
+        long,
+        global = true,
+        env = "COLDSWEEP_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the archiver: sweep now, then every ARCHIVE_INTERVAL, until SIGINT or SIGTERM.
+    #[command(
+        after_help = "Archiving is off (exit code 2) until ARCHIVE_PROVIDER and \
+                            ARCHIVE_BUCKET are set. Every flag can also be given as the \
+                            environment variable shown next to it."
+    )]
+    Run(Settings),
+
+    /// Sweep once and print what happened; exit code 1 if any blob failed, was
+    /// quarantined or lost.
+    Sweep {
+        /// Required: run one sweep and exit (for cron jobs and CI). The daemon is `coldsweep run`.
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
+
+    /// Dry run: show per job whether retention keeps it hot or the next sweep moves it.
+    Plan(Settings),
+
+    /// Show where blobs are: counts, and quarantined and lost blobs with their reasons.
+    Status(Settings),
+
+    /// Create or update the catalog schema (safe to repeat).
+    Migrate(DbArgs),
+
+    /// Try coldsweep on a self-contained sample: SQLite catalog, folder stores, one sweep.
+    Demo {
+        /// Folder for the demo's catalog (catalog.db), hot store (hot/) and cold store (cold/).
+        #[arg(long, default_value = commands::DEMO_DIR)]
+        dir: std::path::PathBuf,
+        /// Delete the folder first and start from scratch.
+        #[arg(long)]
+        reset: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo prints its own report; the archiver's log lines (including
+    // the deliberate quarantine and loss) would only repeat it.
+    let default_level = match cli.command {
+        Command::Demo { .. } => "off",
+        _ => "info",
+    };
+    init_tracing(cli.log_format, default_level);
+
+    let result = match cli.command {
+        Command::Run(settings) => commands::run(settings).await,
+        Command::Sweep { once, settings } => commands::sweep(once, settings).await,
+        Command::Plan(settings) => commands::plan(settings).await,
+        Command::Status(settings) => commands::status(settings).await,
+        Command::Migrate(db) => commands::migrate(db).await,
+        Command::Demo { dir, reset } => commands::demo(&dir, reset).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", format::error_chain(&err));
+            if err.is::<settings::BadSettings>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(default_level))
+        // reqsign (OpenDAL's request signer) logs the credentials it tries,
+        // secret included, at DEBUG: never let RUST_LOG turn that on.
+        .add_directive("reqsign=info".parse().expect("a valid directive"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_variable_is_a_flag_of_every_settings_command() {
+        let cli = Cli::command();
+        for name in ["run", "sweep", "plan", "status"] {
+            let sub = cli.find_subcommand(name).unwrap();
+            let envs: Vec<_> = sub
+                .get_arguments()
+                .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+                .collect();
+            for var in coldsweep::config::VARIABLES {
+                assert!(
+                    envs.iter().any(|e| e == var.name),
+                    "`{name}` has no flag for {}",
+                    var.name
+                );
+            }
+            assert!(envs.iter().any(|e| e == "DATABASE_URL"));
+        }
+    }
+
+    #[test]
+    fn secrets_hide_their_env_values() {
+        let cli = Cli::command();
+        let run = cli.find_subcommand("run").unwrap();
+        for arg in run.get_arguments() {
+            let Some(env) = arg.get_env().and_then(|e| e.to_str()) else {
+                continue;
+            };
+            let secret = env == "DATABASE_URL"
+                || coldsweep::config::VARIABLES
+                    .iter()
+                    .any(|v| v.name == env && v.secret);
+            if secret {
+                assert!(
+                    arg.is_hide_env_values_set(),
+                    "{env} shows its value in --help"
+                );
+            }
+        }
+    }
+}

@@ -1,4 +1,4 @@
 //! Test harness: real servers on 127.0.0.1, started or found on demand.
 
-pub mod pg;
-pub mod s3;
+pub(crate) mod pg;
+pub(crate) mod s3;

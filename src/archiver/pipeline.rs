@@ -1,0 +1,215 @@
+//! The life of one blob: read hot → check → put cold → verify → switch the
+//! catalog → delete hot → clear the hot reference.
+//!
+//! Each step is idempotent and the order keeps the invariants: the hot copy
+//! is deleted only after a verified cold copy is recorded in the catalog, and
+//! the hot reference is cleared only after the delete.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::verify::{self, Digest};
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::{KeyPrefix, ObjectKey};
+use crate::source::{ArchiveCandidate, ArchiveSource};
+use crate::store::{Location, PutOptions, Store};
+
+/// How one blob's move ended (errors are reported separately).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Copied to cold, verified, catalog switched, hot deleted.
+    Archived {
+        /// Stored bytes moved.
+        bytes: u64,
+    },
+    /// The hot copy was already gone and cold held a good copy: bookkeeping finished.
+    Completed,
+    /// The hot bytes disagree with the catalog; left hot.
+    Quarantined {
+        /// Why.
+        reason: String,
+    },
+    /// Neither store holds a good copy.
+    Lost {
+        /// Why.
+        reason: String,
+    },
+}
+
+pub(crate) struct Pipeline<'a> {
+    pub(crate) hot: &'a dyn Store,
+    pub(crate) cold: &'a dyn Store,
+    pub(crate) cold_bucket: &'a str,
+    pub(crate) prefix: &'a KeyPrefix,
+    pub(crate) source: &'a dyn ArchiveSource,
+}
+
+impl Pipeline<'_> {
+    pub(crate) async fn run(&self, candidate: &ArchiveCandidate) -> Result<Outcome> {
+        let hot_location = match ObjectKey::new(candidate.storage_path.as_str()) {
+            Ok(key) => Location::new(candidate.storage_bucket.as_str(), key),
+            Err(e) => return self.quarantine(candidate, e.message().to_owned()).await,
+        };
+        let cold_location = match self.cold_location(candidate) {
+            Ok(location) => location,
+            Err(e) if e.kind() == ErrorKind::InvalidInput => {
+                return self.quarantine(candidate, e.message().to_owned()).await;
+            }
+            Err(e) => return Err(e),
+        };
+
+        match self.hot.get(&hot_location).await {
+            Ok(bytes) => {
+                self.move_blob(candidate, &hot_location, &cold_location, bytes)
+                    .await
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.finish_without_hot(candidate, &cold_location).await
+            }
+            Err(e) => Err(e.context(format!("read hot {hot_location}"))),
+        }
+    }
+
+    /// Where the cold copy goes: the location an earlier sweep recorded, or
+    /// the source's layout under the configured prefix.
+    fn cold_location(&self, candidate: &ArchiveCandidate) -> Result<Location> {
+        if let Some(at) = &candidate.archived_at {
+            if at.provider != self.cold.provider() || at.bucket != self.cold_bucket {
+                // Never delete a hot copy on the strength of a store we cannot see.
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "row was switched to {}:{} but this worker archives to {}:{}",
+                        at.provider,
+                        at.bucket,
+                        self.cold.provider(),
+                        self.cold_bucket
+                    ),
+                ));
+            }
+            return Ok(Location::new(
+                at.bucket.as_str(),
+                ObjectKey::new(at.key.as_str())?,
+            ));
+        }
+        Ok(Location::new(
+            self.cold_bucket,
+            self.source.cold_key(candidate, self.prefix)?,
+        ))
+    }
+
+    async fn move_blob(
+        &self,
+        candidate: &ArchiveCandidate,
+        hot_location: &Location,
+        cold_location: &Location,
+        bytes: Bytes,
+    ) -> Result<Outcome> {
+        let checked = bytes.clone();
+        let candidate_copy = candidate.clone();
+        let checks = tokio::task::spawn_blocking(move || {
+            verify::check_against_catalog(&candidate_copy, &checked).map(|()| Digest::of(&checked))
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Unexpected, "digest task failed").with_source(e))?;
+        let digest = match checks {
+            Ok(digest) => digest,
+            Err(mismatch) => return self.quarantine(candidate, mismatch.0).await,
+        };
+
+        // A copy left by an interrupted sweep is reused once proven identical.
+        if !verify::cold_holds(self.cold, cold_location, &digest).await? {
+            self.cold
+                .put(cold_location, bytes, &self.put_options(candidate, &digest))
+                .await
+                .map_err(|e| e.context(format!("put cold {cold_location}")))?;
+            if !verify::cold_holds(self.cold, cold_location, &digest).await? {
+                return Err(Error::new(
+                    ErrorKind::Integrity,
+                    format!("cold copy {cold_location} does not match the hot bytes after upload"),
+                ));
+            }
+        }
+
+        self.switch_to_cold(candidate, cold_location).await?;
+        self.hot
+            .delete(hot_location)
+            .await
+            .map_err(|e| e.context(format!("delete hot {hot_location}")))?;
+        self.source.on_hot_deleted(candidate).await?;
+        Ok(Outcome::Archived { bytes: digest.size })
+    }
+
+    async fn finish_without_hot(
+        &self,
+        candidate: &ArchiveCandidate,
+        cold_location: &Location,
+    ) -> Result<Outcome> {
+        match verify::cold_copy_alone(self.cold, cold_location, candidate).await? {
+            Some(Ok(_)) => {
+                self.switch_to_cold(candidate, cold_location).await?;
+                self.source.on_hot_deleted(candidate).await?;
+                Ok(Outcome::Completed)
+            }
+            Some(Err(mismatch)) => {
+                let reason = format!(
+                    "hot copy missing and cold copy {cold_location} is bad: {}",
+                    mismatch.0
+                );
+                self.source.mark_lost(candidate, &reason).await?;
+                Ok(Outcome::Lost { reason })
+            }
+            None => {
+                let reason = format!(
+                    "missing from hot ({}/{}) and cold ({cold_location})",
+                    candidate.storage_bucket, candidate.storage_path
+                );
+                self.source.mark_lost(candidate, &reason).await?;
+                Ok(Outcome::Lost { reason })
+            }
+        }
+    }
+
+    async fn switch_to_cold(&self, candidate: &ArchiveCandidate, cold: &Location) -> Result<()> {
+        let already = candidate.archived_at.as_ref().is_some_and(|at| {
+            at.provider == self.cold.provider()
+                && at.bucket == cold.bucket
+                && at.key == cold.key.as_str()
+        });
+        if already {
+            return Ok(());
+        }
+        self.source
+            .on_archived(
+                candidate,
+                self.cold.provider(),
+                &cold.bucket,
+                cold.key.as_str(),
+            )
+            .await
+    }
+
+    async fn quarantine(&self, candidate: &ArchiveCandidate, reason: String) -> Result<Outcome> {
+        self.source.mark_quarantined(candidate, &reason).await?;
+        Ok(Outcome::Quarantined { reason })
+    }
+
+    fn put_options(&self, candidate: &ArchiveCandidate, digest: &Digest) -> PutOptions {
+        // `sha256` keeps the seed's meaning (digest of the decoded content, as
+        // in the catalog); `stored_sha256` is of the bytes as stored.
+        let mut metadata = BTreeMap::from([
+            ("task_id".to_owned(), candidate.task_id.clone()),
+            ("job_id".to_owned(), candidate.job_id.clone()),
+            (verify::STORED_SHA256.to_owned(), digest.sha256_hex()),
+        ]);
+        if let Some(sha) = &candidate.sha256 {
+            metadata.insert("sha256".to_owned(), sha.trim().to_ascii_lowercase());
+        }
+        PutOptions {
+            content_type: candidate.content_type.clone(),
+            content_encoding: candidate.content_encoding.clone(),
+            metadata,
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Byte checks: the hot bytes against the catalog, the cold copy against the hot bytes.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use md5::Md5;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{ErrorKind, Result};
+use crate::source::ArchiveCandidate;
+use crate::store::{Location, Store};
+
+/// User-metadata key holding the hex SHA-256 of the bytes as stored.
+pub(crate) const STORED_SHA256: &str = "stored_sha256";
+
+/// Size and digests of a blob's stored bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Digest {
+    pub(crate) size: u64,
+    pub(crate) sha256: [u8; 32],
+    pub(crate) md5: [u8; 16],
+}
+
+impl Digest {
+    pub(crate) fn of(bytes: &[u8]) -> Self {
+        Self {
+            size: bytes.len() as u64,
+            sha256: Sha256::digest(bytes).into(),
+            md5: Md5::digest(bytes).into(),
+        }
+    }
+
+    pub(crate) fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+}
+
+/// Why a blob's bytes disagree with its catalog row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Mismatch(pub(crate) String);
+
+/// Check stored bytes against what the catalog says of them: the compressed
+/// size, and the SHA-256 of the decoded content (`html_sha256`).
+pub(crate) fn check_against_catalog(
+    candidate: &ArchiveCandidate,
+    bytes: &[u8],
+) -> std::result::Result<(), Mismatch> {
+    if let Some(expected) = candidate.compressed_size_bytes
+        && u64::try_from(expected).ok() != Some(bytes.len() as u64)
+    {
+        return Err(Mismatch(format!(
+            "size mismatch: catalog says {expected} bytes, store holds {}",
+            bytes.len()
+        )));
+    }
+    let Some(expected) = candidate.sha256.as_deref() else {
+        return Ok(());
+    };
+    let expected = expected.trim().to_ascii_lowercase();
+    if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Mismatch(format!(
+            "catalog html_sha256 {expected:?} is not a hex SHA-256"
+        )));
+    }
+    let actual = decoded_sha256(candidate.content_encoding.as_deref(), bytes)?;
+    if hex::encode(actual) != expected {
+        return Err(Mismatch(format!(
+            "content digest mismatch: catalog html_sha256 {expected}, decoded bytes hash to {}",
+            hex::encode(actual)
+        )));
+    }
+    Ok(())
+}
+
+/// SHA-256 of the content after undoing `encoding`, streamed so a
+/// decompression bomb costs time, not memory.
+fn decoded_sha256(encoding: Option<&str>, bytes: &[u8]) -> std::result::Result<[u8; 32], Mismatch> {
+    let mut hasher = Sha256::new();
+    match encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") | Some("identity") => hasher.update(bytes),
+        Some("gzip") | Some("x-gzip") => {
+            let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match decoder.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => hasher.update(&buf[..n]),
+                    Err(e) => {
+                        return Err(Mismatch(format!(
+                            "content-encoding is gzip but the bytes are not valid gzip: {e}"
+                        )));
+                    }
+                }
+            }
+        }
+        Some(other) => {
+            return Err(Mismatch(format!(
+                "unknown content-encoding {other:?}: cannot check html_sha256"
+            )));
+        }
+    }
+    Ok(hasher.finalize().into())
+}
+
+/// Whether the cold store holds exactly `digest`'s bytes at `location`.
+///
+/// Cheap path: size equal and the store's MD5 ETag equals the MD5 of the
+/// bytes (the upload carried Content-MD5, so the store checked it on the
+/// way in) and, where present, our `stored_sha256` metadata agrees. Otherwise —
+/// no ETag, a multipart or opaque ETag — read the object back and compare
+/// SHA-256, so verification never depends on a feature a provider lacks.
+pub(crate) async fn cold_holds(
+    cold: &dyn Store,
+    location: &Location,
+    digest: &Digest,
+) -> Result<bool> {
+    let meta = match cold.head(location).await {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if meta.size != digest.size {
+        return Ok(false);
+    }
+    let metadata_agrees = meta
+        .metadata
+        .get(STORED_SHA256)
+        .is_none_or(|sha| sha.eq_ignore_ascii_case(&digest.sha256_hex()));
+    if metadata_agrees && meta.etag_md5() == Some(digest.md5) {
+        return Ok(true);
+    }
+    let stored = match cold.get(location).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    Ok(Digest::of(&stored) == *digest)
+}
+
+/// Read a cold object that must stand alone (its hot copy is gone): returns
+/// `None` if absent, else the bytes or why they disagree with the catalog
+/// or with the `stored_sha256` recorded at upload.
+pub(crate) async fn cold_copy_alone(
+    cold: &dyn Store,
+    location: &Location,
+    candidate: &ArchiveCandidate,
+) -> Result<Option<std::result::Result<Bytes, Mismatch>>> {
+    let bytes = match cold.get(location).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if let Err(mismatch) = check_against_catalog(candidate, &bytes) {
+        return Ok(Some(Err(mismatch)));
+    }
+    let meta = cold.head(location).await?;
+    if let Some(sha) = meta.metadata.get(STORED_SHA256)
+        && !sha.eq_ignore_ascii_case(&Digest::of(&bytes).sha256_hex())
+    {
+        return Ok(Some(Err(Mismatch(format!(
+            "cold copy does not match the sha256 recorded at upload ({sha})"
+        )))));
+    }
+    Ok(Some(Ok(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn candidate(bytes: &[u8], html: &[u8]) -> ArchiveCandidate {
+        ArchiveCandidate {
+            task_id: "t".into(),
+            job_id: "j".into(),
+            storage_bucket: "b".into(),
+            storage_path: "p".into(),
+            sha256: Some(hex::encode(Sha256::digest(html))),
+            compressed_size_bytes: Some(bytes.len() as i64),
+            content_type: Some("text/html".into()),
+            content_encoding: Some("gzip".into()),
+            archived_at: None,
+        }
+    }
+
+    #[test]
+    fn matching_gzip_passes_and_every_disagreement_is_caught() {
+        let html = b"<html>hello</html>";
+        let stored = gzip(html);
+        let good = candidate(&stored, html);
+        assert_eq!(check_against_catalog(&good, &stored), Ok(()));
+
+        let mut wrong_digest = good.clone();
+        wrong_digest.sha256 = Some(hex::encode(Sha256::digest(b"other")));
+        assert!(check_against_catalog(&wrong_digest, &stored).is_err());
+
+        let mut wrong_size = good.clone();
+        wrong_size.compressed_size_bytes = Some(1);
+        assert!(check_against_catalog(&wrong_size, &stored).is_err());
+
+        let not_gzip = b"plain bytes".to_vec();
+        let mut c = candidate(&not_gzip, html);
+        c.compressed_size_bytes = None;
+        assert!(check_against_catalog(&c, &not_gzip).is_err());
+
+        let mut unknown = good.clone();
+        unknown.content_encoding = Some("br".into());
+        assert!(check_against_catalog(&unknown, &stored).is_err());
+
+        let mut malformed = good.clone();
+        malformed.sha256 = Some("zz".into());
+        assert!(check_against_catalog(&malformed, &stored).is_err());
+
+        // No digest, no size: nothing to hold the bytes against.
+        let mut bare = good;
+        bare.sha256 = None;
+        bare.compressed_size_bytes = None;
+        assert_eq!(check_against_catalog(&bare, b"anything"), Ok(()));
+    }
+}

@@ -1,0 +1,165 @@
+//! One function per subcommand; each returns the process exit code.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use coldsweep::archiver::CatalogJobMarker;
+use coldsweep::config::Config;
+use coldsweep::store::Store;
+use coldsweep::{Archiver, Catalog, SweepReport, TaskHtmlSource};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::format;
+use crate::format::out;
+use crate::settings::{BadSettings, DbArgs, Settings, redact_url};
+
+mod demo;
+mod plan;
+mod status;
+
+pub(crate) use demo::{DEFAULT_DIR as DEMO_DIR, demo};
+pub(crate) use plan::plan;
+pub(crate) use status::status;
+
+/// The archiver for the task-HTML source over `catalog`.
+pub(crate) fn archiver(
+    config: Config,
+    catalog: Arc<dyn Catalog>,
+    hot: Arc<dyn Store>,
+    cold: Arc<dyn Store>,
+) -> Archiver {
+    let source = Arc::new(TaskHtmlSource::new(catalog.clone(), config.retention_jobs));
+    Archiver::new(
+        cold,
+        hot,
+        config,
+        Arc::new(CatalogJobMarker(catalog)),
+        vec![source],
+    )
+}
+
+/// SIGINT and SIGTERM, listened to from creation on so that a signal during
+/// start-up is not lost (nor kills the process mid-step).
+pub(crate) struct Shutdown {
+    term: Signal,
+    int: Signal,
+}
+
+impl Shutdown {
+    pub(crate) fn listen() -> anyhow::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("listen for SIGINT")?,
+        })
+    }
+
+    /// Completes at the next SIGINT or SIGTERM.
+    pub(crate) async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+}
+
+/// `coldsweep run`.
+pub(crate) async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
+    let mut shutdown = Shutdown::listen()?;
+    let ready = tokio::select! {
+        ready = settings.ready() => ready?,
+        () = shutdown.recv() => {
+            tracing::info!("stopped during start-up");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let catalog_url = settings.db.database_url.as_deref().map(redact_url);
+    tracing::info!(
+        catalog = catalog_url.as_deref().unwrap_or_default(),
+        backend = ready.catalog.backend(),
+        provider = %ready.config.provider,
+        bucket = %ready.config.bucket,
+        retention_jobs = ready.config.retention_jobs,
+        interval = %humantime::format_duration(ready.config.interval),
+        batch_size = ready.config.batch_size,
+        concurrency = ready.config.concurrency,
+        "coldsweep started; cold bucket reachable"
+    );
+    let archiver = archiver(ready.config, ready.catalog, ready.hot, ready.cold);
+    archiver.run(shutdown.recv()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `coldsweep sweep --once`.
+pub(crate) async fn sweep(once: bool, settings: Settings) -> anyhow::Result<ExitCode> {
+    if !once {
+        return Err(BadSettings(
+            "`coldsweep sweep` runs a single pass and needs --once; \
+             to keep sweeping every ARCHIVE_INTERVAL, use `coldsweep run`"
+                .to_owned(),
+        )
+        .into());
+    }
+    let mut shutdown = Shutdown::listen()?;
+    let ready = settings.ready().await?;
+    let target = format!("{}:{}", ready.config.provider, ready.config.bucket);
+    let archiver = archiver(ready.config, ready.catalog, ready.hot, ready.cold);
+
+    // A signal stops new blobs; blobs in flight finish and are reported.
+    let stop = CancellationToken::new();
+    let report: SweepReport = {
+        let sweep = archiver.sweep_until(&stop);
+        tokio::pin!(sweep);
+        tokio::select! {
+            report = &mut sweep => report,
+            () = shutdown.recv() => {
+                stop.cancel();
+                sweep.await
+            }
+        }
+    };
+
+    out!("Sweep to {target}: {}", format::report_summary(&report));
+    if !report.problems.is_empty() {
+        out!("Problems ({}):", report.problems.len());
+        out!("{}", format::report_problems(&report).trim_end());
+    }
+    if report.is_clean() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        out!(
+            "Quarantined and lost blobs stay where they are until fixed; failed ones are retried \
+             next sweep. `coldsweep status` lists them."
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `coldsweep migrate`.
+pub(crate) async fn migrate(db: DbArgs) -> anyhow::Result<ExitCode> {
+    let catalog = db.connect().await?;
+    let was_current = catalog.check_migrations().await.is_ok();
+    catalog
+        .migrate()
+        .await
+        .context("apply the catalog migrations")?;
+    let url = db
+        .database_url
+        .as_deref()
+        .map(redact_url)
+        .unwrap_or_default();
+    if was_current {
+        out!(
+            "The {} catalog at {url} was already up to date; nothing to do.",
+            catalog.backend()
+        );
+    } else {
+        out!(
+            "Migrated the {} catalog at {url}: jobs/tasks schema and coldsweep's columns and \
+             indexes are in place.",
+            catalog.backend()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,131 @@
+//! Text for people: sizes, errors, sweep reports.
+
+use std::fmt;
+use std::io::Write as _;
+
+use coldsweep::SweepReport;
+
+/// `println!` for reports: when stdout is closed early (`coldsweep plan |
+/// head`) the process ends quietly, as a command killed by SIGPIPE would,
+/// instead of panicking.
+macro_rules! out {
+    () => {
+        $crate::format::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::format::line(format_args!($($arg)*))
+    };
+}
+pub(crate) use out;
+
+/// Write one line to stdout; see [`out!`].
+pub(crate) fn line(args: fmt::Arguments<'_>) {
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{args}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // 128 + SIGPIPE, what a shell reports for a command ended by it.
+            std::process::exit(141);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `err` and its causes on one line, skipping a cause whose text the
+/// message before it already includes (the library's errors print their
+/// cause themselves).
+pub(crate) fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+/// `1234567` → `1.2 MiB`.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// "1 blob" / "2 blobs".
+pub(crate) fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The counts of a sweep, one line.
+pub(crate) fn report_summary(report: &SweepReport) -> String {
+    let mut parts = vec![format!(
+        "moved {} ({})",
+        count(report.archived, "blob", "blobs"),
+        bytes(report.bytes)
+    )];
+    if report.completed > 0 {
+        parts.push(format!(
+            "finished {}",
+            count(report.completed, "interrupted move", "interrupted moves")
+        ));
+    }
+    parts.push(format!("{} quarantined", report.quarantined));
+    parts.push(format!("{} lost", report.lost));
+    parts.push(format!("{} failed", report.failed));
+    if report.released > 0 {
+        parts.push(format!("{} handed back at shutdown", report.released));
+    }
+    if report.jobs_archived > 0 {
+        parts.push(format!(
+            "{} marked archived",
+            count(report.jobs_archived, "job", "jobs")
+        ));
+    }
+    parts.join(", ")
+}
+
+/// Every problem of a sweep, one per line, indented.
+pub(crate) fn report_problems(report: &SweepReport) -> String {
+    let mut out = String::new();
+    for problem in &report.problems {
+        let task = problem.task_id.as_deref().unwrap_or("(sweep)");
+        out.push_str(&format!(
+            "  {task:<14} {:<12} {}\n",
+            problem.what.to_string(),
+            problem.message
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(5 * 1024 * 1024), "5.0 MiB");
+    }
+
+    #[test]
+    fn causes_are_not_repeated() {
+        let inner = std::io::Error::other("disk on fire");
+        let err = anyhow::Error::new(inner).context("write x: disk on fire");
+        assert_eq!(error_chain(&err), "write x: disk on fire");
+        let err = anyhow::Error::new(std::io::Error::other("boom")).context("write y");
+        assert_eq!(error_chain(&err), "write y: boom");
+    }
+}

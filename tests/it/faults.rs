@@ -1,0 +1,90 @@
+//! A fault-injecting wrapper around our own `Store` trait: the one test
+//! double allowed, for faults that must happen on command.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use coldsweep::error::{Error, ErrorKind, Result};
+use coldsweep::store::{Location, ObjectMeta, PutOptions, Store};
+
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// `put` fails with a transient error (a 503 from the provider).
+    pub(crate) fail_put: AtomicBool,
+    /// `put` stores other bytes than it was given (a silently corrupting store).
+    pub(crate) corrupt_put: AtomicBool,
+    /// `delete` fails, standing in for a crash right before the hot delete.
+    pub(crate) fail_delete: AtomicBool,
+    /// Every `get` waits this many milliseconds first.
+    pub(crate) get_delay_ms: AtomicU64,
+    /// Count of `put` calls that reached the inner store.
+    pub(crate) puts: AtomicU64,
+}
+
+#[derive(Debug)]
+pub(crate) struct FaultyStore {
+    inner: Arc<dyn Store>,
+    pub(crate) faults: Arc<Faults>,
+}
+
+impl FaultyStore {
+    pub(crate) fn wrap(inner: Arc<dyn Store>) -> (Arc<dyn Store>, Arc<Faults>) {
+        let faults = Arc::new(Faults::default());
+        let store = Arc::new(Self {
+            inner,
+            faults: faults.clone(),
+        });
+        (store, faults)
+    }
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    fn provider(&self) -> &str {
+        self.inner.provider()
+    }
+
+    async fn ping(&self, bucket: &str) -> Result<()> {
+        self.inner.ping(bucket).await
+    }
+
+    async fn put(&self, location: &Location, body: Bytes, options: &PutOptions) -> Result<()> {
+        if self.faults.fail_put.load(Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::Transient, "injected: 503 Slow Down"));
+        }
+        self.faults.puts.fetch_add(1, Ordering::SeqCst);
+        let body = if self.faults.corrupt_put.load(Ordering::SeqCst) {
+            let mut bad = body.to_vec();
+            bad[0] ^= 0xff;
+            Bytes::from(bad)
+        } else {
+            body
+        };
+        self.inner.put(location, body, options).await
+    }
+
+    async fn get(&self, location: &Location) -> Result<Bytes> {
+        let delay = self.faults.get_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        self.inner.get(location).await
+    }
+
+    async fn head(&self, location: &Location) -> Result<ObjectMeta> {
+        self.inner.head(location).await
+    }
+
+    async fn delete(&self, location: &Location) -> Result<()> {
+        if self.faults.fail_delete.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::Transient,
+                "injected: connection reset",
+            ));
+        }
+        self.inner.delete(location).await
+    }
+}
