@@ -14,6 +14,50 @@
 //! - [`keys`]: the object key layout and the validated [`ObjectKey`].
 //!
 //! Every step is idempotent: a crash anywhere is finished by the next sweep.
+//!
+//! # Embedding
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use coldsweep::archiver::CatalogJobMarker;
+//! use coldsweep::config::{ColdConfig, Config};
+//! use coldsweep::store::{FsStore, S3Store, Store};
+//! use coldsweep::{ArchiveSource, Archiver, TaskHtmlSource};
+//!
+//! # async fn example() -> coldsweep::Result<()> {
+//! let catalog = coldsweep::catalog::connect("postgres://app@127.0.0.1/app").await?;
+//! catalog.check_migrations().await?;
+//!
+//! // ARCHIVE_PROVIDER, ARCHIVE_BUCKET, ARCHIVE_ENDPOINT, … from the environment.
+//! let Some(config) = Config::from_env()? else {
+//!     return Ok(()); // archiving is off
+//! };
+//! let cold: Arc<dyn Store> = match ColdConfig::from_env(config.provider)? {
+//!     ColdConfig::S3(s3) => Arc::new(S3Store::new(config.provider.as_str(), &s3)?),
+//!     ColdConfig::Fs { root } => Arc::new(FsStore::new(root)?),
+//! };
+//! let hot: Arc<dyn Store> = Arc::new(FsStore::new("/var/lib/app/blobs")?);
+//! cold.ping(&config.bucket).await?;
+//!
+//! let sources: Vec<Arc<dyn ArchiveSource>> = vec![Arc::new(TaskHtmlSource::new(
+//!     catalog.clone(),
+//!     config.retention_jobs,
+//! ))];
+//! let archiver = Archiver::new(cold, hot, config, Arc::new(CatalogJobMarker(catalog)), sources);
+//!
+//! // One pass …
+//! let report = archiver.sweep().await;
+//! println!("{report}");
+//! // … or sweep every interval until Ctrl-C.
+//! archiver
+//!     .run(async {
+//!         let _ = tokio::signal::ctrl_c().await;
+//!     })
+//!     .await;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod archiver;
 pub mod catalog;

@@ -41,13 +41,18 @@ impl std::fmt::Display for BadSettings {
 
 impl std::error::Error for BadSettings {}
 
-/// A library configuration error, as [`BadSettings`].
+/// A library error: [`BadSettings`] when it is about a value the user
+/// gave (kind `InvalidInput`), else as is.
 fn bad(err: coldsweep::Error) -> anyhow::Error {
-    if err.kind() == ErrorKind::InvalidInput {
-        BadSettings(err.message().to_owned()).into()
-    } else {
-        err.into()
+    if err.kind() != ErrorKind::InvalidInput {
+        return err.into();
     }
+    // The message without the kind suffix `Display` adds, plus the cause.
+    let text = match std::error::Error::source(&err) {
+        Some(cause) => format!("{}: {cause}", err.message()),
+        None => err.message().to_owned(),
+    };
+    BadSettings(text).into()
 }
 
 /// Where the catalog is.
@@ -83,10 +88,10 @@ impl DbArgs {
         let shown = redact_url(url);
         tracing::debug!(catalog = %shown, "connecting to the catalog");
         coldsweep::catalog::connect(url).await.map_err(|e| {
-            if e.kind() == ErrorKind::InvalidInput {
+            if e.kind() == ErrorKind::InvalidInput && e.message().starts_with("DATABASE_URL") {
                 bad(e)
             } else {
-                anyhow::Error::new(e).context(format!("connect to the catalog at {shown}"))
+                bad(e).context(format!("connect to the catalog at {shown}"))
             }
         })
     }
@@ -96,9 +101,9 @@ impl DbArgs {
         let catalog = self.connect().await?;
         catalog.check_migrations().await.map_err(|e| {
             if e.kind() == ErrorKind::InvalidInput {
-                BadSettings(e.message().to_owned()).into()
+                bad(e)
             } else {
-                anyhow::Error::new(e).context("check the catalog's migrations")
+                bad(e).context("check the catalog's migrations")
             }
         })?;
         Ok(catalog)
