@@ -20,10 +20,9 @@
 //! ```no_run
 //! use std::sync::Arc;
 //!
-//! use coldsweep::archiver::CatalogJobMarker;
+//! use coldsweep::Archiver;
 //! use coldsweep::config::{ColdConfig, Config};
-//! use coldsweep::store::{FsStore, S3Store, Store};
-//! use coldsweep::{ArchiveSource, Archiver, TaskHtmlSource};
+//! use coldsweep::store::{FsStore, Store};
 //!
 //! # async fn example() -> coldsweep::Result<()> {
 //! let catalog = coldsweep::catalog::connect("postgres://app@127.0.0.1/app").await?;
@@ -33,18 +32,12 @@
 //! let Some(config) = Config::from_env()? else {
 //!     return Ok(()); // archiving is off
 //! };
-//! let cold: Arc<dyn Store> = match ColdConfig::from_env(config.provider)? {
-//!     ColdConfig::S3(s3) => Arc::new(S3Store::new(config.provider.as_str(), &s3)?),
-//!     ColdConfig::Fs { root } => Arc::new(FsStore::new(root)?),
-//! };
+//! let cold = coldsweep::store::cold_store(config.provider, &ColdConfig::from_env(config.provider)?)?;
 //! let hot: Arc<dyn Store> = Arc::new(FsStore::new("/var/lib/app/blobs")?);
 //! cold.ping(&config.bucket).await?;
 //!
-//! let sources: Vec<Arc<dyn ArchiveSource>> = vec![Arc::new(TaskHtmlSource::new(
-//!     catalog.clone(),
-//!     config.retention_jobs,
-//! ))];
-//! let archiver = Archiver::new(cold, hot, config, Arc::new(CatalogJobMarker(catalog)), sources);
+//! // Task HTML from the catalog; `Archiver::new` takes any set of sources.
+//! let archiver = Archiver::task_html(config, catalog, hot, cold);
 //!
 //! // One pass …
 //! let report = archiver.sweep().await;

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{Catalog, Lease};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::{ArchiveCandidate, ArchiveSource};
+use crate::source::{ArchiveCandidate, ArchiveSource, TaskHtmlSource};
 use crate::store::Store;
 
 mod pipeline;
@@ -193,6 +193,23 @@ impl Archiver {
             worker_id: default_worker_id(),
             clock: Arc::new(Utc::now),
         }
+    }
+
+    /// The usual set-up: task HTML from `catalog`, jobs marked in `catalog`.
+    pub fn task_html(
+        config: Config,
+        catalog: Arc<dyn Catalog>,
+        hot: Arc<dyn Store>,
+        cold: Arc<dyn Store>,
+    ) -> Self {
+        let source = Arc::new(TaskHtmlSource::new(catalog.clone(), config.retention_jobs));
+        Self::new(
+            cold,
+            hot,
+            config,
+            Arc::new(CatalogJobMarker(catalog)),
+            vec![source],
+        )
     }
 
     /// Use `clock` for lease times instead of the system clock.

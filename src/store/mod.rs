@@ -118,3 +118,24 @@ pub async fn exists(store: &dyn Store, location: &Location) -> Result<bool> {
         Err(e) => Err(e),
     }
 }
+
+/// The cold store `config` describes, recording `provider` in the catalog.
+pub fn cold_store(
+    provider: crate::config::Provider,
+    config: &crate::config::ColdConfig,
+) -> Result<std::sync::Arc<dyn Store>> {
+    use crate::config::ColdConfig;
+    Ok(match config {
+        ColdConfig::Fs { root } => std::sync::Arc::new(FsStore::new(root.clone())?),
+        ColdConfig::S3(s3) => std::sync::Arc::new(S3Store::new(provider.as_str(), s3)?),
+    })
+}
+
+/// The hot store `config` describes.
+pub fn hot_store(config: &crate::config::HotConfig) -> Result<std::sync::Arc<dyn Store>> {
+    use crate::config::HotConfig;
+    Ok(match config {
+        HotConfig::Fs { root } => std::sync::Arc::new(FsStore::new(root.clone())?),
+        HotConfig::S3(s3) => std::sync::Arc::new(S3Store::new("s3", s3)?),
+    })
+}

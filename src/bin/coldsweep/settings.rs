@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use coldsweep::config::{ColdConfig, Config, HotConfig, Provider, VARIABLES};
-use coldsweep::store::{FsStore, S3Store, Store};
+use coldsweep::store::Store;
 use coldsweep::{Catalog, ErrorKind};
 
 /// Help text for a variable: the library's description and its default.
@@ -282,18 +282,12 @@ pub(crate) fn cold_store(
     provider: Provider,
     config: &ColdConfig,
 ) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match config {
-        ColdConfig::Fs { root } => Arc::new(FsStore::new(root.clone()).map_err(bad)?),
-        ColdConfig::S3(s3) => Arc::new(S3Store::new(provider.as_str(), s3).map_err(bad)?),
-    })
+    coldsweep::store::cold_store(provider, config).map_err(bad)
 }
 
 /// The hot store `config` describes.
 pub(crate) fn hot_store(config: &HotConfig) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match config {
-        HotConfig::Fs { root } => Arc::new(FsStore::new(root.clone()).map_err(bad)?),
-        HotConfig::S3(s3) => Arc::new(S3Store::new("s3", s3).map_err(bad)?),
-    })
+    coldsweep::store::hot_store(config).map_err(bad)
 }
 
 /// `url` with any password replaced by `***`: in the user-info part

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use coldsweep::SweepReport;
 use coldsweep::archiver::{Problem, ProblemKind};
 use coldsweep::catalog::{ARCHIVED_STATUS, BlobState, Catalog, JobRetention, SqliteCatalog};
 use coldsweep::config::Config;
 use coldsweep::demo::{self, DemoSpec, MISSING_TASK, TAMPERED_TASK};
 use coldsweep::store::{FsStore, Store};
+use coldsweep::{Archiver, SweepReport};
 
 use super::plan::hot_sizes;
 use crate::format::{self, count, out};
@@ -88,7 +88,7 @@ pub(crate) async fn demo(dir: &Path, reset: bool) -> anyhow::Result<ExitCode> {
     let retention = config.retention_jobs;
     let before = catalog.job_retention().await?;
     let sizes_before = hot_sizes(catalog.as_ref()).await.unwrap_or_default();
-    let archiver = super::archiver(config, catalog.clone(), hot, cold);
+    let archiver = Archiver::task_html(config, catalog.clone(), hot, cold);
     let started = Instant::now();
     let report = archiver.sweep().await;
     let took = started.elapsed();

@@ -1,13 +1,9 @@
 //! One function per subcommand; each returns the process exit code.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
-use coldsweep::archiver::CatalogJobMarker;
-use coldsweep::config::Config;
-use coldsweep::store::Store;
-use coldsweep::{Archiver, Catalog, SweepReport, TaskHtmlSource};
+use coldsweep::{Archiver, SweepReport};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -22,23 +18,6 @@ mod status;
 pub(crate) use demo::{DEFAULT_DIR as DEMO_DIR, demo};
 pub(crate) use plan::plan;
 pub(crate) use status::status;
-
-/// The archiver for the task-HTML source over `catalog`.
-pub(crate) fn archiver(
-    config: Config,
-    catalog: Arc<dyn Catalog>,
-    hot: Arc<dyn Store>,
-    cold: Arc<dyn Store>,
-) -> Archiver {
-    let source = Arc::new(TaskHtmlSource::new(catalog.clone(), config.retention_jobs));
-    Archiver::new(
-        cold,
-        hot,
-        config,
-        Arc::new(CatalogJobMarker(catalog)),
-        vec![source],
-    )
-}
 
 /// SIGINT and SIGTERM, listened to from creation on so that a signal during
 /// start-up is not lost (nor kills the process mid-step).
@@ -86,7 +65,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         concurrency = ready.config.concurrency,
         "coldsweep started; cold bucket reachable"
     );
-    let archiver = archiver(ready.config, ready.catalog, ready.hot, ready.cold);
+    let archiver = Archiver::task_html(ready.config, ready.catalog, ready.hot, ready.cold);
     archiver.run(shutdown.recv()).await;
     Ok(ExitCode::SUCCESS)
 }
@@ -104,7 +83,7 @@ pub(crate) async fn sweep(once: bool, settings: Settings) -> anyhow::Result<Exit
     let mut shutdown = Shutdown::listen()?;
     let ready = settings.ready().await?;
     let target = format!("{}:{}", ready.config.provider, ready.config.bucket);
-    let archiver = archiver(ready.config, ready.catalog, ready.hot, ready.cold);
+    let archiver = Archiver::task_html(ready.config, ready.catalog, ready.hot, ready.cold);
 
     // A signal stops new blobs; blobs in flight finish and are reported.
     let stop = CancellationToken::new();
