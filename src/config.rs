@@ -236,7 +236,7 @@ pub const VARIABLES: &[Variable] = &[
     var(
         ARCHIVE_REGION,
         Some(DEFAULT_REGION),
-        "cold S3 signing region",
+        "cold S3 signing region: auto for R2, the bucket's region for AWS (required there)",
     ),
     var(
         ARCHIVE_ACCESS_KEY_ID,
@@ -266,7 +266,11 @@ pub const VARIABLES: &[Variable] = &[
         None,
         "hot S3 endpoint URL (http or https); unset means AWS",
     ),
-    var(HOT_S3_REGION, Some(DEFAULT_REGION), "hot S3 signing region"),
+    var(
+        HOT_S3_REGION,
+        Some(DEFAULT_REGION),
+        "hot S3 signing region; the bucket's region when HOT_S3_ENDPOINT is unset (AWS)",
+    ),
     var(
         HOT_S3_ACCESS_KEY_ID,
         None,
@@ -479,6 +483,7 @@ impl ColdConfig {
             None => return Err(missing(ARCHIVE_ENDPOINT, ENDPOINT_EXPECTED, &when)),
         };
         let region = vars.or_default(ARCHIVE_REGION, DEFAULT_REGION);
+        aws_needs_real_region(ARCHIVE_REGION, endpoint.as_deref(), &region)?;
         let access_key_id = vars.required(ARCHIVE_ACCESS_KEY_ID, "an access key id", &when)?;
         let secret = vars.required(ARCHIVE_SECRET_ACCESS_KEY, "a secret access key", &when)?;
         Ok(ColdConfig::S3(S3Config {
@@ -493,6 +498,21 @@ impl ColdConfig {
     pub fn from_env(provider: Provider) -> Result<ColdConfig> {
         Self::from_lookup(provider, env_lookup)
     }
+}
+
+/// Without an endpoint the store is AWS, which signs with the bucket's real
+/// region; `auto` (right for R2) would fail on every request.
+fn aws_needs_real_region(name: &str, endpoint: Option<&str>, region: &str) -> Result<()> {
+    if endpoint.is_none() && region.eq_ignore_ascii_case(DEFAULT_REGION) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{name}: expected the bucket's AWS region (e.g. eu-west-1) when no endpoint \
+                 is set (AWS S3); \"{DEFAULT_REGION}\" only works with an endpoint such as R2's"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Where the hot store is and how to reach it.
@@ -526,6 +546,7 @@ impl HotConfig {
                     .map(|raw| parse_endpoint(HOT_S3_ENDPOINT, &raw))
                     .transpose()?;
                 let region = vars.or_default(HOT_S3_REGION, DEFAULT_REGION);
+                aws_needs_real_region(HOT_S3_REGION, endpoint.as_deref(), &region)?;
                 let access_key_id =
                     vars.required(HOT_S3_ACCESS_KEY_ID, "an access key id", &when)?;
                 let secret =
@@ -1072,10 +1093,17 @@ mod tests {
             ("ARCHIVE_ACCESS_KEY_ID", KEY_ID),
             ("ARCHIVE_SECRET_ACCESS_KEY", SECRET),
         ];
-        let ColdConfig::S3(s3) = cold(Provider::S3, &no_endpoint).unwrap() else {
+        // AWS signs with the bucket's region; the R2 default `auto` would fail every request.
+        assert_invalid(
+            &cold(Provider::S3, &no_endpoint).unwrap_err(),
+            "ARCHIVE_REGION",
+        );
+        let aws = with(&no_endpoint, "ARCHIVE_REGION", "eu-west-1");
+        let ColdConfig::S3(s3) = cold(Provider::S3, &aws).unwrap() else {
             panic!("s3 is an S3 store")
         };
         assert_eq!(s3.endpoint, None);
+        assert_eq!(s3.region, "eu-west-1");
         for p in [Provider::R2, Provider::B2, Provider::Minio, Provider::Gcs] {
             let err = cold(p, &no_endpoint).unwrap_err();
             assert_invalid(&err, "ARCHIVE_ENDPOINT");
@@ -1162,6 +1190,7 @@ mod tests {
 
     const HOT_S3: &[(&str, &str)] = &[
         ("HOT_STORE", "s3"),
+        ("HOT_S3_REGION", "eu-west-2"),
         ("HOT_S3_ACCESS_KEY_ID", KEY_ID),
         ("HOT_S3_SECRET_ACCESS_KEY", SECRET),
     ];
@@ -1184,7 +1213,7 @@ mod tests {
             hot(HOT_S3).unwrap(),
             HotConfig::S3(S3Config {
                 endpoint: None,
-                region: "auto".into(),
+                region: "eu-west-2".into(),
                 access_key_id: Some(KEY_ID.into()),
                 secret_access_key: Some(Secret::new(SECRET)),
             })
@@ -1215,6 +1244,8 @@ mod tests {
         assert!(err.message().contains("\"ftp\""), "{err}");
         let err = hot(&with(HOT_S3, "HOT_S3_ENDPOINT", "not a url")).unwrap_err();
         assert_invalid(&err, "HOT_S3_ENDPOINT");
+        let auto_on_aws = with(HOT_S3, "HOT_S3_REGION", "auto");
+        assert_invalid(&hot(&auto_on_aws).unwrap_err(), "HOT_S3_REGION");
         for name in ["HOT_S3_ACCESS_KEY_ID", "HOT_S3_SECRET_ACCESS_KEY"] {
             let pairs: Vec<_> = HOT_S3.iter().copied().filter(|(k, _)| *k != name).collect();
             let err = hot(&pairs).unwrap_err();
