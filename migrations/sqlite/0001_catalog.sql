@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 
 CREATE INDEX IF NOT EXISTS coldsweep_tasks_hot_html_idx
-    ON tasks (job_id)
+    ON tasks (job_id, id)
     WHERE html_storage_path IS NOT NULL;
 
 -- Foreign-key checks and the job marker look tasks up by job.

@@ -1,18 +1,19 @@
 //! Postgres catalog: production, many workers on one database.
 //!
-//! Claims use `UPDATE … WHERE id IN (SELECT … FOR UPDATE OF t SKIP LOCKED
-//! LIMIT n)` so concurrent claimers get disjoint rows without waiting on each
-//! other, and a lease column so a dead worker's claim expires. Migrations are
-//! embedded from `migrations/postgres` and tracked in their own table
-//! ([`MIGRATIONS_TABLE`]) so they never mix with the application's own sqlx
-//! migrations in `_sqlx_migrations`.
+//! A claim leases rows with `UPDATE … WHERE id IN (…)`, where the inner
+//! query walks the oldest eligible jobs and takes their rows `FOR UPDATE
+//! SKIP LOCKED`: concurrent claimers get disjoint rows without waiting on
+//! each other, and the lease columns let a dead worker's claim expire.
+//! Migrations are embedded from `migrations/postgres` and recorded in
+//! `_coldsweep_migrations`, apart from any `_sqlx_migrations` the
+//! application keeps for its own.
 
 use std::fmt;
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
@@ -60,6 +61,17 @@ macro_rules! ranked_cte {
             terminal_list!(),
             ")"
         )
+    };
+}
+
+/// A task row (`t`) that may be claimed now (`$4`): hot HTML with a known
+/// bucket, no recorded state, no live lease or back-off.
+macro_rules! claimable {
+    () => {
+        "t.html_storage_path IS NOT NULL
+         AND t.html_storage_bucket IS NOT NULL
+         AND t.html_archive_state IS NULL
+         AND (t.html_lease_expires_at IS NULL OR t.html_lease_expires_at < $4)"
     };
 }
 
@@ -120,13 +132,7 @@ impl Catalog for PgCatalog {
     }
 
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| {
-            Error::new(
-                ErrorKind::Unexpected,
-                "applying Postgres catalog migrations",
-            )
-            .with_source(e)
-        })
+        MIGRATOR.run(&self.pool).await.map_err(migrate_error)
     }
 
     async fn check_migrations(&self) -> Result<()> {
@@ -179,27 +185,44 @@ impl Catalog for PgCatalog {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // The lease condition sits in the locking scan, so a row another
-        // claimer updated after our snapshot is re-checked (and dropped)
-        // once we get its lock; SKIP LOCKED passes over rows being claimed.
+        // Two steps keep a claim's cost bounded by `limit`, not by the
+        // backlog: `todo` is the oldest eligible jobs with a claimable row
+        // (at most `limit` of them, each found through the hot-HTML index);
+        // then up to `limit` rows of each, in index order, locked with SKIP
+        // LOCKED so concurrent claimers pass over each other's rows. The
+        // claimable test sits in the locking scan, so a row another claimer
+        // leased after our snapshot is re-checked, and dropped, once locked.
         let rows = sqlx::query(concat!(
             "WITH ",
             ranked_cte!(),
-            "
+            ",
+            todo AS MATERIALIZED (
+                SELECT r.id, r.job_time
+                FROM ranked r
+                WHERE r.rank > $1
+                  AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = r.id AND ",
+            claimable!(),
+            ")
+                ORDER BY r.job_time ASC NULLS FIRST, r.id COLLATE \"C\"
+                LIMIT $5
+            )
             UPDATE tasks
             SET html_lease_owner = $2, html_lease_expires_at = $3
             WHERE id IN (
-                SELECT t.id
-                FROM tasks t
-                JOIN ranked r ON r.id = t.job_id
-                WHERE r.rank > $1
-                  AND t.html_storage_path IS NOT NULL
-                  AND t.html_storage_bucket IS NOT NULL
-                  AND t.html_archive_state IS NULL
-                  AND (t.html_lease_expires_at IS NULL OR t.html_lease_expires_at < $4)
-                ORDER BY r.job_time ASC NULLS FIRST, t.job_id COLLATE \"C\", t.id COLLATE \"C\"
+                SELECT c.id
+                FROM todo r
+                CROSS JOIN LATERAL (
+                    SELECT t.id
+                    FROM tasks t
+                    WHERE t.job_id = r.id AND ",
+            claimable!(),
+            "
+                    ORDER BY t.id
+                    LIMIT $5
+                    FOR UPDATE SKIP LOCKED
+                ) c
+                ORDER BY r.job_time ASC NULLS FIRST, r.id COLLATE \"C\", c.id
                 LIMIT $5
-                FOR UPDATE OF t SKIP LOCKED
             )
             RETURNING id, job_id, html_storage_bucket, html_storage_path, html_sha256,
                       html_compressed_size_bytes::int8 AS html_compressed_size_bytes,
@@ -501,6 +524,25 @@ impl Catalog for PgCatalog {
         .await
         .map_err(classify)?;
         Ok(())
+    }
+}
+
+/// Classify a migration failure: database errors as usual; a database
+/// whose recorded migrations disagree with this binary's is bad input.
+fn migrate_error(err: MigrateError) -> Error {
+    const WHAT: &str = "applying Postgres catalog migrations";
+    match err {
+        MigrateError::Execute(e) => classify(e).context(WHAT),
+        MigrateError::ExecuteMigration(e, version) => {
+            classify(e).context(format!("{WHAT}: migration {version}"))
+        }
+        e @ (MigrateError::VersionMissing(_)
+        | MigrateError::VersionMismatch(_)
+        | MigrateError::VersionNotPresent(_)
+        | MigrateError::VersionTooOld(..)
+        | MigrateError::VersionTooNew(..)
+        | MigrateError::Dirty(_)) => Error::new(ErrorKind::InvalidInput, WHAT).with_source(e),
+        e => Error::new(ErrorKind::Unexpected, WHAT).with_source(e),
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
 };
@@ -84,6 +84,18 @@ macro_rules! ranked_cte {
             terminal_list!(),
             ")"
         )
+    };
+}
+
+/// A task row (`t`) that may be claimed now (`?4`): hot HTML with a known
+/// bucket, no recorded state, no live lease or back-off.
+macro_rules! claimable {
+    () => {
+        "t.html_storage_path IS NOT NULL
+         AND t.html_storage_bucket IS NOT NULL
+         AND t.html_archive_state IS NULL
+         AND (t.html_lease_expires_at IS NULL
+              OR julianday(t.html_lease_expires_at) < julianday(?4))"
     };
 }
 
@@ -165,9 +177,7 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| {
-            Error::new(ErrorKind::Unexpected, "applying SQLite catalog migrations").with_source(e)
-        })
+        MIGRATOR.run(&self.pool).await.map_err(migrate_error)
     }
 
     async fn check_migrations(&self) -> Result<()> {
@@ -222,24 +232,34 @@ impl Catalog for SqliteCatalog {
             return Ok(Vec::new());
         }
         // One statement = one write transaction: no other claimer can
-        // interleave between choosing the rows and leasing them.
+        // interleave between choosing the rows and leasing them. As on
+        // Postgres, `todo` first narrows the work to the oldest `limit`
+        // eligible jobs that have a claimable row, so the sort below covers
+        // their tasks only, not the whole backlog.
         let rows = sqlx::query(concat!(
             "WITH ",
             ranked_cte!(),
-            "
+            ",
+            todo AS MATERIALIZED (
+                SELECT r.id, r.job_day, r.job_time
+                FROM ranked r
+                WHERE r.rank > ?1
+                  AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = r.id AND ",
+            claimable!(),
+            ")
+                ORDER BY r.job_day ASC NULLS FIRST, r.job_time ASC, r.id
+                LIMIT ?5
+            )
             UPDATE tasks
             SET html_lease_owner = ?2, html_lease_expires_at = ?3
             WHERE id IN (
                 SELECT t.id
-                FROM tasks t
-                JOIN ranked r ON r.id = t.job_id
-                WHERE r.rank > ?1
-                  AND t.html_storage_path IS NOT NULL
-                  AND t.html_storage_bucket IS NOT NULL
-                  AND t.html_archive_state IS NULL
-                  AND (t.html_lease_expires_at IS NULL
-                       OR julianday(t.html_lease_expires_at) < julianday(?4))
-                ORDER BY r.job_day ASC NULLS FIRST, r.job_time ASC, t.job_id, t.id
+                FROM todo r
+                JOIN tasks t ON t.job_id = r.id
+                WHERE ",
+            claimable!(),
+            "
+                ORDER BY r.job_day ASC NULLS FIRST, r.job_time ASC, r.id, t.id
                 LIMIT ?5
             )
             RETURNING id, job_id, html_storage_bucket, html_storage_path, html_sha256,
@@ -548,6 +568,25 @@ impl Catalog for SqliteCatalog {
         .await
         .map_err(classify)?;
         Ok(())
+    }
+}
+
+/// Classify a migration failure: database errors as usual; a database
+/// whose recorded migrations disagree with this binary's is bad input.
+fn migrate_error(err: MigrateError) -> Error {
+    const WHAT: &str = "applying SQLite catalog migrations";
+    match err {
+        MigrateError::Execute(e) => classify(e).context(WHAT),
+        MigrateError::ExecuteMigration(e, version) => {
+            classify(e).context(format!("{WHAT}: migration {version}"))
+        }
+        e @ (MigrateError::VersionMissing(_)
+        | MigrateError::VersionMismatch(_)
+        | MigrateError::VersionNotPresent(_)
+        | MigrateError::VersionTooOld(..)
+        | MigrateError::VersionTooNew(..)
+        | MigrateError::Dirty(_)) => Error::new(ErrorKind::InvalidInput, WHAT).with_source(e),
+        e => Error::new(ErrorKind::Unexpected, WHAT).with_source(e),
     }
 }
 

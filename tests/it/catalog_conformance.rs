@@ -480,14 +480,20 @@ pub(crate) async fn claims_lease_rows(db: &dyn Catalog) {
 
     let first = db.claim_task_html(0, 2, &lease("w1", now)).await.unwrap();
     assert_eq!(ids(&first), ["a1-pending", "a1-t1"], "{}", db.backend());
+    let second = db.claim_task_html(0, 1, &lease("w1", now)).await.unwrap();
+    assert_eq!(ids(&second), ["a1-t2"]);
+    // a1 has rows left, none claimable: it must not hold the next claim up.
+    let third = db.claim_task_html(0, 1, &lease("w1", now)).await.unwrap();
+    assert_eq!(ids(&third), ["a0-t1"], "{}", db.backend());
 
     let rest = db
         .claim_task_html(0, 1000, &lease("w2", now))
         .await
         .unwrap();
     let mut expected_rest = all.clone();
-    expected_rest.remove("a1-pending");
-    expected_rest.remove("a1-t1");
+    for taken in ["a1-pending", "a1-t1", "a1-t2", "a0-t1"] {
+        expected_rest.remove(taken);
+    }
     assert_eq!(id_set(&rest), expected_rest);
     assert_eq!(rest.len(), expected_rest.len(), "a row claimed twice");
     let mut job_order: Vec<&str> = rest.iter().map(|c| c.job_id.as_str()).collect();
@@ -495,7 +501,7 @@ pub(crate) async fn claims_lease_rows(db: &dyn Catalog) {
     assert_eq!(
         job_order,
         [
-            "a1", "a0", "b1", "c1", "n1", "a2", "b2", "n2", "a3", "n3", "a4", "a5", "a7"
+            "a0", "b1", "c1", "n1", "a2", "b2", "n2", "a3", "n3", "a4", "a5", "a7"
         ],
         "oldest job first on {}",
         db.backend()
@@ -911,6 +917,38 @@ pub(crate) async fn status_counts(db: &dyn Catalog) {
     assert_eq!(db.status(later(1)).await.unwrap().leased, 0);
 }
 
+/// SQLite: job times written by other tools in other SQLite date formats
+/// (space-separated, `Z`, other offsets) still rank by the instant they name.
+pub(crate) async fn sqlite_ranks_mixed_time_formats() {
+    let db = sqlite_database();
+    let catalog = db.catalog().await;
+    catalog.migrate().await.unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (id, domain_id, organisation_id, status, created_at, completed_at)
+         VALUES ('space', 1, NULL, 'completed', '2025-01-01 00:00:00', '2025-01-01 10:00:00'),
+                ('sqlx', 1, NULL, 'completed', '2025-01-01T00:00:00+00:00',
+                 '2025-01-01T09:30:00+00:00'),
+                ('zulu', 1, NULL, 'completed', '2025-01-01T00:00:00Z', '2025-01-01T11:00:00.5Z'),
+                ('offset', 1, NULL, 'completed', '2025-01-01T00:00:00Z',
+                 '2025-01-01T12:15:00+02:00'),
+                ('created', 1, NULL, 'completed', '2025-01-01 10:05:00', NULL)",
+    )
+    .execute(catalog.pool())
+    .await
+    .unwrap();
+    let retention = catalog.job_retention().await.unwrap();
+    let by_rank: Vec<&str> = retention.iter().map(|r| r.job.id.as_str()).collect();
+    // 11:00:00.5, 10:15 (12:15+02), 10:05, 10:00, 09:30 UTC.
+    assert_eq!(by_rank, ["zulu", "offset", "created", "space", "sqlx"]);
+    let ranks: Vec<Option<i64>> = retention.iter().map(|r| r.rank).collect();
+    assert_eq!(ranks, [Some(1), Some(2), Some(3), Some(4), Some(5)]);
+    let offset = retention.iter().find(|r| r.job.id == "offset").unwrap();
+    assert_eq!(
+        offset.job.completed_at,
+        Some(Utc.with_ymd_and_hms(2025, 1, 1, 10, 15, 0).unwrap())
+    );
+}
+
 /// `catalog::connect` picks the backend from the URL and creates a missing
 /// SQLite file.
 pub(crate) async fn connect_dispatches_on_the_url() {
@@ -1239,6 +1277,11 @@ async fn postgres_migrations_are_checked_and_idempotent() {
 #[tokio::test]
 async fn sqlite_migrations_are_checked_and_idempotent() {
     migrations_are_checked_and_idempotent(&sqlite_database().catalog().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_ranks_mixed_time_formats_by_instant() {
+    sqlite_ranks_mixed_time_formats().await;
 }
 
 #[tokio::test]
