@@ -291,8 +291,11 @@ impl Archiver {
         report: &mut SweepReport,
     ) {
         let batch_size = self.config.batch_size;
+        // Rows whose lease or back-off ends after the sweep began wait for the
+        // next sweep, so blobs failing during this one cannot keep it going.
+        let sweep_start = (self.clock)();
         while !stop.is_cancelled() {
-            let lease = self.lease();
+            let lease = self.lease(sweep_start);
             let batch = match source.find_candidates(batch_size, &lease).await {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -316,16 +319,15 @@ impl Archiver {
             while let Some((candidate, result)) = results.next().await {
                 record(report, source.name(), &candidate, result);
             }
-            // Failed blobs are hidden until their retry time, so a full batch
-            // always holds new work and this loop ends.
             if claimed < batch_size {
                 return;
             }
         }
     }
 
-    /// A lease long enough for a whole batch to drain through the semaphore.
-    fn lease(&self) -> Lease {
+    /// A lease long enough for a whole batch to drain through the semaphore,
+    /// claiming only rows free since `free_before`.
+    fn lease(&self, free_before: DateTime<Utc>) -> Lease {
         let now = (self.clock)();
         let rounds = self
             .config
@@ -334,7 +336,7 @@ impl Archiver {
         let span = self.config.lease + self.config.blob_timeout * rounds;
         Lease {
             owner: self.worker_id.clone(),
-            now,
+            free_before,
             until: now + chrono::Duration::from_std(span).unwrap_or(chrono::Duration::MAX),
         }
     }

@@ -33,8 +33,9 @@ pub const ARCHIVED_STATUS: &str = "archived";
 pub struct Lease {
     /// Worker identity (host + pid + random), recorded on claimed rows.
     pub owner: String,
-    /// Current time by the archiver's clock; leases ending before it are free.
-    pub now: DateTime<Utc>,
+    /// Rows whose lease (or back-off) ended before this instant are free to
+    /// claim; the archiver passes the start of the sweep.
+    pub free_before: DateTime<Utc>,
     /// When this claim expires if the worker dies.
     pub until: DateTime<Utc>,
 }

@@ -275,7 +275,7 @@ impl Catalog for SqliteCatalog {
         .bind(i64::from(retention_jobs))
         .bind(&lease.owner)
         .bind(lease.until)
-        .bind(lease.now)
+        .bind(lease.free_before)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await

@@ -36,7 +36,7 @@ fn later(n: i64) -> DateTime<Utc> {
 fn lease(owner: &str, now: DateTime<Utc>) -> Lease {
     Lease {
         owner: owner.to_owned(),
-        now,
+        free_before: now,
         until: now + Duration::minutes(10),
     }
 }

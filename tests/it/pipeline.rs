@@ -714,3 +714,30 @@ async fn two_workers_on_one_postgres_catalog_move_each_blob_once() {
     );
     rig.audit(&all).await;
 }
+
+#[tokio::test]
+async fn blobs_failing_during_a_sweep_wait_for_the_next_one() {
+    // With a back-off shorter than the sweep, a sweep that re-claimed its own
+    // failures would never end; the guard turns that hang into a failure.
+    for backend in BACKENDS {
+        let rig = Rig::new(backend).await;
+        rig.job("old", 1, "completed", 1).await;
+        rig.job("new", 1, "completed", 2).await;
+        for task in ["a", "b", "c"] {
+            rig.task("old", task).await;
+        }
+        let (cold, faults) = FaultyStore::wrap(rig.cold.clone());
+        faults.fail_put.store(true, Ordering::SeqCst);
+        let mut config = rig.config(1);
+        config.batch_size = 1;
+        config.interval = Duration::from_millis(1);
+        let archiver = rig.archiver_with(rig.hot.clone(), cold, config);
+        let report = tokio::time::timeout(Duration::from_secs(20), archiver.sweep())
+            .await
+            .expect("the sweep kept re-claiming its own failures");
+        assert_eq!(report.failed, 3, "{backend:?}: {report:?}");
+        for task in ["a", "b", "c"] {
+            assert_eq!(rig.row(task).await.html_archive_attempts, 1, "{task}");
+        }
+    }
+}
