@@ -13,8 +13,9 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::Connection;
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{BlobState, Catalog, CatalogStatus, JobRetention, JobRow, Lease, TaskRow, classify};
@@ -105,12 +106,20 @@ impl fmt::Debug for PgCatalog {
 impl PgCatalog {
     /// Connect to `url` (`postgres://…` or `postgresql://…`).
     pub async fn connect(url: &str) -> Result<Self> {
+        // Never the URL itself in errors: it may hold a password.
+        let context = "connecting to the Postgres catalog";
+        let options: PgConnectOptions = url.parse().map_err(|e| classify(e).context(context))?;
+        // One direct connection first: a pool only reports "timed out" after
+        // retrying for half a minute, hiding "connection refused" or a bad password.
+        PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| classify(e).context(context))?
+            .close()
+            .await
+            .map_err(|e| classify(e).context(context))?;
         let pool = PgPoolOptions::new()
             .max_connections(10)
-            .connect(url)
-            .await
-            // Never the URL itself: it may hold a password.
-            .map_err(|e| classify(e).context("connecting to the Postgres catalog"))?;
+            .connect_lazy_with(options);
         Ok(Self { pool })
     }
 
