@@ -125,6 +125,7 @@ const ARCHIVE_CONCURRENCY: &str = "ARCHIVE_CONCURRENCY";
 const ARCHIVE_PATH_PREFIX: &str = "ARCHIVE_PATH_PREFIX";
 const ARCHIVE_BLOB_TIMEOUT: &str = "ARCHIVE_BLOB_TIMEOUT";
 const ARCHIVE_LEASE: &str = "ARCHIVE_LEASE";
+const ARCHIVE_VERIFY: &str = "ARCHIVE_VERIFY";
 const ARCHIVE_FS_ROOT: &str = "ARCHIVE_FS_ROOT";
 const ARCHIVE_ENDPOINT: &str = "ARCHIVE_ENDPOINT";
 const ARCHIVE_REGION: &str = "ARCHIVE_REGION";
@@ -143,6 +144,7 @@ const DEFAULT_BATCH_SIZE: &str = "50";
 const DEFAULT_CONCURRENCY: &str = "5";
 const DEFAULT_BLOB_TIMEOUT: &str = "5m";
 const DEFAULT_LEASE: &str = "15m";
+const DEFAULT_VERIFY: &str = "auto";
 const DEFAULT_REGION: &str = "auto";
 const DEFAULT_HOT_STORE: &str = "fs";
 const DEFAULT_HOT_FS_ROOT: &str = "./hot";
@@ -222,6 +224,11 @@ pub const VARIABLES: &[Variable] = &[
         ARCHIVE_LEASE,
         Some(DEFAULT_LEASE),
         "how long a claim hides a blob from other workers; longer than ARCHIVE_BLOB_TIMEOUT",
+    ),
+    var(
+        ARCHIVE_VERIFY,
+        Some(DEFAULT_VERIFY),
+        "how a cold copy is proven: auto (store's MD5 ETag, else read back) or read-back (always)",
     ),
     var(
         ARCHIVE_FS_ROOT,
@@ -309,6 +316,30 @@ pub struct Config {
     /// How long a claim hides a row from other workers (`ARCHIVE_LEASE`);
     /// longer than `blob_timeout` so a live worker never loses its claim.
     pub lease: Duration,
+    /// How a cold copy is proven identical before the hot copy goes (`ARCHIVE_VERIFY`).
+    pub verify: VerifyMode,
+}
+
+/// How the archiver proves a cold copy identical to the hot bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// Trust the store's report where it is proof: size, an MD5 ETag equal to
+    /// the MD5 the upload's Content-MD5 made the store check, and the
+    /// recorded SHA-256; otherwise read the copy back and hash it.
+    #[default]
+    Auto,
+    /// Always read the copy back and compare its SHA-256 (one more download per blob).
+    ReadBack,
+}
+
+impl VerifyMode {
+    /// `auto` or `read-back`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyMode::Auto => "auto",
+            VerifyMode::ReadBack => "read-back",
+        }
+    }
 }
 
 impl Default for Config {
@@ -323,6 +354,7 @@ impl Default for Config {
             path_prefix: KeyPrefix::none(),
             blob_timeout: Duration::from_secs(300),
             lease: Duration::from_secs(900),
+            verify: VerifyMode::Auto,
         }
     }
 }
@@ -392,6 +424,16 @@ impl Config {
             ));
         }
 
+        let verify = match vars
+            .or_default(ARCHIVE_VERIFY, DEFAULT_VERIFY)
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "auto" => VerifyMode::Auto,
+            "read-back" | "readback" => VerifyMode::ReadBack,
+            other => return Err(invalid(ARCHIVE_VERIFY, "auto or read-back", other)),
+        };
+
         Ok(Some(Config {
             provider,
             bucket,
@@ -403,6 +445,7 @@ impl Config {
             path_prefix,
             blob_timeout,
             lease,
+            verify,
         }))
     }
 
@@ -819,6 +862,7 @@ mod tests {
             ("ARCHIVE_PATH_PREFIX", "/preview-42/"),
             ("ARCHIVE_BLOB_TIMEOUT", "500ms"),
             ("ARCHIVE_LEASE", "2h"),
+            ("ARCHIVE_VERIFY", "Read-Back"),
         ])
         .unwrap()
         .unwrap();
@@ -834,6 +878,7 @@ mod tests {
                 path_prefix: KeyPrefix::new("preview-42").unwrap(),
                 blob_timeout: Duration::from_millis(500),
                 lease: Duration::from_secs(7200),
+                verify: VerifyMode::ReadBack,
             }
         );
     }
@@ -945,6 +990,7 @@ mod tests {
             ("ARCHIVE_BLOB_TIMEOUT", "soon"),
             ("ARCHIVE_BLOB_TIMEOUT", "0ms"),
             ("ARCHIVE_LEASE", "forever"),
+            ("ARCHIVE_VERIFY", "trust-me"),
             ("ARCHIVE_PATH_PREFIX", "../x"),
             ("ARCHIVE_PATH_PREFIX", "a//b"),
             ("ARCHIVE_PATH_PREFIX", "a/./b"),

@@ -362,6 +362,7 @@ impl Archiver {
             cold: self.cold.as_ref(),
             cold_bucket: &self.config.bucket,
             prefix: &self.config.path_prefix,
+            verify: self.config.verify,
             source,
         };
         let result =

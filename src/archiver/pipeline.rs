@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::verify::{self, Digest};
+use crate::config::VerifyMode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{KeyPrefix, ObjectKey};
 use crate::source::{ArchiveCandidate, ArchiveSource};
@@ -42,6 +43,7 @@ pub(crate) struct Pipeline<'a> {
     pub(crate) cold: &'a dyn Store,
     pub(crate) cold_bucket: &'a str,
     pub(crate) prefix: &'a KeyPrefix,
+    pub(crate) verify: VerifyMode,
     pub(crate) source: &'a dyn ArchiveSource,
 }
 
@@ -119,12 +121,12 @@ impl Pipeline<'_> {
         };
 
         // A copy left by an interrupted sweep is reused once proven identical.
-        if !verify::cold_holds(self.cold, cold_location, &digest).await? {
+        if !verify::cold_holds(self.cold, cold_location, &digest, self.verify).await? {
             self.cold
                 .put(cold_location, bytes, &self.put_options(candidate, &digest))
                 .await
                 .map_err(|e| e.context(format!("put cold {cold_location}")))?;
-            if !verify::cold_holds(self.cold, cold_location, &digest).await? {
+            if !verify::cold_holds(self.cold, cold_location, &digest, self.verify).await? {
                 return Err(Error::new(
                     ErrorKind::Integrity,
                     format!("cold copy {cold_location} does not match the hot bytes after upload"),

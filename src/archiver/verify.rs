@@ -6,6 +6,7 @@ use bytes::Bytes;
 use md5::Md5;
 use sha2::{Digest as _, Sha256};
 
+use crate::config::VerifyMode;
 use crate::error::{ErrorKind, Result};
 use crate::source::ArchiveCandidate;
 use crate::store::{Location, Store};
@@ -107,12 +108,14 @@ fn decoded_sha256(encoding: Option<&str>, bytes: &[u8]) -> std::result::Result<[
 /// Cheap path: size equal and the store's MD5 ETag equals the MD5 of the
 /// bytes (the upload carried Content-MD5, so the store checked it on the
 /// way in) and, where present, our `stored_sha256` metadata agrees. Otherwise —
-/// no ETag, a multipart or opaque ETag — read the object back and compare
-/// SHA-256, so verification never depends on a feature a provider lacks.
+/// no ETag, a multipart or opaque ETag, or [`VerifyMode::ReadBack`] — read
+/// the object back and compare SHA-256, so verification never depends on a
+/// feature a provider lacks.
 pub(crate) async fn cold_holds(
     cold: &dyn Store,
     location: &Location,
     digest: &Digest,
+    mode: VerifyMode,
 ) -> Result<bool> {
     let meta = match cold.head(location).await {
         Ok(meta) => meta,
@@ -126,7 +129,7 @@ pub(crate) async fn cold_holds(
         .metadata
         .get(STORED_SHA256)
         .is_none_or(|sha| sha.eq_ignore_ascii_case(&digest.sha256_hex()));
-    if metadata_agrees && meta.etag_md5() == Some(digest.md5) {
+    if mode == VerifyMode::Auto && metadata_agrees && meta.etag_md5() == Some(digest.md5) {
         return Ok(true);
     }
     let stored = match cold.get(location).await {

@@ -1,14 +1,16 @@
 //! A fault-injecting wrapper around our own `Store` trait: the one test
 //! double allowed, for faults that must happen on command.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use coldsweep::error::{Error, ErrorKind, Result};
 use coldsweep::store::{Location, ObjectMeta, PutOptions, Store};
+use md5::Digest as _;
 
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
@@ -16,6 +18,11 @@ pub(crate) struct Faults {
     pub(crate) fail_put: AtomicBool,
     /// `put` stores other bytes than it was given (a silently corrupting store).
     pub(crate) corrupt_put: AtomicBool,
+    /// With `corrupt_put`: `head` reports the MD5 ETag of the bytes it was
+    /// given, not of what it stored (a store or proxy that lies).
+    pub(crate) lie_about_etag: AtomicBool,
+    /// ETags to report instead of the real ones.
+    lies: Mutex<HashMap<Location, String>>,
     /// `delete` fails, standing in for a crash right before the hot delete.
     pub(crate) fail_delete: AtomicBool,
     /// Every `get` waits this many milliseconds first.
@@ -56,6 +63,14 @@ impl Store for FaultyStore {
             return Err(Error::new(ErrorKind::Transient, "injected: 503 Slow Down"));
         }
         self.faults.puts.fetch_add(1, Ordering::SeqCst);
+        if self.faults.lie_about_etag.load(Ordering::SeqCst) {
+            let md5 = hex::encode(md5::Md5::digest(&body));
+            self.faults
+                .lies
+                .lock()
+                .unwrap()
+                .insert(location.clone(), md5);
+        }
         let body = if self.faults.corrupt_put.load(Ordering::SeqCst) {
             let mut bad = body.to_vec();
             bad[0] ^= 0xff;
@@ -75,7 +90,11 @@ impl Store for FaultyStore {
     }
 
     async fn head(&self, location: &Location) -> Result<ObjectMeta> {
-        self.inner.head(location).await
+        let mut meta = self.inner.head(location).await?;
+        if let Some(lie) = self.faults.lies.lock().unwrap().get(location) {
+            meta.etag = Some(lie.clone());
+        }
+        Ok(meta)
     }
 
     async fn delete(&self, location: &Location) -> Result<()> {

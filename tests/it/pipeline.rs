@@ -11,7 +11,7 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use coldsweep::archiver::{CatalogJobMarker, ProblemKind};
 use coldsweep::catalog::{BlobState, JobRow, TaskRow};
-use coldsweep::config::S3Config;
+use coldsweep::config::{S3Config, VerifyMode};
 use coldsweep::store::{FsStore, S3Store, exists};
 use coldsweep::{
     ArchiveSource, Archiver, Catalog, Config, ErrorKind, KeyPrefix, Location, ObjectKey, Provider,
@@ -739,5 +739,33 @@ async fn blobs_failing_during_a_sweep_wait_for_the_next_one() {
         for task in ["a", "b", "c"] {
             assert_eq!(rig.row(task).await.html_archive_attempts, 1, "{task}");
         }
+    }
+}
+
+#[tokio::test]
+async fn read_back_verification_catches_a_store_that_lies_about_its_etag() {
+    for backend in BACKENDS {
+        let rig = Rig::new(backend).await;
+        rig.job("old", 1, "completed", 1).await;
+        rig.job("new", 1, "completed", 2).await;
+        let a = rig.task("old", "a").await;
+        let (cold, faults) = FaultyStore::wrap(rig.cold.clone());
+        faults.corrupt_put.store(true, Ordering::SeqCst);
+        faults.lie_about_etag.store(true, Ordering::SeqCst);
+        let mut config = rig.config(1);
+        config.verify = VerifyMode::ReadBack;
+
+        let report = rig
+            .archiver_with(rig.hot.clone(), cold, config)
+            .sweep()
+            .await;
+        assert_eq!(report.failed, 1, "{backend:?}: {report:?}");
+        assert_eq!(
+            report.problems[0].what,
+            ProblemKind::Failed(ErrorKind::Integrity)
+        );
+        let row = rig.row("a").await;
+        assert_eq!((row.state(), row.html_archive_key), (BlobState::Hot, None));
+        assert_eq!(rig.hot.get(&hot_location("old", "a")).await.unwrap(), a);
     }
 }

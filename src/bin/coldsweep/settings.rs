@@ -145,6 +145,8 @@ pub(crate) struct Settings {
     blob_timeout: Option<String>,
     #[arg(long, env = "ARCHIVE_LEASE", value_name = "DURATION", help = help("ARCHIVE_LEASE"), help_heading = "Archiver")]
     lease: Option<String>,
+    #[arg(long, env = "ARCHIVE_VERIFY", value_name = "MODE", help = help("ARCHIVE_VERIFY"), help_heading = "Archiver")]
+    verify: Option<String>,
 
     #[arg(long, env = "HOT_STORE", value_name = "KIND", help = help("HOT_STORE"), help_heading = "Hot store")]
     hot_store: Option<String>,
@@ -188,6 +190,7 @@ impl Settings {
             "ARCHIVE_CONCURRENCY" => &self.concurrency,
             "ARCHIVE_BLOB_TIMEOUT" => &self.blob_timeout,
             "ARCHIVE_LEASE" => &self.lease,
+            "ARCHIVE_VERIFY" => &self.verify,
             "HOT_STORE" => &self.hot_store,
             "HOT_FS_ROOT" => &self.hot_fs_root,
             "HOT_S3_ENDPOINT" => &self.hot_s3_endpoint,
