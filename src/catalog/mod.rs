@@ -12,9 +12,36 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::query::Query;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::ArchiveCandidate;
+use crate::source::{ArchiveCandidate, ArchivedAt};
+
+/// The terminal statuses as an SQL list, for both backends' queries; kept
+/// equal to [`TERMINAL_STATUSES`] by a unit test.
+macro_rules! terminal_list {
+    () => {
+        "('completed', 'failed', 'cancelled')"
+    };
+}
+
+/// `INSERT INTO tasks` naming every [`TaskRow`] column in field order, the
+/// order [`bind_task`] binds them; `$values` is the backend's placeholder list.
+macro_rules! insert_task_sql {
+    ($values:literal) => {
+        concat!(
+            "INSERT INTO tasks (
+                id, job_id, html_storage_bucket, html_storage_path, html_content_type,
+                html_content_encoding, html_size_bytes, html_compressed_size_bytes, html_sha256,
+                html_captured_at, html_archive_provider, html_archive_bucket, html_archive_key,
+                html_archived_at, html_archive_state, html_archive_error, html_archive_attempts)
+             VALUES ",
+            $values
+        )
+    };
+}
 
 mod postgres;
 mod sqlite;
@@ -85,8 +112,9 @@ pub struct JobRow {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// The HTML columns of a `tasks` row.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The HTML columns of a `tasks` row (each field read from the column of
+/// its name).
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct TaskRow {
     /// Primary key.
     pub id: String,
@@ -167,8 +195,9 @@ impl JobRetention {
     }
 }
 
-/// Catalog-wide counts for `coldsweep status`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Catalog-wide counts for `coldsweep status` (each field read from the
+/// column of its name).
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct CatalogStatus {
     /// Tasks with HTML still hot (not quarantined or lost).
     pub hot: i64,
@@ -292,4 +321,266 @@ pub(crate) fn classify(err: sqlx::Error) -> Error {
         _ => ErrorKind::Unexpected,
     };
     Error::new(kind, "catalog").with_source(err)
+}
+
+// Helpers shared by the backends. `backend` is the name messages use for one:
+// `Postgres` or `SQLite`.
+
+/// Table recording which of coldsweep's migrations ran, on every backend.
+pub(crate) const MIGRATIONS_TABLE: &str = "_coldsweep_migrations";
+
+/// `migrate!` always targets `_sqlx_migrations`; copy its migrations into a
+/// migrator that uses [`MIGRATIONS_TABLE`] (sqlx calls the setter "dangerous"
+/// only because renaming it on a live database forgets what ran).
+pub(crate) fn with_own_table(embedded: &Migrator) -> Migrator {
+    let mut migrator = Migrator::with_migrations(embedded.iter().cloned().collect());
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+}
+
+/// Classify a migration failure: database errors as usual; a database
+/// whose recorded migrations disagree with this binary's is bad input.
+pub(crate) fn migrate_error(backend: &str, err: MigrateError) -> Error {
+    let what = format!("applying {backend} catalog migrations");
+    match err {
+        MigrateError::Execute(e) => classify(e).context(what),
+        MigrateError::ExecuteMigration(e, version) => {
+            classify(e).context(format!("{what}: migration {version}"))
+        }
+        e @ (MigrateError::VersionMissing(_)
+        | MigrateError::VersionMismatch(_)
+        | MigrateError::VersionNotPresent(_)
+        | MigrateError::VersionTooOld(..)
+        | MigrateError::VersionTooNew(..)
+        | MigrateError::Dirty(_)) => Error::new(ErrorKind::InvalidInput, what).with_source(e),
+        e => Error::new(ErrorKind::Unexpected, what).with_source(e),
+    }
+}
+
+/// Fail when an embedded migration is not recorded as applied.
+pub(crate) fn missing_migrations(
+    backend: &str,
+    migrator: &Migrator,
+    applied: &[i64],
+) -> Result<()> {
+    let missing: Vec<String> = migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .map(|m| format!("{} ({})", m.version, m.description))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "the {backend} catalog is missing migrations {}; run `coldsweep migrate`",
+            missing.join(", ")
+        ),
+    ))
+}
+
+/// Only the states a worker records; the others follow from the columns.
+pub(crate) fn settable_state(state: BlobState) -> Result<&'static str> {
+    match state {
+        BlobState::Lost | BlobState::Quarantined => Ok(state.as_str()),
+        other => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "cannot mark a task `{}`: only `lost` or `quarantined` are recorded",
+                other.as_str()
+            ),
+        )),
+    }
+}
+
+/// The error for a task id that matches no row.
+pub(crate) fn not_found(task_id: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("task {task_id} not in the catalog"),
+    )
+}
+
+/// [`not_found`] when an update by task id touched no row.
+pub(crate) fn expect_one(rows_affected: u64, task_id: &str) -> Result<()> {
+    if rows_affected == 0 {
+        Err(not_found(task_id))
+    } else {
+        Ok(())
+    }
+}
+
+/// The recorded cold location, when all three of its columns are set.
+pub(crate) fn archived_at(
+    provider: Option<String>,
+    bucket: Option<String>,
+    key: Option<String>,
+) -> Option<ArchivedAt> {
+    match (provider, bucket, key) {
+        (Some(provider), Some(bucket), Some(key)) => Some(ArchivedAt {
+            provider,
+            bucket,
+            key,
+        }),
+        _ => None,
+    }
+}
+
+/// The candidate in a row returned by a claim (the backend reads its own
+/// sort key from the same row).
+pub(crate) fn candidate_from_row<'r, R>(row: &'r R) -> Result<ArchiveCandidate, sqlx::Error>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let archived_at = archived_at(
+        row.try_get("html_archive_provider")?,
+        row.try_get("html_archive_bucket")?,
+        row.try_get("html_archive_key")?,
+    );
+    Ok(ArchiveCandidate {
+        task_id: row.try_get("id")?,
+        job_id: row.try_get("job_id")?,
+        storage_bucket: row.try_get("html_storage_bucket")?,
+        storage_path: row.try_get("html_storage_path")?,
+        sha256: row.try_get("html_sha256")?,
+        compressed_size_bytes: row.try_get("html_compressed_size_bytes")?,
+        content_type: row.try_get("html_content_type")?,
+        content_encoding: row.try_get("html_content_encoding")?,
+        archived_at,
+    })
+}
+
+/// A `job_retention` row: `job` (read by the backend) with its rank and counts.
+pub(crate) fn retention_from_row<'r, R>(
+    job: JobRow,
+    row: &'r R,
+) -> Result<JobRetention, sqlx::Error>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(JobRetention {
+        job,
+        rank: row.try_get("rank")?,
+        hot_tasks: row.try_get("hot")?,
+        archived_tasks: row.try_get("archived")?,
+        quarantined_tasks: row.try_get("quarantined")?,
+        lost_tasks: row.try_get("lost")?,
+    })
+}
+
+/// Bind every [`TaskRow`] field to the backend's `INSERT INTO tasks`, whose
+/// columns are listed in field order (the statements differ only in their
+/// placeholders).
+pub(crate) fn bind_task<'q, DB>(
+    query: Query<'q, DB, DB::Arguments>,
+    task: &TaskRow,
+) -> Query<'q, DB, DB::Arguments>
+where
+    DB: Database,
+    String: for<'e> Encode<'e, DB> + Type<DB>,
+    Option<String>: for<'e> Encode<'e, DB> + Type<DB>,
+    Option<i64>: for<'e> Encode<'e, DB> + Type<DB>,
+    Option<DateTime<Utc>>: for<'e> Encode<'e, DB> + Type<DB>,
+    i32: for<'e> Encode<'e, DB> + Type<DB>,
+{
+    query
+        .bind(&task.id)
+        .bind(&task.job_id)
+        .bind(&task.html_storage_bucket)
+        .bind(&task.html_storage_path)
+        .bind(&task.html_content_type)
+        .bind(&task.html_content_encoding)
+        .bind(task.html_size_bytes)
+        .bind(task.html_compressed_size_bytes)
+        .bind(&task.html_sha256)
+        .bind(task.html_captured_at)
+        .bind(&task.html_archive_provider)
+        .bind(&task.html_archive_bucket)
+        .bind(&task.html_archive_key)
+        .bind(task.html_archived_at)
+        .bind(&task.html_archive_state)
+        .bind(&task.html_archive_error)
+        .bind(task.html_archive_attempts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_list_matches_the_constant() {
+        let quoted: Vec<String> = TERMINAL_STATUSES.iter().map(|s| format!("'{s}'")).collect();
+        assert_eq!(terminal_list!(), format!("({})", quoted.join(", ")));
+    }
+
+    #[test]
+    fn migrate_errors_name_the_backend_and_keep_their_kind() {
+        let err = migrate_error("SQLite", MigrateError::VersionMissing(7));
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert_eq!(err.message(), "applying SQLite catalog migrations");
+        let err = migrate_error("Postgres", MigrateError::Execute(sqlx::Error::PoolTimedOut));
+        assert_eq!(err.kind(), ErrorKind::Transient);
+        assert_eq!(
+            err.message(),
+            "applying Postgres catalog migrations: catalog"
+        );
+    }
+
+    #[test]
+    fn missing_migrations_name_the_backend() {
+        let migrator = with_own_table(&sqlx::migrate!("migrations/sqlite"));
+        let all: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        assert!(missing_migrations("SQLite", &migrator, &all).is_ok());
+        let err = missing_migrations("SQLite", &migrator, &[]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(
+            err.message()
+                .starts_with("the SQLite catalog is missing migrations "),
+            "{}",
+            err.message()
+        );
+        assert!(err.message().ends_with("; run `coldsweep migrate`"));
+    }
+
+    #[test]
+    fn only_lost_and_quarantined_are_settable() {
+        assert_eq!(settable_state(BlobState::Lost).unwrap(), "lost");
+        assert_eq!(
+            settable_state(BlobState::Quarantined).unwrap(),
+            "quarantined"
+        );
+        for state in [BlobState::Hot, BlobState::Archived, BlobState::None] {
+            let err = settable_state(state).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        }
+    }
+
+    #[test]
+    fn no_row_touched_is_not_found() {
+        assert!(expect_one(1, "t1").is_ok());
+        let err = expect_one(0, "t1").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert_eq!(err.message(), "task t1 not in the catalog");
+    }
+
+    #[test]
+    fn archived_at_needs_all_three_columns() {
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            archived_at(s("r2"), s("cold"), s("k")),
+            Some(ArchivedAt {
+                provider: "r2".into(),
+                bucket: "cold".into(),
+                key: "k".into(),
+            })
+        );
+        assert_eq!(archived_at(s("r2"), None, s("k")), None);
+        assert_eq!(archived_at(None, None, None), None);
+    }
 }

@@ -13,35 +13,24 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Connection;
-use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Connection, FromRow, Row};
 
-use super::{BlobState, Catalog, CatalogStatus, JobRetention, JobRow, Lease, TaskRow, classify};
+use super::{
+    BlobState, Catalog, CatalogStatus, JobRetention, JobRow, Lease, MIGRATIONS_TABLE, TaskRow,
+    bind_task, candidate_from_row, classify, expect_one, migrate_error, missing_migrations,
+    not_found, retention_from_row, settable_state, with_own_table,
+};
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::{ArchiveCandidate, ArchivedAt};
+use crate::source::ArchiveCandidate;
 
-/// Table recording which of coldsweep's migrations ran.
-const MIGRATIONS_TABLE: &str = "_coldsweep_migrations";
+/// How messages name this backend.
+const NAME: &str = "Postgres";
 
-/// `migrate!` always targets `_sqlx_migrations`; copy its migrations into a
-/// migrator that uses our own table (sqlx calls the setter "dangerous" only
-/// because renaming it on a live database forgets what ran).
-static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
-    let embedded: Migrator = sqlx::migrate!("migrations/postgres");
-    let mut migrator = Migrator::with_migrations(embedded.iter().cloned().collect());
-    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-    migrator
-});
-
-/// The terminal statuses as an SQL list; kept equal to
-/// [`super::TERMINAL_STATUSES`] by a unit test.
-macro_rules! terminal_list {
-    () => {
-        "('completed', 'failed', 'cancelled')"
-    };
-}
+/// The embedded migrations, recorded in [`MIGRATIONS_TABLE`].
+static MIGRATOR: LazyLock<Migrator> =
+    LazyLock::new(|| with_own_table(&sqlx::migrate!("migrations/postgres")));
 
 /// Rank of every terminal job within its (domain, organisation), newest = 1.
 /// `PARTITION BY` groups NULL organisations together; `COLLATE "C"` makes the
@@ -141,7 +130,10 @@ impl Catalog for PgCatalog {
     }
 
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await.map_err(migrate_error)
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| migrate_error(NAME, e))
     }
 
     async fn check_migrations(&self) -> Result<()> {
@@ -160,7 +152,7 @@ impl Catalog for PgCatalog {
         } else {
             Vec::new()
         };
-        missing_migrations(&MIGRATOR, &applied)
+        missing_migrations(NAME, &MIGRATOR, &applied)
     }
 
     async fn mark_archived_jobs(&self) -> Result<u64> {
@@ -251,7 +243,7 @@ impl Catalog for PgCatalog {
 
         let mut claimed = rows
             .iter()
-            .map(candidate_from_row)
+            .map(claimed_from_row)
             .collect::<Result<Vec<_>, _>>()
             .map_err(classify)?;
         // RETURNING has no order: oldest jobs first, as chosen above.
@@ -382,16 +374,7 @@ impl Catalog for PgCatalog {
         .await
         .map_err(classify)?;
         rows.iter()
-            .map(|row| {
-                Ok(JobRetention {
-                    job: job_from_row(row)?,
-                    rank: row.try_get("rank")?,
-                    hot_tasks: row.try_get("hot")?,
-                    archived_tasks: row.try_get("archived")?,
-                    quarantined_tasks: row.try_get("quarantined")?,
-                    lost_tasks: row.try_get("lost")?,
-                })
-            })
+            .map(|row| retention_from_row(job_from_row(row)?, row))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(classify)
     }
@@ -421,7 +404,7 @@ impl Catalog for PgCatalog {
         .fetch_one(&self.pool)
         .await
         .map_err(classify)?;
-        status_from_row(&row).map_err(classify)
+        CatalogStatus::from_row(&row).map_err(classify)
     }
 
     async fn task(&self, task_id: &str) -> Result<Option<TaskRow>> {
@@ -435,7 +418,7 @@ impl Catalog for PgCatalog {
         .await
         .map_err(classify)?;
         row.as_ref()
-            .map(task_from_row)
+            .map(TaskRow::from_row)
             .transpose()
             .map_err(classify)
     }
@@ -481,7 +464,7 @@ impl Catalog for PgCatalog {
             .await
             .map_err(classify)?;
         rows.iter()
-            .map(task_from_row)
+            .map(TaskRow::from_row)
             .collect::<Result<_, _>>()
             .map_err(classify)
     }
@@ -504,131 +487,20 @@ impl Catalog for PgCatalog {
     }
 
     async fn insert_task(&self, task: &TaskRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO tasks (
-                id, job_id, html_storage_bucket, html_storage_path, html_content_type,
-                html_content_encoding, html_size_bytes, html_compressed_size_bytes, html_sha256,
-                html_captured_at, html_archive_provider, html_archive_bucket, html_archive_key,
-                html_archived_at, html_archive_state, html_archive_error, html_archive_attempts)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(&task.id)
-        .bind(&task.job_id)
-        .bind(&task.html_storage_bucket)
-        .bind(&task.html_storage_path)
-        .bind(&task.html_content_type)
-        .bind(&task.html_content_encoding)
-        .bind(task.html_size_bytes)
-        .bind(task.html_compressed_size_bytes)
-        .bind(&task.html_sha256)
-        .bind(task.html_captured_at)
-        .bind(&task.html_archive_provider)
-        .bind(&task.html_archive_bucket)
-        .bind(&task.html_archive_key)
-        .bind(task.html_archived_at)
-        .bind(&task.html_archive_state)
-        .bind(&task.html_archive_error)
-        .bind(task.html_archive_attempts)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(())
-    }
-}
-
-/// Classify a migration failure: database errors as usual; a database
-/// whose recorded migrations disagree with this binary's is bad input.
-fn migrate_error(err: MigrateError) -> Error {
-    const WHAT: &str = "applying Postgres catalog migrations";
-    match err {
-        MigrateError::Execute(e) => classify(e).context(WHAT),
-        MigrateError::ExecuteMigration(e, version) => {
-            classify(e).context(format!("{WHAT}: migration {version}"))
-        }
-        e @ (MigrateError::VersionMissing(_)
-        | MigrateError::VersionMismatch(_)
-        | MigrateError::VersionNotPresent(_)
-        | MigrateError::VersionTooOld(..)
-        | MigrateError::VersionTooNew(..)
-        | MigrateError::Dirty(_)) => Error::new(ErrorKind::InvalidInput, WHAT).with_source(e),
-        e => Error::new(ErrorKind::Unexpected, WHAT).with_source(e),
-    }
-}
-
-/// Fail when an embedded migration is not recorded as applied.
-fn missing_migrations(migrator: &Migrator, applied: &[i64]) -> Result<()> {
-    let missing: Vec<String> = migrator
-        .iter()
-        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
-        .map(|m| format!("{} ({})", m.version, m.description))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(Error::new(
-        ErrorKind::InvalidInput,
-        format!(
-            "the Postgres catalog is missing migrations {}; run `coldsweep migrate`",
-            missing.join(", ")
-        ),
-    ))
-}
-
-/// Only the states a worker records; the others follow from the columns.
-fn settable_state(state: BlobState) -> Result<&'static str> {
-    match state {
-        BlobState::Lost | BlobState::Quarantined => Ok(state.as_str()),
-        other => Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "cannot mark a task `{}`: only `lost` or `quarantined` are recorded",
-                other.as_str()
-            ),
-        )),
-    }
-}
-
-fn not_found(task_id: &str) -> Error {
-    Error::new(
-        ErrorKind::NotFound,
-        format!("task {task_id} not in the catalog"),
-    )
-}
-
-fn expect_one(rows_affected: u64, task_id: &str) -> Result<()> {
-    if rows_affected == 0 {
-        Err(not_found(task_id))
-    } else {
+        let query = sqlx::query(insert_task_sql!(
+            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        ));
+        bind_task(query, task)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(())
     }
 }
 
 /// A claimed row and its job's time (the sort key).
-fn candidate_from_row(
-    row: &PgRow,
-) -> Result<(Option<DateTime<Utc>>, ArchiveCandidate), sqlx::Error> {
-    let provider: Option<String> = row.try_get("html_archive_provider")?;
-    let bucket: Option<String> = row.try_get("html_archive_bucket")?;
-    let key: Option<String> = row.try_get("html_archive_key")?;
-    let archived_at = match (provider, bucket, key) {
-        (Some(provider), Some(bucket), Some(key)) => Some(ArchivedAt {
-            provider,
-            bucket,
-            key,
-        }),
-        _ => None,
-    };
-    let candidate = ArchiveCandidate {
-        task_id: row.try_get("id")?,
-        job_id: row.try_get("job_id")?,
-        storage_bucket: row.try_get("html_storage_bucket")?,
-        storage_path: row.try_get("html_storage_path")?,
-        sha256: row.try_get("html_sha256")?,
-        compressed_size_bytes: row.try_get("html_compressed_size_bytes")?,
-        content_type: row.try_get("html_content_type")?,
-        content_encoding: row.try_get("html_content_encoding")?,
-        archived_at,
-    };
+fn claimed_from_row(row: &PgRow) -> Result<(Option<DateTime<Utc>>, ArchiveCandidate), sqlx::Error> {
+    let candidate = candidate_from_row(row)?;
     Ok((row.try_get("job_time")?, candidate))
 }
 
@@ -643,51 +515,8 @@ fn job_from_row(row: &PgRow) -> Result<JobRow, sqlx::Error> {
     })
 }
 
-fn task_from_row(row: &PgRow) -> Result<TaskRow, sqlx::Error> {
-    Ok(TaskRow {
-        id: row.try_get("id")?,
-        job_id: row.try_get("job_id")?,
-        html_storage_bucket: row.try_get("html_storage_bucket")?,
-        html_storage_path: row.try_get("html_storage_path")?,
-        html_content_type: row.try_get("html_content_type")?,
-        html_content_encoding: row.try_get("html_content_encoding")?,
-        html_size_bytes: row.try_get("html_size_bytes")?,
-        html_compressed_size_bytes: row.try_get("html_compressed_size_bytes")?,
-        html_sha256: row.try_get("html_sha256")?,
-        html_captured_at: row.try_get("html_captured_at")?,
-        html_archive_provider: row.try_get("html_archive_provider")?,
-        html_archive_bucket: row.try_get("html_archive_bucket")?,
-        html_archive_key: row.try_get("html_archive_key")?,
-        html_archived_at: row.try_get("html_archived_at")?,
-        html_archive_state: row.try_get("html_archive_state")?,
-        html_archive_error: row.try_get("html_archive_error")?,
-        html_archive_attempts: row.try_get("html_archive_attempts")?,
-    })
-}
-
-fn status_from_row(row: &PgRow) -> Result<CatalogStatus, sqlx::Error> {
-    Ok(CatalogStatus {
-        hot: row.try_get("hot")?,
-        pending_hot_delete: row.try_get("pending_hot_delete")?,
-        archived: row.try_get("archived")?,
-        quarantined: row.try_get("quarantined")?,
-        lost: row.try_get("lost")?,
-        leased: row.try_get("leased")?,
-        failing: row.try_get("failing")?,
-        archived_jobs: row.try_get("archived_jobs")?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::TERMINAL_STATUSES;
-
-    #[test]
-    fn terminal_list_matches_the_constant() {
-        let quoted: Vec<String> = TERMINAL_STATUSES.iter().map(|s| format!("'{s}'")).collect();
-        assert_eq!(terminal_list!(), format!("({})", quoted.join(", ")));
-    }
-
     #[test]
     fn migrations_are_embedded() {
         assert!(super::MIGRATOR.iter().count() >= 3);
