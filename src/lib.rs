@@ -12,6 +12,7 @@
 //!   switch the catalog → delete hot → clear the hot reference.
 //! - [`config`]: [`Config`] and store settings, parsed from the environment.
 //! - [`keys`]: the object key layout and the validated [`ObjectKey`].
+//! - [`metrics`]: Prometheus metrics, one table of them (no-ops until a recorder is installed).
 //!
 //! Every step is idempotent: a crash anywhere is finished by the next sweep.
 //!
@@ -58,6 +59,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod keys;
+pub mod metrics;
 pub mod source;
 pub mod store;
 

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{Catalog, Lease};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::{self, BlobOutcome, Step};
 use crate::source::{ArchiveCandidate, ArchiveSource, TaskHtmlSource};
 use crate::store::Store;
 
@@ -151,6 +153,7 @@ pub struct Archiver {
     sources: Vec<Arc<dyn ArchiveSource>>,
     worker_id: String,
     clock: Clock,
+    status_gauges: Option<Arc<dyn Catalog>>,
 }
 
 impl fmt::Debug for Archiver {
@@ -164,6 +167,7 @@ impl fmt::Debug for Archiver {
                 &self.sources.iter().map(|s| s.name()).collect::<Vec<_>>(),
             )
             .field("worker_id", &self.worker_id)
+            .field("status_gauges", &self.status_gauges.is_some())
             .finish()
     }
 }
@@ -192,6 +196,7 @@ impl Archiver {
             sources,
             worker_id: default_worker_id(),
             clock: Arc::new(Utc::now),
+            status_gauges: None,
         }
     }
 
@@ -212,7 +217,8 @@ impl Archiver {
         )
     }
 
-    /// Use `clock` for lease times instead of the system clock.
+    /// Use `clock` for lease times and the last-sweep timestamp metric
+    /// instead of the system clock.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
@@ -221,6 +227,15 @@ impl Archiver {
     /// Identity recorded on claimed rows (default: host, pid and a random suffix).
     pub fn with_worker_id(mut self, worker_id: impl Into<String>) -> Self {
         self.worker_id = worker_id.into();
+        self
+    }
+
+    /// After each sweep of [`Archiver::run`], set the `coldsweep_catalog_*`
+    /// gauges from `catalog`'s [`Catalog::status`] (see [`crate::metrics`]).
+    /// Off by default: it costs a counting query per sweep, worth it only
+    /// when a metrics recorder is installed.
+    pub fn with_status_gauges(mut self, catalog: Arc<dyn Catalog>) -> Self {
+        self.status_gauges = Some(catalog);
         self
     }
 
@@ -243,6 +258,7 @@ impl Archiver {
             loop {
                 let report = self.sweep_until(&stop).await;
                 log_report(&report);
+                self.refresh_status_gauges().await;
                 tokio::select! {
                     () = tokio::time::sleep(self.config.interval) => {}
                     () = stop.cancelled() => break,
@@ -268,20 +284,36 @@ impl Archiver {
 
     /// One sweep that stops claiming and starting blobs once `stop` is cancelled.
     pub async fn sweep_until(&self, stop: &CancellationToken) -> SweepReport {
+        let started = Instant::now();
         let mut report = SweepReport::default();
         match self.job_marker.mark_archived_jobs().await {
             Ok(n) => report.jobs_archived = n,
-            Err(e) => report.problem(
-                "job_marker",
-                None,
-                ProblemKind::Failed(e.kind()),
-                e.to_string(),
-            ),
+            Err(e) => {
+                metrics::sweep_error(Step::MarkJobs, e.kind());
+                report.problem(
+                    "job_marker",
+                    None,
+                    ProblemKind::Failed(e.kind()),
+                    e.to_string(),
+                );
+            }
         }
         for source in &self.sources {
             self.sweep_source(source.as_ref(), stop, &mut report).await;
         }
+        metrics::sweep(started.elapsed(), (self.clock)());
         report
+    }
+
+    /// Best effort: a failure is logged, and the gauges keep their last values.
+    async fn refresh_status_gauges(&self) {
+        let Some(catalog) = &self.status_gauges else {
+            return;
+        };
+        match catalog.status((self.clock)()).await {
+            Ok(status) => metrics::catalog_status(&status),
+            Err(e) => tracing::warn!(error = %e, "reading catalog counts for the metrics failed"),
+        }
     }
 
     async fn sweep_source(
@@ -294,12 +326,14 @@ impl Archiver {
         // Rows whose lease or back-off ends after the sweep began wait for the
         // next sweep, so blobs failing during this one cannot keep it going.
         let sweep_start = (self.clock)();
+        metrics::source_swept(source.name());
         while !stop.is_cancelled() {
             let lease = self.lease(sweep_start);
             let batch = match source.find_candidates(batch_size, &lease).await {
                 Ok(batch) => batch,
                 Err(e) => {
                     tracing::warn!(source = source.name(), error = %e, "claiming candidates failed");
+                    metrics::sweep_error(Step::Claim, e.kind());
                     report.problem(
                         source.name(),
                         None,
@@ -312,12 +346,13 @@ impl Archiver {
             let claimed = batch.len();
             let mut results = futures::stream::iter(batch)
                 .map(|candidate| async move {
+                    let started = Instant::now();
                     let result = self.process(source, &candidate, stop).await;
-                    (candidate, result)
+                    (candidate, result, started.elapsed())
                 })
                 .buffer_unordered(self.config.concurrency);
-            while let Some((candidate, result)) = results.next().await {
-                record(report, source.name(), &candidate, result);
+            while let Some((candidate, result, elapsed)) = results.next().await {
+                record(report, source.name(), &candidate, result, elapsed);
             }
             if claimed < batch_size {
                 return;
@@ -386,42 +421,55 @@ impl Archiver {
     }
 }
 
+/// Count one blob's result in the report and the metrics, and log it.
 fn record(
     report: &mut SweepReport,
     source: &str,
     candidate: &ArchiveCandidate,
     result: BlobResult,
+    elapsed: Duration,
 ) {
     let task = candidate.task_id.as_str();
-    match result {
+    let outcome = match result {
         BlobResult::Done(Outcome::Archived { bytes }) => {
             tracing::debug!(source, task_id = task, bytes, "archived");
             report.archived += 1;
             report.bytes += bytes;
+            metrics::archived_bytes(source, bytes);
+            BlobOutcome::Archived
         }
         BlobResult::Done(Outcome::Completed) => {
             tracing::info!(source, task_id = task, "finished an interrupted move");
             report.completed += 1;
+            BlobOutcome::Completed
         }
         BlobResult::Done(Outcome::Quarantined { reason }) => {
             tracing::warn!(source, task_id = task, %reason, "quarantined: left hot");
             report.problem(source, Some(task), ProblemKind::Quarantined, reason);
+            BlobOutcome::Quarantined
         }
         BlobResult::Done(Outcome::Lost { reason }) => {
             tracing::error!(source, task_id = task, %reason, "LOST: blob is in neither store");
             report.problem(source, Some(task), ProblemKind::Lost, reason);
+            BlobOutcome::Lost
         }
         BlobResult::Failed(e) => {
             tracing::warn!(source, task_id = task, kind = %e.kind(), error = %e, "move failed; will retry");
+            metrics::blob_error(source, e.kind());
             report.problem(
                 source,
                 Some(task),
                 ProblemKind::Failed(e.kind()),
                 e.to_string(),
             );
+            BlobOutcome::Failed
         }
-        BlobResult::Released => report.released += 1,
-    }
+        BlobResult::Released => {
+            report.released += 1;
+            BlobOutcome::Released
+        }
+    };
+    metrics::blob(source, outcome, elapsed);
 }
 
 fn log_report(report: &SweepReport) {

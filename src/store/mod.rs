@@ -4,7 +4,7 @@
 //! (bucket + validated key). The hot store is read and deleted from, the cold
 //! store written and verified; restore is the same seam in reverse.
 //! Backends live in their own files and classify their failures into
-//! [`ErrorKind`](crate::ErrorKind)s at the boundary.
+//! [`ErrorKind`]s at the boundary.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -592,57 +592,96 @@ fn missing_database_url_is_named() {
     assert!(ran.stderr.contains("DATABASE_URL"), "{}", ran.show());
 }
 
-/// Start `run`, wait for its first sweep, send `signal`, expect a clean exit.
-fn stops_cleanly_on(setup: &Setup, signal: &str, log_format: &str) {
-    let mut child = setup
-        .cmd(&["run"])
-        .env("ARCHIVE_INTERVAL", "1h")
-        .env("COLDSWEEP_LOG_FORMAT", log_format)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start coldsweep run");
-    let (lines_tx, lines) = mpsc::channel();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line.clone());
-            all.push(line);
-        }
-        all
-    });
+/// A `coldsweep run` in the background, its stderr read line by line;
+/// killed on drop so a failing test leaves no daemon behind.
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    reader: Option<std::thread::JoinHandle<Vec<String>>>,
+}
 
-    let deadline = Instant::now() + LIMIT;
-    let mut seen = Vec::new();
-    loop {
-        match lines.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                let done = line.contains("sweep done");
-                seen.push(line);
-                if done {
-                    break;
-                }
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Daemon {
+    /// Start `run` with `ARCHIVE_INTERVAL=1h` (one sweep, then idle).
+    fn start(setup: &Setup, env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = setup.cmd(&["run"]);
+        cmd.env("ARCHIVE_INTERVAL", "1h");
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start coldsweep run");
+        let (lines_tx, lines) = mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line.clone());
+                all.push(line);
             }
-            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "no sweep logged before the deadline or exit:\n{}",
-                    seen.join("\n")
-                );
+            all
+        });
+        Daemon {
+            child,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// Wait for the end of the first sweep (killed and failed after [`LIMIT`]).
+    fn wait_for_sweep(&mut self) {
+        let deadline = Instant::now() + LIMIT;
+        let mut seen = Vec::new();
+        loop {
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    let done = line.contains("sweep done");
+                    seen.push(line);
+                    if done {
+                        return;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(_) => {
+                    panic!(
+                        "no sweep logged before the deadline or exit:\n{}",
+                        seen.join("\n")
+                    );
+                }
             }
         }
     }
 
-    let killed = Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
-    let code = wait(&mut child, Duration::from_secs(20));
-    let log = reader.join().unwrap().join("\n");
+    /// Send `signal`; the exit code and the whole log.
+    fn stop(mut self, signal: &str) -> (Option<i32>, String) {
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(killed.success());
+        let code = wait(&mut self.child, Duration::from_secs(20));
+        let log = self.reader.take().unwrap().join().unwrap();
+        (code, log.join("\n"))
+    }
+}
+
+/// Start `run`, wait for its first sweep, send `signal`, expect a clean exit.
+fn stops_cleanly_on(setup: &Setup, signal: &str, log_format: &str) {
+    let mut daemon = Daemon::start(setup, &[("COLDSWEEP_LOG_FORMAT", log_format)]);
+    daemon.wait_for_sweep();
+    let (code, log) = daemon.stop(signal);
     assert_eq!(code, Some(0), "exit after SIG{signal}\n{log}");
     assert!(log.contains("stopped"), "{log}");
     if log_format == "json" {
@@ -664,6 +703,155 @@ async fn run_sweeps_then_stops_cleanly_on_sigterm_and_sigint() {
         "the first sweep did not move"
     );
     stops_cleanly_on(&setup, "INT", "json");
+}
+
+/// `GET path` over plain HTTP/1.0: the status line and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition
+/// (labels in any order; the sample must have exactly these labels).
+fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    wanted.sort();
+    exposition.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, mut got) = match series.split_once('{') {
+            Some((n, rest)) => (
+                n,
+                rest.trim_end_matches('}')
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
+            ),
+            None => (series, Vec::new()),
+        };
+        got.sort();
+        (series_name == name && got == wanted).then(|| value.parse().ok())?
+    })
+}
+
+/// A free port on 127.0.0.1 (free when this returns; nothing else here binds at random).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn run_serves_prometheus_metrics_when_asked() {
+    let setup = Setup::new();
+    setup.seed_clean(3).await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut daemon = Daemon::start(&setup, &[("COLDSWEEP_METRICS_ADDR", &addr)]);
+    daemon.wait_for_sweep();
+
+    let (status, body) = http_get(&addr, "/metrics");
+    assert!(status.contains(" 200 "), "{status}\n{body}");
+    let archived = |body: &str| {
+        sample(
+            body,
+            "coldsweep_blobs_total",
+            &[("source", "task_html"), ("outcome", "archived")],
+        )
+    };
+    assert_eq!(archived(&body), Some(3.0), "{body}");
+    assert_eq!(
+        sample(
+            &body,
+            "coldsweep_blobs_total",
+            &[("source", "task_html"), ("outcome", "lost")]
+        ),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "coldsweep_sweeps_total", &[]),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE coldsweep_blob_duration_seconds histogram"),
+        "{body}"
+    );
+    assert!(body.contains("# HELP coldsweep_blobs_total "), "{body}");
+    // The catalog gauges follow the sweep's log line: poll for them.
+    let deadline = Instant::now() + LIMIT;
+    let body = loop {
+        let (_, body) = http_get(&addr, "/metrics");
+        if sample(&body, "coldsweep_catalog_blobs", &[("state", "archived")]).is_some()
+            || Instant::now() > deadline
+        {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for (state, count) in [("archived", 3.0), ("hot", 0.0), ("lost", 0.0)] {
+        assert_eq!(
+            sample(&body, "coldsweep_catalog_blobs", &[("state", state)]),
+            Some(count),
+            "{state}\n{body}"
+        );
+    }
+    for task in ["clean-0-t0", "clean-0", COLD_BUCKET, HOT_BUCKET] {
+        assert!(!body.contains(task), "per-object label {task:?}\n{body}");
+    }
+
+    let (code, log) = daemon.stop("TERM");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("serving Prometheus metrics"), "{log}");
+}
+
+#[tokio::test]
+async fn run_rejects_a_bad_metrics_address_naming_the_variable() {
+    let setup = Setup::new();
+    let ran = run(setup
+        .cmd(&["run"])
+        .env("COLDSWEEP_METRICS_ADDR", "localhost:metrics"));
+    assert_eq!(ran.code, Some(2), "{}", ran.show());
+    assert!(
+        ran.stderr.contains("COLDSWEEP_METRICS_ADDR: expected"),
+        "{}",
+        ran.show()
+    );
+    let ran = run(&mut setup.cmd(&["run", "--metrics-addr", "127.0.0.1"]));
+    assert_eq!(ran.code, Some(2), "{}", ran.show());
+    assert!(
+        ran.stderr.contains("COLDSWEEP_METRICS_ADDR"),
+        "{}",
+        ran.show()
+    );
+
+    // A port already taken stops start-up too (not a bad value: exit 1).
+    setup.seed_clean(1).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let ran = run(setup.cmd(&["run"]).env("COLDSWEEP_METRICS_ADDR", &addr));
+    assert_eq!(ran.code, Some(1), "{}", ran.show());
+    assert!(
+        ran.stderr
+            .contains(&format!("COLDSWEEP_METRICS_ADDR: serve metrics on {addr}")),
+        "{}",
+        ran.show()
+    );
+    assert_eq!(
+        files_under(&setup.hot_bucket()).len(),
+        1,
+        "swept without its metrics endpoint"
+    );
 }
 
 #[tokio::test]

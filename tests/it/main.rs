@@ -5,5 +5,7 @@ mod catalog_conformance;
 mod cli;
 mod faults;
 mod harness;
+mod metrics;
 mod pipeline;
+mod schedule;
 mod store_conformance;

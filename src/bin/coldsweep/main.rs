@@ -13,7 +13,7 @@ mod commands;
 mod format;
 mod settings;
 
-use settings::{DbArgs, Settings};
+use settings::{DbArgs, MetricsArgs, Settings};
 
 const ABOUT: &str = "Moves aged blobs from a hot object store to cold S3-compatible storage, \
                      with your database (the catalog) as the source of truth.";
@@ -65,7 +65,12 @@ enum Command {
                             ARCHIVE_BUCKET are set. Every flag can also be given as the \
                             environment variable shown next to it."
     )]
-    Run(Settings),
+    Run {
+        #[command(flatten)]
+        settings: Settings,
+        #[command(flatten)]
+        metrics: MetricsArgs,
+    },
 
     /// Sweep once and print what happened; exit code 1 if any blob failed, was
     /// quarantined or lost.
@@ -109,7 +114,7 @@ async fn main() -> ExitCode {
     init_tracing(cli.log_format, default_level);
 
     let result = match cli.command {
-        Command::Run(settings) => commands::run(settings).await,
+        Command::Run { settings, metrics } => commands::run(settings, metrics).await,
         Command::Sweep { once, settings } => commands::sweep(once, settings).await,
         Command::Plan(settings) => commands::plan(settings).await,
         Command::Status(settings) => commands::status(settings).await,

@@ -4,6 +4,7 @@
 //! parsers, so a bad value, from a flag or from the environment, fails with
 //! the library's message naming the variable.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -107,6 +108,41 @@ impl DbArgs {
             }
         })?;
         Ok(catalog)
+    }
+}
+
+/// Where `run` serves Prometheus metrics (binary-only: an embedder installs
+/// its own recorder).
+#[derive(Args, Clone)]
+pub(crate) struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9187 (unset: no endpoint)
+    #[arg(
+        long,
+        env = "COLDSWEEP_METRICS_ADDR",
+        value_name = "ADDR",
+        help_heading = "Metrics"
+    )]
+    metrics_addr: Option<String>,
+}
+
+impl MetricsArgs {
+    /// The address to listen on; `None` when unset or empty.
+    pub(crate) fn listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let Some(text) = self
+            .metrics_addr
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
+            return Ok(None);
+        };
+        text.parse().map(Some).map_err(|_| {
+            BadSettings(format!(
+                "COLDSWEEP_METRICS_ADDR: expected an IP address and port to serve metrics on, \
+                 e.g. 127.0.0.1:9187 or [::]:9187, got {text:?}"
+            ))
+            .into()
+        })
     }
 }
 

@@ -1,5 +1,6 @@
 //! One function per subcommand; each returns the process exit code.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -9,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::format;
 use crate::format::out;
-use crate::settings::{BadSettings, DbArgs, Settings, redact_url};
+use crate::settings::{BadSettings, DbArgs, MetricsArgs, Settings, redact_url};
 
 mod demo;
 mod plan;
@@ -44,8 +45,9 @@ impl Shutdown {
 }
 
 /// `coldsweep run`.
-pub(crate) async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(settings: Settings, metrics: MetricsArgs) -> anyhow::Result<ExitCode> {
     let mut shutdown = Shutdown::listen()?;
+    let metrics_addr = metrics.listen_addr()?;
     let ready = tokio::select! {
         ready = settings.ready() => ready?,
         () = shutdown.recv() => {
@@ -53,6 +55,9 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
+    if let Some(addr) = metrics_addr {
+        serve_metrics(addr)?;
+    }
     let catalog_url = settings.db.database_url.as_deref().map(redact_url);
     tracing::info!(
         catalog = catalog_url.as_deref().unwrap_or_default(),
@@ -65,9 +70,28 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         concurrency = ready.config.concurrency,
         "coldsweep started; cold bucket reachable"
     );
-    let archiver = Archiver::task_html(ready.config, ready.catalog, ready.hot, ready.cold);
+    let catalog = ready.catalog.clone();
+    let mut archiver = Archiver::task_html(ready.config, ready.catalog, ready.hot, ready.cold);
+    if metrics_addr.is_some() {
+        archiver = archiver.with_status_gauges(catalog);
+    }
     archiver.run(shutdown.recv()).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Install the Prometheus recorder and serve it on `addr` (any path; `/metrics` by convention).
+fn serve_metrics(addr: SocketAddr) -> anyhow::Result<()> {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets(coldsweep::metrics::DURATION_BUCKETS)
+        .context("configure the metrics exporter")?
+        .install()
+        .with_context(|| format!("COLDSWEEP_METRICS_ADDR: serve metrics on {addr}"))?;
+    coldsweep::metrics::describe();
+    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    Ok(())
 }
 
 /// `coldsweep sweep --once`.
