@@ -20,7 +20,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::keys::KeyPrefix;
+use crate::keys::{KeyPrefix, ObjectKey};
+use crate::store::profile::Profile;
 
 /// Cold storage backend, as recorded in the catalog's `html_archive_provider`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,22 +36,25 @@ pub enum Provider {
     Minio,
     /// Google Cloud Storage (S3 interoperability API).
     Gcs,
+    /// Supabase Storage's S3 endpoint (`…/storage/v1/s3`).
+    SupabaseS3,
     /// A local folder.
     Fs,
 }
 
 impl Provider {
     /// All providers, in the order `--help` lists them.
-    pub const ALL: [Provider; 6] = [
+    pub const ALL: [Provider; 7] = [
         Provider::R2,
         Provider::S3,
         Provider::B2,
         Provider::Minio,
         Provider::Gcs,
+        Provider::SupabaseS3,
         Provider::Fs,
     ];
 
-    /// Short name (`r2`, `s3`, `b2`, `minio`, `gcs`, `fs`).
+    /// Short name (`r2`, `s3`, `b2`, `minio`, `gcs`, `supabase-s3`, `fs`).
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::R2 => "r2",
@@ -58,6 +62,7 @@ impl Provider {
             Provider::B2 => "b2",
             Provider::Minio => "minio",
             Provider::Gcs => "gcs",
+            Provider::SupabaseS3 => "supabase-s3",
             Provider::Fs => "fs",
         }
     }
@@ -82,7 +87,8 @@ impl FromStr for Provider {
                 Error::new(
                     ErrorKind::InvalidInput,
                     format!(
-                        "expected one of r2, s3, b2, minio, gcs, fs, got {}",
+                        "expected one of {}, got {}",
+                        Provider::ALL.map(Provider::as_str).join(", "),
                         shown(s)
                     ),
                 )
@@ -126,9 +132,11 @@ const ARCHIVE_PATH_PREFIX: &str = "ARCHIVE_PATH_PREFIX";
 const ARCHIVE_BLOB_TIMEOUT: &str = "ARCHIVE_BLOB_TIMEOUT";
 const ARCHIVE_LEASE: &str = "ARCHIVE_LEASE";
 const ARCHIVE_VERIFY: &str = "ARCHIVE_VERIFY";
+const ARCHIVE_PROBE_PREFIX: &str = "ARCHIVE_PROBE_PREFIX";
 const ARCHIVE_FS_ROOT: &str = "ARCHIVE_FS_ROOT";
 const ARCHIVE_ENDPOINT: &str = "ARCHIVE_ENDPOINT";
 const ARCHIVE_REGION: &str = "ARCHIVE_REGION";
+const ARCHIVE_CHECKSUM: &str = "ARCHIVE_CHECKSUM";
 const ARCHIVE_ACCESS_KEY_ID: &str = "ARCHIVE_ACCESS_KEY_ID";
 const ARCHIVE_SECRET_ACCESS_KEY: &str = "ARCHIVE_SECRET_ACCESS_KEY";
 const HOT_STORE: &str = "HOT_STORE";
@@ -137,6 +145,10 @@ const HOT_S3_ENDPOINT: &str = "HOT_S3_ENDPOINT";
 const HOT_S3_REGION: &str = "HOT_S3_REGION";
 const HOT_S3_ACCESS_KEY_ID: &str = "HOT_S3_ACCESS_KEY_ID";
 const HOT_S3_SECRET_ACCESS_KEY: &str = "HOT_S3_SECRET_ACCESS_KEY";
+const SUPABASE_URL: &str = "SUPABASE_URL";
+const SUPABASE_SERVICE_ROLE_KEY: &str = "SUPABASE_SERVICE_ROLE_KEY";
+const SUPABASE_SECRET_KEY: &str = "SUPABASE_SECRET_KEY";
+const SUPABASE_PUBLISHABLE_KEY: &str = "SUPABASE_PUBLISHABLE_KEY";
 
 const DEFAULT_RETENTION_JOBS: &str = "3";
 const DEFAULT_INTERVAL: &str = "1m";
@@ -145,6 +157,8 @@ const DEFAULT_CONCURRENCY: &str = "5";
 const DEFAULT_BLOB_TIMEOUT: &str = "5m";
 const DEFAULT_LEASE: &str = "15m";
 const DEFAULT_VERIFY: &str = "auto";
+/// Where start-up probe objects go; see [`crate::store::probe`].
+pub const DEFAULT_PROBE_PREFIX: &str = ".coldsweep-probe";
 const DEFAULT_REGION: &str = "auto";
 const DEFAULT_HOT_STORE: &str = "fs";
 const DEFAULT_HOT_FS_ROOT: &str = "./hot";
@@ -183,7 +197,7 @@ pub const VARIABLES: &[Variable] = &[
     var(
         ARCHIVE_PROVIDER,
         None,
-        "cold provider: r2, s3, b2, minio, gcs or fs; archiving is off when unset",
+        "cold provider: r2, s3, b2, minio, gcs, supabase-s3 or fs; archiving is off when unset",
     ),
     var(
         ARCHIVE_BUCKET,
@@ -228,7 +242,12 @@ pub const VARIABLES: &[Variable] = &[
     var(
         ARCHIVE_VERIFY,
         Some(DEFAULT_VERIFY),
-        "how a cold copy is proven: auto (store's MD5 ETag, else read back) or read-back (always)",
+        "how a cold copy is proven: auto (the store's MD5 ETag where its profile trusts it, else read back) or read-back (always)",
+    ),
+    var(
+        ARCHIVE_PROBE_PREFIX,
+        Some(DEFAULT_PROBE_PREFIX),
+        "folder (under ARCHIVE_PATH_PREFIX) where the start-up check writes and deletes its probe object",
     ),
     var(
         ARCHIVE_FS_ROOT,
@@ -242,8 +261,13 @@ pub const VARIABLES: &[Variable] = &[
     ),
     var(
         ARCHIVE_REGION,
-        Some(DEFAULT_REGION),
-        "cold S3 signing region: auto for R2, the bucket's region for AWS (required there)",
+        None,
+        "cold S3 signing region; default by provider: auto (r2, gcs, s3 with an endpoint), us-east-1 (minio), from the endpoint (b2); required for AWS and supabase-s3",
+    ),
+    var(
+        ARCHIVE_CHECKSUM,
+        None,
+        "upload checksum: md5 (Content-MD5, checked by the store) or none; default by provider: none for supabase-s3, else md5",
     ),
     var(
         ARCHIVE_ACCESS_KEY_ID,
@@ -261,7 +285,7 @@ pub const VARIABLES: &[Variable] = &[
     var(
         HOT_STORE,
         Some(DEFAULT_HOT_STORE),
-        "hot store kind: fs or s3",
+        "hot store kind: fs, s3 or supabase (Supabase Storage's REST API)",
     ),
     var(
         HOT_FS_ROOT,
@@ -291,6 +315,35 @@ pub const VARIABLES: &[Variable] = &[
             "hot S3 secret access key; required when HOT_STORE=s3",
         )
     },
+    var(
+        SUPABASE_URL,
+        None,
+        "Supabase project URL, e.g. https://<ref>.supabase.co; required when HOT_STORE=supabase",
+    ),
+    Variable {
+        secret: true,
+        ..var(
+            SUPABASE_SERVICE_ROLE_KEY,
+            None,
+            "Supabase service_role or secret (sb_secret_...) key; required when HOT_STORE=supabase",
+        )
+    },
+    Variable {
+        secret: true,
+        ..var(
+            SUPABASE_SECRET_KEY,
+            None,
+            "another name for SUPABASE_SERVICE_ROLE_KEY; if both are set they must be equal",
+        )
+    },
+    Variable {
+        secret: true,
+        ..var(
+            SUPABASE_PUBLISHABLE_KEY,
+            None,
+            "Supabase publishable (or anon) key for the apikey header; unset: the secret key is sent",
+        )
+    },
 ];
 
 /// How the archiver behaves: what to move, how often, how hard.
@@ -318,6 +371,10 @@ pub struct Config {
     pub lease: Duration,
     /// How a cold copy is proven identical before the hot copy goes (`ARCHIVE_VERIFY`).
     pub verify: VerifyMode,
+    /// Folder, under `path_prefix`, where the start-up check writes, reads
+    /// back and deletes its probe object (`ARCHIVE_PROBE_PREFIX`); never
+    /// inside the archive's own `jobs/` layout.
+    pub probe_prefix: ObjectKey,
 }
 
 /// How the archiver proves a cold copy identical to the hot bytes.
@@ -325,7 +382,9 @@ pub struct Config {
 pub enum VerifyMode {
     /// Trust the store's report where it is proof: size, an MD5 ETag equal to
     /// the MD5 the upload's Content-MD5 made the store check, and the
-    /// recorded SHA-256; otherwise read the copy back and hash it.
+    /// recorded SHA-256 — only on a store whose profile says its ETag is that
+    /// proof ([`Store::etag_proves_md5`](crate::store::Store::etag_proves_md5));
+    /// otherwise read the copy back and hash it.
     #[default]
     Auto,
     /// Always read the copy back and compare its SHA-256 (one more download per blob).
@@ -342,6 +401,34 @@ impl VerifyMode {
     }
 }
 
+/// The checksum an S3 upload carries for the store to check (`ARCHIVE_CHECKSUM`).
+///
+/// Each provider's [`Profile`] picks one;
+/// this overrides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumMode {
+    /// `Content-MD5`: the store refuses a body whose MD5 differs.
+    ContentMd5,
+    /// No checksum header; the copy is proven by reading it back.
+    None,
+}
+
+impl ChecksumMode {
+    /// `md5` or `none`, as `ARCHIVE_CHECKSUM` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChecksumMode::ContentMd5 => "md5",
+            ChecksumMode::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for ChecksumMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -355,6 +442,8 @@ impl Default for Config {
             blob_timeout: Duration::from_secs(300),
             lease: Duration::from_secs(900),
             verify: VerifyMode::Auto,
+            probe_prefix: ObjectKey::new(DEFAULT_PROBE_PREFIX)
+                .expect("the default probe prefix is a valid key"),
         }
     }
 }
@@ -433,6 +522,10 @@ impl Config {
             "read-back" | "readback" => VerifyMode::ReadBack,
             other => return Err(invalid(ARCHIVE_VERIFY, "auto or read-back", other)),
         };
+        let probe_prefix = parse_probe_prefix(
+            &vars.or_default(ARCHIVE_PROBE_PREFIX, DEFAULT_PROBE_PREFIX),
+            &path_prefix,
+        )?;
 
         Ok(Some(Config {
             provider,
@@ -446,7 +539,18 @@ impl Config {
             blob_timeout,
             lease,
             verify,
+            probe_prefix,
         }))
+    }
+
+    /// Where probe objects go inside the bucket: `probe_prefix` under `path_prefix`.
+    pub fn probe_key_prefix(&self) -> Result<ObjectKey> {
+        match self.path_prefix.as_key() {
+            Some(prefix) => prefix
+                .join(self.probe_prefix.as_str())
+                .map_err(|e| e.context(ARCHIVE_PROBE_PREFIX)),
+            None => Ok(self.probe_prefix.clone()),
+        }
     }
 
     /// [`Config::from_lookup`] over the process environment.
@@ -469,6 +573,9 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     /// Secret access key.
     pub secret_access_key: Option<Secret>,
+    /// Upload checksum instead of the provider profile's (`ARCHIVE_CHECKSUM`);
+    /// `None` keeps the profile's.
+    pub checksum: Option<ChecksumMode>,
 }
 
 impl fmt::Debug for S3Config {
@@ -486,6 +593,7 @@ impl fmt::Debug for S3Config {
                 "secret_access_key",
                 &format_args!("{}", redacted(self.secret_access_key.is_some())),
             )
+            .field("checksum", &self.checksum)
             .finish()
     }
 }
@@ -508,6 +616,9 @@ impl ColdConfig {
     /// `fs` needs `ARCHIVE_FS_ROOT`. Every other provider needs
     /// `ARCHIVE_ACCESS_KEY_ID` and `ARCHIVE_SECRET_ACCESS_KEY`, and an
     /// `ARCHIVE_ENDPOINT` URL except `s3`, where no endpoint means AWS.
+    /// An unset `ARCHIVE_REGION` takes the provider profile's default
+    /// ([`Profile::default_region`](crate::store::profile::Profile::default_region)),
+    /// and is an error where the profile has none.
     pub fn from_lookup(
         provider: Provider,
         lookup: impl Fn(&str) -> Option<String>,
@@ -525,8 +636,22 @@ impl ColdConfig {
             None if provider == Provider::S3 => None,
             None => return Err(missing(ARCHIVE_ENDPOINT, ENDPOINT_EXPECTED, &when)),
         };
-        let region = vars.or_default(ARCHIVE_REGION, DEFAULT_REGION);
+        let profile = Profile::of(provider).expect("every provider but fs has a profile");
+        let region = match vars.get(ARCHIVE_REGION) {
+            Some(region) => region,
+            None => profile
+                .default_region(endpoint.as_deref())
+                .ok_or_else(|| missing(ARCHIVE_REGION, profile.region_help, &when))?,
+        };
         aws_needs_real_region(ARCHIVE_REGION, endpoint.as_deref(), &region)?;
+        let checksum = vars
+            .get(ARCHIVE_CHECKSUM)
+            .map(|raw| match raw.to_ascii_lowercase().as_str() {
+                "md5" | "content-md5" => Ok(ChecksumMode::ContentMd5),
+                "none" => Ok(ChecksumMode::None),
+                _ => Err(invalid(ARCHIVE_CHECKSUM, "md5 or none", &raw)),
+            })
+            .transpose()?;
         let access_key_id = vars.required(ARCHIVE_ACCESS_KEY_ID, "an access key id", &when)?;
         let secret = vars.required(ARCHIVE_SECRET_ACCESS_KEY, "a secret access key", &when)?;
         Ok(ColdConfig::S3(S3Config {
@@ -534,6 +659,7 @@ impl ColdConfig {
             region,
             access_key_id: Some(access_key_id),
             secret_access_key: Some(Secret::new(secret)),
+            checksum,
         }))
     }
 
@@ -568,13 +694,32 @@ pub enum HotConfig {
     },
     /// An S3-compatible service (`HOT_S3_*`).
     S3(S3Config),
+    /// Supabase Storage through its REST API (`SUPABASE_*`).
+    Supabase(SupabaseConfig),
+}
+
+/// Connection settings for Supabase Storage's REST API.
+///
+/// `Debug` hides both keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SupabaseConfig {
+    /// Project URL (`https://<ref>.supabase.co`), without a trailing `/`;
+    /// the API is under `{url}/storage/v1`.
+    pub url: String,
+    /// The `service_role` or secret (`sb_secret_…`) key, sent as
+    /// `Authorization: Bearer` (and as `apikey` without a publishable key).
+    pub secret_key: Secret,
+    /// The publishable (or legacy `anon`) key for the `apikey` header.
+    pub publishable_key: Option<Secret>,
 }
 
 impl HotConfig {
     /// Read the hot store's connection settings through `lookup`.
     ///
-    /// `HOT_STORE` is `fs` (the default, rooted at `HOT_FS_ROOT`) or `s3`
-    /// (`HOT_S3_ENDPOINT` optional, credentials required).
+    /// `HOT_STORE` is `fs` (the default, rooted at `HOT_FS_ROOT`), `s3`
+    /// (`HOT_S3_ENDPOINT` optional, credentials required) or `supabase`
+    /// (`SUPABASE_URL` and `SUPABASE_SERVICE_ROLE_KEY` or `SUPABASE_SECRET_KEY`
+    /// required, `SUPABASE_PUBLISHABLE_KEY` optional).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<HotConfig> {
         let vars = Vars(lookup);
         let kind = vars.or_default(HOT_STORE, DEFAULT_HOT_STORE);
@@ -599,13 +744,11 @@ impl HotConfig {
                     region,
                     access_key_id: Some(access_key_id),
                     secret_access_key: Some(Secret::new(secret)),
+                    checksum: None,
                 }))
             }
-            "supabase" => Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("{HOT_STORE}: \"supabase\" is not supported yet; expected fs or s3"),
-            )),
-            _ => Err(invalid(HOT_STORE, "fs or s3", &kind)),
+            "supabase" => parse_supabase(&vars).map(HotConfig::Supabase),
+            _ => Err(invalid(HOT_STORE, "fs, s3 or supabase", &kind)),
         }
     }
 
@@ -743,6 +886,115 @@ fn parse_bucket(raw: &str) -> Result<String> {
     }
 }
 
+/// A probe folder: a valid key prefix (surrounding `/` trimmed) that fits
+/// under `path_prefix` and stays out of the archive's `jobs/` layout, so a
+/// probe can never touch an archived blob.
+fn parse_probe_prefix(raw: &str, path_prefix: &KeyPrefix) -> Result<ObjectKey> {
+    let expected = "a folder name such as .coldsweep-probe, outside the archive's jobs/ folder";
+    let trimmed = raw.trim_matches('/');
+    if trimmed.is_empty() {
+        return Err(invalid(ARCHIVE_PROBE_PREFIX, expected, raw));
+    }
+    let key = ObjectKey::new(trimmed)
+        .map_err(|e| invalid(ARCHIVE_PROBE_PREFIX, expected, raw).with_source(e))?;
+    let layout_root = crate::keys::task_html_object_path("j", "t");
+    let layout_root = layout_root.split('/').next().unwrap_or_default();
+    if key.as_str().split('/').next() == Some(layout_root) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{ARCHIVE_PROBE_PREFIX}: expected {expected}, got {} (archived blobs live under \
+                 {layout_root}/)",
+                shown(raw)
+            ),
+        ));
+    }
+    if let Some(prefix) = path_prefix.as_key() {
+        prefix
+            .join(key.as_str())
+            .map_err(|e| invalid(ARCHIVE_PROBE_PREFIX, expected, raw).with_source(e))?;
+    }
+    Ok(key)
+}
+
+const SUPABASE_URL_EXPECTED: &str =
+    "the project URL, an http:// or https:// URL such as https://<project-ref>.supabase.co";
+
+/// `SUPABASE_*`: the project URL and the keys. Every variable is read, so a
+/// conflict between the two names of the secret key is caught.
+fn parse_supabase<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<SupabaseConfig> {
+    use crate::store::supabase::key_kind;
+
+    let when = format!("when {HOT_STORE}=supabase");
+    let raw_url = vars.required(SUPABASE_URL, SUPABASE_URL_EXPECTED, &when)?;
+    let url = parse_endpoint(SUPABASE_URL, &raw_url).map_err(|e| {
+        // The '@' message does not echo the value; keep it.
+        if raw_url.contains('@') {
+            e
+        } else {
+            invalid(SUPABASE_URL, SUPABASE_URL_EXPECTED, &raw_url)
+        }
+    })?;
+    let url = url.strip_suffix("/storage/v1").unwrap_or(&url).to_owned();
+
+    let service_role = vars.get(SUPABASE_SERVICE_ROLE_KEY);
+    let secret = vars.get(SUPABASE_SECRET_KEY);
+    let publishable = vars.get(SUPABASE_PUBLISHABLE_KEY);
+    let (name, secret) = match (service_role, secret) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{SUPABASE_SERVICE_ROLE_KEY}: expected the same key as {SUPABASE_SECRET_KEY} \
+                     (or only one of the two set), got two different keys (values not shown)"
+                ),
+            ));
+        }
+        (Some(a), _) => (SUPABASE_SERVICE_ROLE_KEY, a),
+        (None, Some(b)) => (SUPABASE_SECRET_KEY, b),
+        (None, None) => {
+            return Err(missing(
+                SUPABASE_SERVICE_ROLE_KEY,
+                &format!(
+                    "the service_role key or a secret key (sb_secret_...; {SUPABASE_SECRET_KEY} \
+                     works too)"
+                ),
+                &when,
+            ));
+        }
+    };
+    let header_safe = |key: &str| key.bytes().all(|b| b.is_ascii_graphic());
+    for (name, key) in [
+        (name, Some(&secret)),
+        (SUPABASE_PUBLISHABLE_KEY, publishable.as_ref()),
+    ] {
+        if key.is_some_and(|k| !header_safe(k)) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{name}: expected a key of printable ASCII characters without spaces, got \
+                     something else (value not shown)"
+                ),
+            ));
+        }
+    }
+    if key_kind(&secret).is_low_privilege() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{name}: expected the service_role key or a secret key (sb_secret_...), got a \
+                 publishable or anon key (value not shown); with it, objects that Row Level \
+                 Security hides would look missing"
+            ),
+        ));
+    }
+    Ok(SupabaseConfig {
+        url,
+        secret_key: Secret::new(secret),
+        publishable_key: publishable.map(Secret::new),
+    })
+}
+
 const ENDPOINT_EXPECTED: &str =
     "an http:// or https:// URL such as https://<account>.r2.cloudflarestorage.com";
 
@@ -805,6 +1057,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
+    use crate::keys::{MAX_KEY_LEN, cold_key};
 
     const SECRET: &str = "sEcReT-Value-0123456789-do-not-print";
     const KEY_ID: &str = "AKIA-KEY-ID-do-not-print";
@@ -863,6 +1116,7 @@ mod tests {
             ("ARCHIVE_BLOB_TIMEOUT", "500ms"),
             ("ARCHIVE_LEASE", "2h"),
             ("ARCHIVE_VERIFY", "Read-Back"),
+            ("ARCHIVE_PROBE_PREFIX", "/ops/probe/"),
         ])
         .unwrap()
         .unwrap();
@@ -879,7 +1133,12 @@ mod tests {
                 blob_timeout: Duration::from_millis(500),
                 lease: Duration::from_secs(7200),
                 verify: VerifyMode::ReadBack,
+                probe_prefix: ObjectKey::new("ops/probe").unwrap(),
             }
+        );
+        assert_eq!(
+            got.probe_key_prefix().unwrap().as_str(),
+            "preview-42/ops/probe"
         );
     }
 
@@ -1016,7 +1275,7 @@ mod tests {
         let err = config_err(&with(MINIMAL, "ARCHIVE_PROVIDER", "azure"));
         assert_eq!(
             err.message(),
-            r#"ARCHIVE_PROVIDER: expected one of r2, s3, b2, minio, gcs, fs, got "azure""#
+            r#"ARCHIVE_PROVIDER: expected one of r2, s3, b2, minio, gcs, supabase-s3, fs, got "azure""#
         );
         let err = config_err(&with(MINIMAL, "ARCHIVE_INTERVAL", "5 parsecs"));
         assert!(err.message().contains("such as 30s"), "{err}");
@@ -1029,6 +1288,37 @@ mod tests {
         let err = config_err(&with(MINIMAL, "ARCHIVE_BATCH_SIZE", &long));
         assert!(err.message().len() < 300, "{}", err.message().len());
         assert!(err.message().contains("10000 characters"), "{err}");
+    }
+
+    #[test]
+    fn probe_prefix_stays_out_of_the_archive_layout() {
+        let got = config(MINIMAL).unwrap().unwrap();
+        assert_eq!(got.probe_prefix.as_str(), ".coldsweep-probe");
+        assert_eq!(got.probe_key_prefix().unwrap().as_str(), ".coldsweep-probe");
+        // The archive's own keys start with `jobs/`: a probe there could
+        // collide with (and delete) an archived blob.
+        let archived = cold_key(&KeyPrefix::none(), "j1", "t1").unwrap();
+        assert!(archived.as_str().starts_with("jobs/"));
+        for bad in ["jobs", "/jobs/", "jobs/probe", "/", "a/../b", "a//b"] {
+            let err = config_err(&with(MINIMAL, "ARCHIVE_PROBE_PREFIX", bad));
+            assert_invalid(&err, "ARCHIVE_PROBE_PREFIX");
+        }
+        // Under a path prefix, `jobs` is still refused; a deeper `jobs` is not the layout.
+        let prefixed = with(MINIMAL, "ARCHIVE_PATH_PREFIX", "preview-42");
+        let err = config_err(&with(&prefixed, "ARCHIVE_PROBE_PREFIX", "jobs"));
+        assert_invalid(&err, "ARCHIVE_PROBE_PREFIX");
+        let got = config(&with(&prefixed, "ARCHIVE_PROBE_PREFIX", "probes/jobs"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            got.probe_key_prefix().unwrap().as_str(),
+            "preview-42/probes/jobs"
+        );
+        // Together with the path prefix the key must still fit.
+        let long_prefix = "p".repeat(MAX_KEY_LEN - 3);
+        let long = with(MINIMAL, "ARCHIVE_PATH_PREFIX", &long_prefix);
+        let err = config_err(&with(&long, "ARCHIVE_PROBE_PREFIX", "probe"));
+        assert_invalid(&err, "ARCHIVE_PROBE_PREFIX");
     }
 
     #[test]
@@ -1096,23 +1386,29 @@ mod tests {
         ColdConfig::from_lookup(provider, env(pairs))
     }
 
+    /// Every provider served by the S3 store.
+    const S3_LIKE: [Provider; 6] = [
+        Provider::R2,
+        Provider::S3,
+        Provider::B2,
+        Provider::Minio,
+        Provider::Gcs,
+        Provider::SupabaseS3,
+    ];
+
     #[test]
     fn cold_s3_like_providers() {
-        for p in [
-            Provider::R2,
-            Provider::S3,
-            Provider::B2,
-            Provider::Minio,
-            Provider::Gcs,
-        ] {
-            let got = cold(p, &s3_cold()).unwrap();
+        let pinned = with(&s3_cold(), "ARCHIVE_REGION", "eu-central-1");
+        for p in S3_LIKE {
+            let got = cold(p, &pinned).unwrap();
             assert_eq!(
                 got,
                 ColdConfig::S3(S3Config {
                     endpoint: Some("https://acct.r2.cloudflarestorage.com".into()),
-                    region: "auto".into(),
+                    region: "eu-central-1".into(),
                     access_key_id: Some(KEY_ID.into()),
                     secret_access_key: Some(Secret::new(SECRET)),
+                    checksum: None,
                 }),
                 "{p}"
             );
@@ -1133,6 +1429,106 @@ mod tests {
         assert_eq!(s3.region, "us-east-1");
     }
 
+    /// The region `cold` settles on for `provider` at `endpoint`, or the error.
+    fn cold_region(provider: Provider, endpoint: &str) -> Result<String> {
+        match cold(provider, &with(&s3_cold(), "ARCHIVE_ENDPOINT", endpoint))? {
+            ColdConfig::S3(s3) => Ok(s3.region),
+            other => panic!("{provider} is an S3 store: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cold_region_defaults_follow_the_provider() {
+        for (p, endpoint, want) in [
+            (
+                Provider::R2,
+                "https://acct.r2.cloudflarestorage.com",
+                "auto",
+            ),
+            (Provider::Gcs, "https://storage.googleapis.com", "auto"),
+            (Provider::Minio, "http://127.0.0.1:9000", "us-east-1"),
+            (Provider::S3, "https://s3.example.com", "auto"),
+            (
+                Provider::B2,
+                "https://s3.us-west-004.backblazeb2.com",
+                "us-west-004",
+            ),
+        ] {
+            assert_eq!(cold_region(p, endpoint).unwrap(), want, "{p}");
+        }
+        // No default to fall back on: a B2 endpoint without its region in the
+        // host, and Supabase, which signs with the project's region.
+        for (p, endpoint) in [
+            (Provider::B2, "https://b2.example.com"),
+            (
+                Provider::SupabaseS3,
+                "https://ref.storage.supabase.co/storage/v1/s3",
+            ),
+        ] {
+            let err = cold_region(p, endpoint).unwrap_err();
+            assert_invalid(&err, "ARCHIVE_REGION");
+            assert!(err.message().contains(p.as_str()), "{err}");
+        }
+        // Given, the region wins over every default; the endpoint's path stays.
+        let supabase = with(
+            &with(
+                &s3_cold(),
+                "ARCHIVE_ENDPOINT",
+                "https://ref.storage.supabase.co/storage/v1/s3/",
+            ),
+            "ARCHIVE_REGION",
+            "eu-west-2",
+        );
+        let ColdConfig::S3(s3) = cold(Provider::SupabaseS3, &supabase).unwrap() else {
+            panic!("supabase-s3 is an S3 store")
+        };
+        assert_eq!(
+            s3.endpoint.as_deref(),
+            Some("https://ref.storage.supabase.co/storage/v1/s3")
+        );
+        assert_eq!(s3.region, "eu-west-2");
+        let r2 = with(&s3_cold(), "ARCHIVE_REGION", "wnam");
+        let ColdConfig::S3(s3) = cold(Provider::R2, &r2).unwrap() else {
+            panic!("r2 is an S3 store")
+        };
+        assert_eq!(s3.region, "wnam");
+    }
+
+    #[test]
+    fn cold_checksum_overrides_the_profile() {
+        let checksum = |raw: Option<&str>| {
+            let pairs = match raw {
+                Some(raw) => with(&s3_cold(), "ARCHIVE_CHECKSUM", raw),
+                None => s3_cold(),
+            };
+            match cold(Provider::R2, &pairs)? {
+                ColdConfig::S3(s3) => Ok(s3.checksum),
+                other => panic!("r2 is an S3 store: {other:?}"),
+            }
+        };
+        assert_eq!(checksum(None).unwrap(), None);
+        assert_eq!(checksum(Some("")).unwrap(), None);
+        for (raw, want) in [
+            ("md5", ChecksumMode::ContentMd5),
+            ("MD5", ChecksumMode::ContentMd5),
+            ("content-md5", ChecksumMode::ContentMd5),
+            (" none ", ChecksumMode::None),
+            ("None", ChecksumMode::None),
+        ] {
+            assert_eq!(checksum(Some(raw)).unwrap(), Some(want), "{raw:?}");
+            assert_eq!(checksum(Some(want.as_str())).unwrap(), Some(want));
+        }
+        for bad in ["sha256", "crc32c", "md-5", "off"] {
+            let err = checksum(Some(bad)).unwrap_err();
+            assert_invalid(&err, "ARCHIVE_CHECKSUM");
+            assert!(err.message().contains("md5 or none"), "{err}");
+            assert!(err.message().contains(&format!("{bad:?}")), "{err}");
+        }
+        // Not an S3 store: nothing to check.
+        let fs = [("ARCHIVE_FS_ROOT", "/x"), ("ARCHIVE_CHECKSUM", "sha256")];
+        cold(Provider::Fs, &fs).unwrap();
+    }
+
     #[test]
     fn cold_endpoint_optional_only_for_aws() {
         let no_endpoint = [
@@ -1150,7 +1546,13 @@ mod tests {
         };
         assert_eq!(s3.endpoint, None);
         assert_eq!(s3.region, "eu-west-1");
-        for p in [Provider::R2, Provider::B2, Provider::Minio, Provider::Gcs] {
+        for p in [
+            Provider::R2,
+            Provider::B2,
+            Provider::Minio,
+            Provider::Gcs,
+            Provider::SupabaseS3,
+        ] {
             let err = cold(p, &no_endpoint).unwrap_err();
             assert_invalid(&err, "ARCHIVE_ENDPOINT");
             assert!(err.message().contains(p.as_str()), "{err}");
@@ -1197,15 +1599,11 @@ mod tests {
 
     #[test]
     fn cold_missing_credentials() {
+        // With a region, so that providers without a default reach the credentials.
+        let base = with(&s3_cold(), "ARCHIVE_REGION", "eu-west-2");
         for name in ["ARCHIVE_ACCESS_KEY_ID", "ARCHIVE_SECRET_ACCESS_KEY"] {
-            for p in [
-                Provider::R2,
-                Provider::S3,
-                Provider::B2,
-                Provider::Minio,
-                Provider::Gcs,
-            ] {
-                let pairs: Vec<_> = s3_cold().into_iter().filter(|(k, _)| *k != name).collect();
+            for p in S3_LIKE {
+                let pairs: Vec<_> = base.iter().copied().filter(|(k, _)| *k != name).collect();
                 let err = cold(p, &pairs).unwrap_err();
                 assert_invalid(&err, name);
                 let err = cold(p, &with(&pairs, name, " ")).unwrap_err();
@@ -1262,6 +1660,7 @@ mod tests {
                 region: "eu-west-2".into(),
                 access_key_id: Some(KEY_ID.into()),
                 secret_access_key: Some(Secret::new(SECRET)),
+                checksum: None,
             })
         );
         let full = with(
@@ -1276,18 +1675,17 @@ mod tests {
                 region: "eu-west-1".into(),
                 access_key_id: Some(KEY_ID.into()),
                 secret_access_key: Some(Secret::new(SECRET)),
+                checksum: None,
             })
         );
     }
 
     #[test]
     fn hot_bad_values() {
-        let err = hot(&[("HOT_STORE", "supabase")]).unwrap_err();
-        assert_invalid(&err, "HOT_STORE");
-        assert!(err.message().contains("not supported yet"), "{err}");
         let err = hot(&[("HOT_STORE", "ftp")]).unwrap_err();
         assert_invalid(&err, "HOT_STORE");
         assert!(err.message().contains("\"ftp\""), "{err}");
+        assert!(err.message().contains("supabase"), "{err}");
         let err = hot(&with(HOT_S3, "HOT_S3_ENDPOINT", "not a url")).unwrap_err();
         assert_invalid(&err, "HOT_S3_ENDPOINT");
         let auto_on_aws = with(HOT_S3, "HOT_S3_REGION", "auto");
@@ -1296,6 +1694,117 @@ mod tests {
             let pairs: Vec<_> = HOT_S3.iter().copied().filter(|(k, _)| *k != name).collect();
             let err = hot(&pairs).unwrap_err();
             assert_invalid(&err, name);
+        }
+    }
+
+    const PUBLISHABLE: &str = "sb_publishable_do-not-print-0123";
+
+    const HOT_SUPABASE: &[(&str, &str)] = &[
+        ("HOT_STORE", "supabase"),
+        ("SUPABASE_URL", "https://abcdefgh.supabase.co/"),
+        ("SUPABASE_SERVICE_ROLE_KEY", SECRET),
+        ("SUPABASE_PUBLISHABLE_KEY", PUBLISHABLE),
+    ];
+
+    /// A legacy `anon` key: a JWT whose role claim is `anon`.
+    fn anon_jwt() -> String {
+        use base64::Engine as _;
+        let part = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        format!(
+            "{}.{}.c2ln",
+            part(r#"{"alg":"HS256"}"#),
+            part(r#"{"role":"anon"}"#)
+        )
+    }
+
+    #[test]
+    fn hot_supabase() {
+        assert_eq!(
+            hot(HOT_SUPABASE).unwrap(),
+            HotConfig::Supabase(SupabaseConfig {
+                url: "https://abcdefgh.supabase.co".into(),
+                secret_key: Secret::new(SECRET),
+                publishable_key: Some(Secret::new(PUBLISHABLE)),
+            })
+        );
+        // The other name of the secret key, no publishable key, the API path tolerated.
+        let other_name = [
+            ("HOT_STORE", "Supabase"),
+            ("SUPABASE_URL", " http://127.0.0.1:54321/storage/v1/ "),
+            ("SUPABASE_SECRET_KEY", "sb_secret_abc"),
+            ("SUPABASE_PUBLISHABLE_KEY", ""),
+        ];
+        assert_eq!(
+            hot(&other_name).unwrap(),
+            HotConfig::Supabase(SupabaseConfig {
+                url: "http://127.0.0.1:54321".into(),
+                secret_key: Secret::new("sb_secret_abc"),
+                publishable_key: None,
+            })
+        );
+        // Both names holding the same key is not a conflict.
+        let both = with(HOT_SUPABASE, "SUPABASE_SECRET_KEY", SECRET);
+        assert_eq!(hot(&both).unwrap(), hot(HOT_SUPABASE).unwrap());
+    }
+
+    #[test]
+    fn hot_supabase_bad_values() {
+        let without = |name: &str| -> Vec<(&str, &str)> {
+            HOT_SUPABASE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != name)
+                .collect()
+        };
+        assert_invalid(&hot(&without("SUPABASE_URL")).unwrap_err(), "SUPABASE_URL");
+        let err = hot(&without("SUPABASE_SERVICE_ROLE_KEY")).unwrap_err();
+        assert_invalid(&err, "SUPABASE_SERVICE_ROLE_KEY");
+        assert!(err.message().contains("SUPABASE_SECRET_KEY"), "{err}");
+        for bad in [
+            "abcdefgh.supabase.co",
+            "ftp://abcdefgh.supabase.co",
+            "https://abcdefgh.supabase.co?x=1",
+            "https://",
+        ] {
+            let err = hot(&with(HOT_SUPABASE, "SUPABASE_URL", bad)).unwrap_err();
+            assert_invalid(&err, "SUPABASE_URL");
+            assert!(err.message().contains(&format!("{bad:?}")), "{err}");
+            assert!(err.message().contains("<project-ref>.supabase.co"), "{err}");
+        }
+        let err = hot(&with(
+            HOT_SUPABASE,
+            "SUPABASE_URL",
+            "https://u:hunter2@abcdefgh.supabase.co",
+        ))
+        .unwrap_err();
+        assert_invalid(&err, "SUPABASE_URL");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        // Two different secret keys: which one was meant?
+        let err = hot(&with(
+            HOT_SUPABASE,
+            "SUPABASE_SECRET_KEY",
+            "sb_secret_other",
+        ))
+        .unwrap_err();
+        assert_invalid(&err, "SUPABASE_SERVICE_ROLE_KEY");
+        assert!(err.message().contains("SUPABASE_SECRET_KEY"), "{err}");
+        // A publishable or anon key where the secret key belongs.
+        let anon = anon_jwt();
+        for (name, low) in [
+            ("SUPABASE_SERVICE_ROLE_KEY", "sb_publishable_x"),
+            ("SUPABASE_SERVICE_ROLE_KEY", anon.as_str()),
+            ("SUPABASE_SECRET_KEY", "sb_publishable_x"),
+        ] {
+            let err = hot(&with(&without("SUPABASE_SERVICE_ROLE_KEY"), name, low)).unwrap_err();
+            assert_invalid(&err, name);
+            assert!(err.message().contains("publishable or anon"), "{err}");
+            assert!(!err.to_string().contains(low), "{err}");
+        }
+        // Keys that cannot travel in an HTTP header.
+        for name in ["SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_PUBLISHABLE_KEY"] {
+            let err = hot(&with(HOT_SUPABASE, name, "two words")).unwrap_err();
+            assert_invalid(&err, name);
+            assert!(!err.to_string().contains("two words"), "{err}");
         }
     }
 
@@ -1320,6 +1829,7 @@ mod tests {
             ("ARCHIVE_PATH_PREFIX", ".."),
             ("ARCHIVE_BLOB_TIMEOUT", "x"),
             ("ARCHIVE_LEASE", "1s"),
+            ("ARCHIVE_PROBE_PREFIX", "jobs"),
         ] {
             errors.push(config_err(&with(&base, name, value)));
         }
@@ -1329,12 +1839,25 @@ mod tests {
         errors.push(cold(Provider::Fs, &base).unwrap_err());
         errors.push(cold(Provider::R2, &[("ARCHIVE_SECRET_ACCESS_KEY", SECRET)]).unwrap_err());
         errors.push(cold(Provider::S3, &[("ARCHIVE_ACCESS_KEY_ID", KEY_ID)]).unwrap_err());
+        errors.push(cold(Provider::R2, &with(&base, "ARCHIVE_CHECKSUM", "x")).unwrap_err());
+        let no_region = with(&base, "ARCHIVE_ENDPOINT", "https://r.supabase.co/s3");
+        errors.push(cold(Provider::SupabaseS3, &no_region).unwrap_err());
         let hot_base = with(&base, "HOT_STORE", "s3");
         errors.push(hot(&with(&hot_base, "HOT_S3_ENDPOINT", "x")).unwrap_err());
         errors.push(hot(&with(&hot_base, "HOT_STORE", "supabase")).unwrap_err());
         errors.push(hot(&with(&hot_base, "HOT_STORE", "x")).unwrap_err());
         errors.push(hot(&[("HOT_STORE", "s3"), ("HOT_S3_SECRET_ACCESS_KEY", SECRET)]).unwrap_err());
         errors.push(hot(&[("HOT_STORE", "s3"), ("HOT_S3_ACCESS_KEY_ID", KEY_ID)]).unwrap_err());
+        let supabase_base = [&base[..], HOT_SUPABASE].concat();
+        let spaced = format!("{SECRET} x");
+        for (name, value) in [
+            ("SUPABASE_URL", "x"),
+            ("SUPABASE_SECRET_KEY", "sb_secret_different"),
+            ("SUPABASE_PUBLISHABLE_KEY", "a b"),
+            ("SUPABASE_SERVICE_ROLE_KEY", spaced.as_str()),
+        ] {
+            errors.push(hot(&with(&supabase_base, name, value)).unwrap_err());
+        }
         errors
     }
 
@@ -1354,11 +1877,19 @@ mod tests {
     fn secrets_never_in_debug() {
         let cold = cold(Provider::R2, &s3_cold()).unwrap();
         let hot = hot(HOT_S3).unwrap();
+        let supabase = super::tests::hot(HOT_SUPABASE).unwrap();
         let config = config(MINIMAL).unwrap().unwrap();
+        let supabase_text = format!("{supabase:?} {supabase:#?}");
+        assert!(!supabase_text.contains(PUBLISHABLE), "{supabase_text}");
+        assert!(
+            supabase_text.contains("abcdefgh.supabase.co"),
+            "{supabase_text}"
+        );
         for text in [
             format!("{cold:?}"),
             format!("{cold:#?}"),
             format!("{hot:?}"),
+            supabase_text,
             format!("{config:?}"),
             format!("{:?}", Secret::new(SECRET)),
         ] {
@@ -1376,6 +1907,7 @@ mod tests {
             region: "auto".into(),
             access_key_id: None,
             secret_access_key: None,
+            checksum: None,
         };
         assert!(format!("{empty:?}").contains("access_key_id: None"));
     }
@@ -1403,11 +1935,13 @@ mod tests {
 
         let mut read = read_names(&[MINIMAL, &s3_cold()].concat());
         read.extend(read_names(HOT_S3));
+        read.extend(read_names(HOT_SUPABASE));
         assert_eq!(read, listed, "read by the parsers vs listed in VARIABLES");
 
         for v in VARIABLES {
             assert!(!v.help.is_empty() && !v.help.contains('\n'), "{}", v.name);
-            assert_eq!(v.secret, v.name.contains("SECRET"), "{}", v.name);
+            let looks_secret = v.name.contains("SECRET") || v.name.ends_with("_KEY");
+            assert_eq!(v.secret, looks_secret, "{}", v.name);
         }
     }
 

@@ -6,7 +6,8 @@
 //!
 //! - [`catalog`]: Postgres or SQLite; finds candidates, claims them with a lease.
 //! - [`source`]: kinds of archivable data ([`TaskHtmlSource`] is the first).
-//! - [`store`]: the one [`Store`] seam for hot and cold (S3-compatible, local folder).
+//! - [`store`]: the one [`Store`] seam for hot and cold (S3-compatible, Supabase
+//!   Storage's REST API, local folder).
 //! - [`archiver`]: the sweep loop and the per-blob pipeline:
 //!   read hot → check against the catalog → put cold → verify cold →
 //!   switch the catalog → delete hot → clear the hot reference.
@@ -35,7 +36,12 @@
 //! };
 //! let cold = coldsweep::store::cold_store(config.provider, &ColdConfig::from_env(config.provider)?)?;
 //! let hot: Arc<dyn Store> = Arc::new(FsStore::new("/var/lib/app/blobs")?);
-//! cold.ping(&config.bucket).await?;
+//! // Prove the bucket takes uploads, not just that it answers: write, read back,
+//! // verify and delete a probe object under ARCHIVE_PROBE_PREFIX.
+//! let prefix = config.probe_key_prefix()?;
+//! coldsweep::store::probe::probe(cold.as_ref(), &config.bucket, &prefix)
+//!     .await
+//!     .into_result()?;
 //!
 //! // Task HTML from the catalog; `Archiver::new` takes any set of sources.
 //! let archiver = Archiver::task_html(config, catalog, hot, cold);

@@ -24,7 +24,7 @@ use crate::source::{ArchiveCandidate, ArchiveSource, TaskHtmlSource};
 use crate::store::Store;
 
 mod pipeline;
-mod verify;
+pub(crate) mod verify;
 
 pub use pipeline::Outcome;
 

@@ -105,12 +105,14 @@ fn decoded_sha256(encoding: Option<&str>, bytes: &[u8]) -> std::result::Result<[
 
 /// Whether the cold store holds exactly `digest`'s bytes at `location`.
 ///
-/// Cheap path: size equal and the store's MD5 ETag equals the MD5 of the
-/// bytes (the upload carried Content-MD5, so the store checked it on the
-/// way in) and, where present, our `stored_sha256` metadata agrees. Otherwise —
-/// no ETag, a multipart or opaque ETag, or [`VerifyMode::ReadBack`] — read
-/// the object back and compare SHA-256, so verification never depends on a
-/// feature a provider lacks.
+/// Cheap path, only on a store whose ETag is proof
+/// ([`Store::etag_proves_md5`]: the upload carried Content-MD5, which the
+/// store checked on the way in, and the store's ETag is the MD5 of what it
+/// stored): size equal, the MD5 ETag equals the MD5 of the bytes and, where
+/// present, our `stored_sha256` metadata agrees. Otherwise — a store whose
+/// profile cannot prove the digest, no ETag, a multipart or opaque ETag, or
+/// [`VerifyMode::ReadBack`] — read the object back and compare SHA-256, so
+/// verification never depends on a feature a provider lacks.
 pub(crate) async fn cold_holds(
     cold: &dyn Store,
     location: &Location,
@@ -129,7 +131,11 @@ pub(crate) async fn cold_holds(
         .metadata
         .get(STORED_SHA256)
         .is_none_or(|sha| sha.eq_ignore_ascii_case(&digest.sha256_hex()));
-    if mode == VerifyMode::Auto && metadata_agrees && meta.etag_md5() == Some(digest.md5) {
+    if mode == VerifyMode::Auto
+        && cold.etag_proves_md5()
+        && metadata_agrees
+        && meta.etag_md5() == Some(digest.md5)
+    {
         return Ok(true);
     }
     let stored = match cold.get(location).await {

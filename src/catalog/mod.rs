@@ -217,6 +217,18 @@ pub struct CatalogStatus {
     pub archived_jobs: i64,
 }
 
+/// A hot bucket the catalog references, with one of its hot objects (for
+/// `coldsweep check`, which looks that object up in the hot store).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct HotBucket {
+    /// `html_storage_bucket`.
+    pub bucket: String,
+    /// Hot tasks (as counted by [`CatalogStatus::hot`]) in this bucket.
+    pub tasks: i64,
+    /// The smallest (bytewise) `html_storage_path` of those tasks.
+    pub sample_path: String,
+}
+
 /// Database access coldsweep needs, identical in meaning on every backend
 /// (proven by the catalog conformance suite).
 #[async_trait]
@@ -277,6 +289,11 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// Tasks by state (for reports), at most `limit`.
     async fn tasks_in_state(&self, state: BlobState, limit: usize) -> Result<Vec<TaskRow>>;
+
+    /// The distinct buckets of hot tasks (HTML in hot storage, not yet
+    /// switched to cold, neither quarantined nor lost), by name (bytewise), at
+    /// most `limit`. Reads every hot row: for checks, not for sweeps.
+    async fn hot_buckets(&self, limit: usize) -> Result<Vec<HotBucket>>;
 
     /// Insert a job (demo data and tests).
     async fn insert_job(&self, job: &JobRow) -> Result<()>;

@@ -18,9 +18,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{AssertSqlSafe, Connection, FromRow, Row};
 
 use super::{
-    BlobState, Catalog, CatalogStatus, JobRetention, JobRow, Lease, MIGRATIONS_TABLE, TaskRow,
-    bind_task, candidate_from_row, classify, expect_one, migrate_error, missing_migrations,
-    not_found, retention_from_row, settable_state, with_own_table,
+    BlobState, Catalog, CatalogStatus, HotBucket, JobRetention, JobRow, Lease, MIGRATIONS_TABLE,
+    TaskRow, bind_task, candidate_from_row, classify, expect_one, migrate_error,
+    missing_migrations, not_found, retention_from_row, settable_state, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::ArchiveCandidate;
@@ -420,6 +420,28 @@ impl Catalog for PgCatalog {
         row.as_ref()
             .map(TaskRow::from_row)
             .transpose()
+            .map_err(classify)
+    }
+
+    async fn hot_buckets(&self, limit: usize) -> Result<Vec<HotBucket>> {
+        // The same "hot" as `status` counts, with a bucket.
+        let rows = sqlx::query(
+            "SELECT html_storage_bucket AS bucket, count(*) AS tasks,
+                    min(html_storage_path COLLATE \"C\") AS sample_path
+             FROM tasks
+             WHERE html_archive_state IS NULL AND html_storage_path IS NOT NULL
+               AND html_archive_key IS NULL AND html_storage_bucket IS NOT NULL
+             GROUP BY html_storage_bucket
+             ORDER BY html_storage_bucket COLLATE \"C\"
+             LIMIT $1",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(HotBucket::from_row)
+            .collect::<Result<_, _>>()
             .map_err(classify)
     }
 

@@ -17,10 +17,15 @@ use crate::keys::ObjectKey;
 
 pub mod fs;
 mod opendal;
+pub mod probe;
+pub mod profile;
+mod retry;
 pub mod s3;
+pub mod supabase;
 
 pub use fs::FsStore;
 pub use s3::S3Store;
+pub use supabase::SupabaseStore;
 
 /// A bucket and a key inside it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -94,6 +99,20 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Short provider name recorded in the catalog (`r2`, `s3`, `fs`, …).
     fn provider(&self) -> &str;
 
+    /// The integrity check an upload carries, as shown by `coldsweep check`
+    /// (`Content-MD5`, …); `none` when the store checks nothing on the way in.
+    fn upload_checksum(&self) -> &str {
+        "none"
+    }
+
+    /// Whether an MD5 ETag from [`head`](Store::head) proves the stored
+    /// bytes: the store checked the upload's Content-MD5 and computes the
+    /// ETag of a single-part object from what it stored. When `false` (the
+    /// default), verification reads the copy back and hashes it.
+    fn etag_proves_md5(&self) -> bool {
+        false
+    }
+
     /// Check that `bucket` is reachable with the configured credentials.
     async fn ping(&self, bucket: &str) -> Result<()>;
 
@@ -137,5 +156,6 @@ pub fn hot_store(config: &crate::config::HotConfig) -> Result<std::sync::Arc<dyn
     Ok(match config {
         HotConfig::Fs { root } => std::sync::Arc::new(FsStore::new(root.clone())?),
         HotConfig::S3(s3) => std::sync::Arc::new(S3Store::new("s3", s3)?),
+        HotConfig::Supabase(supabase) => std::sync::Arc::new(SupabaseStore::new(supabase)?),
     })
 }

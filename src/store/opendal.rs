@@ -12,50 +12,14 @@
 
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
-use std::time::Duration;
 
 use ::opendal::options::WriteOptions;
 use ::opendal::{Buffer, ErrorKind as OdKind, Metadata, Operator};
 use bytes::Bytes;
 
+pub(super) use super::retry::Retry;
 use super::{ObjectMeta, PutOptions};
 use crate::error::{Error, ErrorKind, Result};
-
-/// How often and how patiently to repeat an operation that failed with a
-/// temporary error (5xx, 429, timeout, connection reset).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Retry {
-    /// Attempts after the first.
-    pub(super) times: u32,
-    /// Delay before the first retry; doubles each time, with jitter.
-    pub(super) min_delay: Duration,
-    /// Cap on one delay.
-    pub(super) max_delay: Duration,
-}
-
-impl Retry {
-    /// No retries (a local folder has nothing to wait out).
-    pub(super) const NONE: Retry = Retry {
-        times: 0,
-        min_delay: Duration::ZERO,
-        max_delay: Duration::ZERO,
-    };
-
-    /// Delay before retry number `attempt` (0-based): half the exponential
-    /// step plus a random part of the other half, so many workers that failed
-    /// together do not come back together.
-    fn delay(&self, attempt: u32) -> Duration {
-        let step = self
-            .min_delay
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.max_delay);
-        let half = step / 2;
-        // A fresh RandomState is randomly keyed: enough randomness for jitter.
-        let random = RandomState::new().hash_one(attempt);
-        half + half.mul_f64((random >> 11) as f64 / (1u64 << 53) as f64)
-    }
-}
 
 /// One OpenDAL operator, spoken to in the terms of the store seam.
 ///
@@ -73,23 +37,14 @@ impl Adapter {
 
     /// Run `attempt` until it succeeds, fails for good, or retries run out;
     /// the last error keeps OpenDAL's status.
-    async fn retrying<T, F, Fut>(&self, doing: &str, mut attempt: F) -> ::opendal::Result<T>
+    async fn retrying<T, F, Fut>(&self, doing: &str, attempt: F) -> ::opendal::Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = ::opendal::Result<T>>,
     {
-        let mut retries = 0;
-        loop {
-            match attempt().await {
-                Err(e) if e.is_temporary() && retries < self.retry.times => {
-                    let delay = self.retry.delay(retries);
-                    retries += 1;
-                    tracing::debug!(doing, retries, ?delay, error = %e, "retrying store operation");
-                    tokio::time::sleep(delay).await;
-                }
-                done => return done,
-            }
-        }
+        self.retry
+            .run(doing, ::opendal::Error::is_temporary, attempt)
+            .await
     }
 
     /// Write `body` at `path`, replacing what is there.
@@ -323,24 +278,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn retry_delays_grow_with_jitter_and_stay_capped() {
-        let retry = Retry {
-            times: 4,
-            min_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(1),
-        };
-        for attempt in 0..6 {
-            let step = (200u64 << attempt).min(1000);
-            let d = retry.delay(attempt).as_millis() as u64;
-            assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d} ms");
-        }
-        let spread: std::collections::HashSet<_> = (0..20).map(|_| retry.delay(3)).collect();
-        assert!(spread.len() > 1, "no jitter");
-    }
-
     #[tokio::test]
     async fn temporary_errors_are_retried_permanent_ones_are_not() {
+        use std::time::Duration;
+
         let op = Operator::new(::opendal::services::Memory::default()).unwrap();
         let adapter = Adapter::new(
             op,

@@ -1,11 +1,13 @@
-//! S3-compatible store (R2, AWS S3, B2, MinIO, GCS interop) through OpenDAL.
+//! S3-compatible store (R2, AWS S3, B2, MinIO, GCS interop, Supabase's S3
+//! endpoint) through OpenDAL.
 //!
 //! One implementation for every S3-compatible service: path-style addressing,
-//! a custom endpoint, any region (`auto` for R2), and only the credentials in
-//! [`S3Config`] (never `~/.aws`, `AWS_*` or instance metadata). Every
-//! `PutObject` carries `Content-MD5`, which every such service checks (the
-//! `x-amz-checksum-*` headers are where R2/B2 differ), so a body damaged in
-//! transit is refused rather than stored.
+//! a custom endpoint (with a path such as `/storage/v1/s3` kept in front of
+//! the bucket), any region, and only the credentials in [`S3Config`] (never
+//! `~/.aws`, `AWS_*` or instance metadata). What differs per service — the
+//! upload checksum and whether the ETag proves the stored MD5 — comes from
+//! its [`Profile`]. With `Content-MD5` (every profile but `supabase-s3`) a
+//! body damaged in transit is refused rather than stored.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,8 +21,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::opendal::{Adapter, Retry, check_bucket};
+use super::profile::Profile;
 use super::{Location, ObjectMeta, PutOptions, Store};
-use crate::config::{S3Config, Secret};
+use crate::config::{ChecksumMode, Provider, S3Config, Secret};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Limit for one request without a body (stat, delete, list).
@@ -37,7 +40,8 @@ const RETRY: Retry = Retry {
 
 /// An S3-compatible store serving any number of buckets.
 pub struct S3Store {
-    provider: String,
+    /// The provider's profile, with `S3Config::checksum` applied.
+    profile: Profile,
     endpoint: Option<String>,
     region: String,
     access_key_id: String,
@@ -49,18 +53,30 @@ pub struct S3Store {
 
 impl S3Store {
     /// A store for `provider` (the name recorded in the catalog: `r2`, `s3`,
-    /// `minio`, …) reached with `config`.
+    /// `minio`, …, see [`Provider`]) reached with `config`, behaving as the
+    /// provider's [`Profile`] says (its upload checksum replaced by
+    /// `config.checksum` when set).
     ///
-    /// Fails with [`ErrorKind::InvalidInput`] when a value is unusable: empty
-    /// provider or region, an endpoint that is not an `http(s)://` URL, or a
-    /// missing access key id or secret (credentials are never read from the
-    /// environment, so a store without both could only fail later).
+    /// Fails with [`ErrorKind::InvalidInput`] when a value is unusable: a
+    /// provider that is not an S3-compatible one, an empty region, an
+    /// endpoint that is not an `http(s)://` URL, or a missing access key id
+    /// or secret (credentials are never read from the environment, so a
+    /// store without both could only fail later).
     pub fn new(provider: &str, config: &S3Config) -> Result<S3Store> {
         let invalid = |why: String| Err(Error::new(ErrorKind::InvalidInput, why));
-        let provider = provider.trim();
-        if provider.is_empty() {
-            return invalid("S3 store: provider name is empty".into());
+        let named = provider.trim();
+        let Some(mut profile) = named.parse::<Provider>().ok().and_then(Profile::of) else {
+            return invalid(format!(
+                "S3 store: provider {named:?} is not an S3-compatible provider; expected one of {}",
+                super::profile::PROFILES
+                    .map(|p| p.provider.as_str())
+                    .join(", ")
+            ));
+        };
+        if let Some(checksum) = config.checksum {
+            profile = profile.with_checksum(checksum);
         }
+        let provider = profile.provider;
         let region = config.region.trim();
         if region.is_empty() {
             return invalid(format!(
@@ -91,7 +107,7 @@ impl S3Store {
             ));
         }
         let store = S3Store {
-            provider: provider.to_owned(),
+            profile,
             endpoint,
             region: region.to_owned(),
             access_key_id: access_key_id.clone(),
@@ -111,8 +127,12 @@ impl S3Store {
             .access_key_id(&self.access_key_id)
             .secret_access_key(self.secret_access_key.expose())
             .disable_config_load()
-            .disable_ec2_metadata()
-            .checksum_algorithm("md5");
+            .disable_ec2_metadata();
+        // OpenDAL sends at most this one checksum, and no SDK checksum headers.
+        match self.profile.checksum {
+            ChecksumMode::ContentMd5 => builder = builder.checksum_algorithm("md5"),
+            ChecksumMode::None => {}
+        }
         if let Some(endpoint) = &self.endpoint {
             builder = builder.endpoint(endpoint);
         }
@@ -122,7 +142,7 @@ impl S3Store {
                     ErrorKind::InvalidInput,
                     format!(
                         "{}: S3 settings rejected for bucket {bucket:?}",
-                        self.provider
+                        self.provider()
                     ),
                 )
                 .with_source(e)
@@ -152,7 +172,12 @@ impl S3Store {
     }
 
     fn named<'a>(&'a self, location: &'a Location) -> Named<'a> {
-        Named(&self.provider, location)
+        Named(self.provider(), location)
+    }
+
+    /// The profile this store follows (with any checksum override applied).
+    pub fn profile(&self) -> Profile {
+        self.profile
     }
 }
 
@@ -175,7 +200,8 @@ impl fmt::Debug for S3Store {
             .unwrap_or_default();
         buckets.sort();
         f.debug_struct("S3Store")
-            .field("provider", &self.provider)
+            .field("provider", &self.provider())
+            .field("checksum", &self.profile.checksum)
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("buckets", &buckets)
@@ -186,11 +212,23 @@ impl fmt::Debug for S3Store {
 #[async_trait]
 impl Store for S3Store {
     fn provider(&self) -> &str {
-        &self.provider
+        self.profile.provider.as_str()
+    }
+
+    fn upload_checksum(&self) -> &str {
+        // What `build` asks OpenDAL to send.
+        match self.profile.checksum {
+            ChecksumMode::ContentMd5 => "Content-MD5",
+            ChecksumMode::None => "none",
+        }
+    }
+
+    fn etag_proves_md5(&self) -> bool {
+        self.profile.etag_proves_md5()
     }
 
     async fn ping(&self, bucket: &str) -> Result<()> {
-        let what = format!("{}:{bucket}", self.provider);
+        let what = format!("{}:{bucket}", self.provider());
         self.bucket(bucket)?.check(&what).await
     }
 
@@ -229,6 +267,7 @@ mod tests {
             region: "auto".into(),
             access_key_id: Some("AKIDEXAMPLE".into()),
             secret_access_key: Some(Secret::new("hunter2-very-secret")),
+            checksum: None,
         }
     }
 
@@ -255,11 +294,42 @@ mod tests {
             ("r2", bad_endpoint),
             ("r2", no_region),
             ("", config()),
+            ("fs", config()),
+            ("azure", config()),
         ] {
             let err = S3Store::new(provider, &cfg).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
             assert!(!err.to_string().contains("hunter2"));
         }
+    }
+
+    #[test]
+    fn the_profile_decides_the_checksum_unless_overridden() {
+        let store = |provider: &str, checksum| {
+            let cfg = S3Config {
+                checksum,
+                ..config()
+            };
+            let store = S3Store::new(provider, &cfg).unwrap();
+            (store.upload_checksum().to_owned(), store.etag_proves_md5())
+        };
+        let md5 = || ("Content-MD5".to_owned(), true);
+        assert_eq!(store("r2", None), md5());
+        assert_eq!(store(" MinIO ", None), md5());
+        assert_eq!(store("b2", None), ("Content-MD5".to_owned(), false));
+        assert_eq!(store("supabase-s3", None), ("none".to_owned(), false));
+        assert_eq!(
+            store("r2", Some(ChecksumMode::None)),
+            ("none".to_owned(), false)
+        );
+        assert_eq!(
+            store("supabase-s3", Some(ChecksumMode::ContentMd5)),
+            ("Content-MD5".to_owned(), false)
+        );
+        assert_eq!(
+            S3Store::new("MinIO", &config()).unwrap().provider(),
+            "minio"
+        );
     }
 
     #[tokio::test]

@@ -917,6 +917,59 @@ pub(crate) async fn status_counts(db: &dyn Catalog) {
     assert_eq!(db.status(later(1)).await.unwrap().leased, 0);
 }
 
+/// `hot_buckets` lists each bucket of truly hot rows once, bytewise, with a
+/// count and the bytewise-smallest path, and honours its limit.
+pub(crate) async fn hot_buckets_are_listed_once(db: &dyn Catalog) {
+    db.insert_job(&job("h1", 1, None, "completed", minutes(0), None))
+        .await
+        .unwrap();
+    let in_bucket = |id: &str, bucket: Option<&str>, path: &str| TaskRow {
+        html_storage_bucket: bucket.map(str::to_owned),
+        html_storage_path: Some(path.to_owned()),
+        ..hot_task("h1", id)
+    };
+    let mut quarantined = in_bucket("h1-q", Some("q-only"), "q");
+    quarantined.html_archive_state = Some("quarantined".to_owned());
+    let mut lost = in_bucket("h1-l", Some("l-only"), "l");
+    lost.html_archive_state = Some("lost".to_owned());
+    for task in [
+        // Bytewise "Zeta" < "alpha" and "jobs/B" < "jobs/a"; a locale would say otherwise.
+        in_bucket("h1-a1", Some("alpha"), "jobs/a"),
+        in_bucket("h1-a2", Some("alpha"), "jobs/B"),
+        in_bucket("h1-a3", Some("alpha"), "jobs/c"),
+        pending(in_bucket("h1-a4", Some("alpha"), "jobs/A")),
+        in_bucket("h1-z1", Some("Zeta"), "z/1"),
+        pending(in_bucket("h1-p", Some("p-only"), "p")),
+        archived(hot_task("h1", "h1-arch")),
+        quarantined,
+        lost,
+        in_bucket("h1-nb", None, "no/bucket"),
+        no_html("h1", "h1-n"),
+    ] {
+        db.insert_task(&task).await.unwrap();
+    }
+    let bucket = |name: &str, tasks: i64, sample: &str| coldsweep::catalog::HotBucket {
+        bucket: name.to_owned(),
+        tasks,
+        sample_path: sample.to_owned(),
+    };
+    let all = db.hot_buckets(10).await.unwrap();
+    assert_eq!(
+        all,
+        vec![bucket("Zeta", 1, "z/1"), bucket("alpha", 3, "jobs/B")],
+        "{}",
+        db.backend()
+    );
+    // The same "hot" as `status` (the bucket-less row aside).
+    let hot = db.status(later(0)).await.unwrap().hot;
+    assert_eq!(all.iter().map(|b| b.tasks).sum::<i64>(), hot - 1);
+    assert_eq!(
+        db.hot_buckets(1).await.unwrap(),
+        vec![bucket("Zeta", 1, "z/1")]
+    );
+    assert!(db.hot_buckets(0).await.unwrap().is_empty());
+}
+
 /// SQLite: job times written by other tools in other SQLite date formats
 /// (space-separated, `Z`, other offsets) still rank by the instant they name.
 pub(crate) async fn sqlite_ranks_mixed_time_formats() {
@@ -1267,6 +1320,7 @@ on_both_backends!(
     lost_and_quarantined,
     job_marker,
     status_counts,
+    hot_buckets_are_listed_once,
 );
 
 #[tokio::test]

@@ -23,20 +23,20 @@ const HOT_BUCKET: &str = "task-html";
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// The binary with an empty environment, so nothing leaks in from the shell.
-fn coldsweep() -> Command {
+pub(crate) fn coldsweep() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_coldsweep"));
     cmd.env_clear().env("RUST_LOG", "info");
     cmd
 }
 
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Ran {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Ran {
-    fn show(&self) -> String {
+    pub(crate) fn show(&self) -> String {
         format!(
             "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
             self.code, self.stdout, self.stderr
@@ -45,7 +45,7 @@ impl Ran {
 }
 
 /// Run to completion (killed and failed after [`LIMIT`]).
-fn run(cmd: &mut Command) -> Ran {
+pub(crate) fn run(cmd: &mut Command) -> Ran {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -87,7 +87,7 @@ fn wait(child: &mut Child, limit: Duration) -> Option<i32> {
 }
 
 /// Regular files under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {

@@ -54,6 +54,10 @@ impl Store for FaultyStore {
         self.inner.provider()
     }
 
+    fn etag_proves_md5(&self) -> bool {
+        self.inner.etag_proves_md5()
+    }
+
     async fn ping(&self, bucket: &str) -> Result<()> {
         self.inner.ping(bucket).await
     }

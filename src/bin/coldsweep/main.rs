@@ -88,6 +88,15 @@ enum Command {
     /// Show where blobs are: counts, and quarantined and lost blobs with their reasons.
     Status(Settings),
 
+    /// Check the deployment: the catalog, the cold store (upload, read back, verify and delete
+    /// a probe object) and the hot store (read only); exit code 1 if any check fails.
+    #[command(
+        after_help = "Takes the same settings as `run`; `run` and `sweep` refuse to start \
+                      when the cold store's check fails. Exit codes: 0 all checks passed, \
+                      1 a check failed, 2 bad settings."
+    )]
+    Check(Settings),
+
     /// Create or update the catalog schema (safe to repeat).
     Migrate(DbArgs),
 
@@ -118,6 +127,7 @@ async fn main() -> ExitCode {
         Command::Sweep { once, settings } => commands::sweep(once, settings).await,
         Command::Plan(settings) => commands::plan(settings).await,
         Command::Status(settings) => commands::status(settings).await,
+        Command::Check(settings) => commands::check(settings).await,
         Command::Migrate(db) => commands::migrate(db).await,
         Command::Demo { dir, reset } => commands::demo(&dir, reset).await,
     };
@@ -165,7 +175,7 @@ mod tests {
     #[test]
     fn every_variable_is_a_flag_of_every_settings_command() {
         let cli = Cli::command();
-        for name in ["run", "sweep", "plan", "status"] {
+        for name in ["run", "sweep", "plan", "status", "check"] {
             let sub = cli.find_subcommand(name).unwrap();
             let envs: Vec<_> = sub
                 .get_arguments()

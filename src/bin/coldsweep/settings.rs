@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::Args;
 use coldsweep::config::{ColdConfig, Config, HotConfig, Provider, VARIABLES};
 use coldsweep::store::Store;
@@ -160,6 +159,8 @@ pub(crate) struct Settings {
     endpoint: Option<String>,
     #[arg(long, env = "ARCHIVE_REGION", value_name = "REGION", help = help("ARCHIVE_REGION"), help_heading = "Cold store")]
     region: Option<String>,
+    #[arg(long, env = "ARCHIVE_CHECKSUM", value_name = "MODE", help = help("ARCHIVE_CHECKSUM"), help_heading = "Cold store")]
+    checksum: Option<String>,
     #[arg(long, env = "ARCHIVE_ACCESS_KEY_ID", value_name = "ID", hide_env_values = true, help = help("ARCHIVE_ACCESS_KEY_ID"), help_heading = "Cold store")]
     access_key_id: Option<String>,
     #[arg(long, env = "ARCHIVE_SECRET_ACCESS_KEY", value_name = "SECRET", hide_env_values = true, help = help("ARCHIVE_SECRET_ACCESS_KEY"), help_heading = "Cold store")]
@@ -168,6 +169,8 @@ pub(crate) struct Settings {
     fs_root: Option<String>,
     #[arg(long, env = "ARCHIVE_PATH_PREFIX", value_name = "PREFIX", help = help("ARCHIVE_PATH_PREFIX"), help_heading = "Cold store")]
     path_prefix: Option<String>,
+    #[arg(long, env = "ARCHIVE_PROBE_PREFIX", value_name = "PREFIX", help = help("ARCHIVE_PROBE_PREFIX"), help_heading = "Cold store")]
+    probe_prefix: Option<String>,
 
     #[arg(long, env = "ARCHIVE_RETENTION_JOBS", value_name = "N", help = help("ARCHIVE_RETENTION_JOBS"), help_heading = "Archiver")]
     retention_jobs: Option<String>,
@@ -196,6 +199,14 @@ pub(crate) struct Settings {
     hot_s3_access_key_id: Option<String>,
     #[arg(long, env = "HOT_S3_SECRET_ACCESS_KEY", value_name = "SECRET", hide_env_values = true, help = help("HOT_S3_SECRET_ACCESS_KEY"), help_heading = "Hot store")]
     hot_s3_secret_access_key: Option<String>,
+    #[arg(long, env = "SUPABASE_URL", value_name = "URL", help = help("SUPABASE_URL"), help_heading = "Hot store")]
+    supabase_url: Option<String>,
+    #[arg(long, env = "SUPABASE_SERVICE_ROLE_KEY", value_name = "KEY", hide_env_values = true, help = help("SUPABASE_SERVICE_ROLE_KEY"), help_heading = "Hot store")]
+    supabase_service_role_key: Option<String>,
+    #[arg(long, env = "SUPABASE_SECRET_KEY", value_name = "KEY", hide_env_values = true, help = help("SUPABASE_SECRET_KEY"), help_heading = "Hot store")]
+    supabase_secret_key: Option<String>,
+    #[arg(long, env = "SUPABASE_PUBLISHABLE_KEY", value_name = "KEY", hide_env_values = true, help = help("SUPABASE_PUBLISHABLE_KEY"), help_heading = "Hot store")]
+    supabase_publishable_key: Option<String>,
 }
 
 /// What a command needs to sweep.
@@ -216,10 +227,12 @@ impl Settings {
             "ARCHIVE_BUCKET" => &self.bucket,
             "ARCHIVE_ENDPOINT" => &self.endpoint,
             "ARCHIVE_REGION" => &self.region,
+            "ARCHIVE_CHECKSUM" => &self.checksum,
             "ARCHIVE_ACCESS_KEY_ID" => &self.access_key_id,
             "ARCHIVE_SECRET_ACCESS_KEY" => &self.secret_access_key,
             "ARCHIVE_FS_ROOT" => &self.fs_root,
             "ARCHIVE_PATH_PREFIX" => &self.path_prefix,
+            "ARCHIVE_PROBE_PREFIX" => &self.probe_prefix,
             "ARCHIVE_RETENTION_JOBS" => &self.retention_jobs,
             "ARCHIVE_INTERVAL" => &self.interval,
             "ARCHIVE_BATCH_SIZE" => &self.batch_size,
@@ -233,6 +246,10 @@ impl Settings {
             "HOT_S3_REGION" => &self.hot_s3_region,
             "HOT_S3_ACCESS_KEY_ID" => &self.hot_s3_access_key_id,
             "HOT_S3_SECRET_ACCESS_KEY" => &self.hot_s3_secret_access_key,
+            "SUPABASE_URL" => &self.supabase_url,
+            "SUPABASE_SERVICE_ROLE_KEY" => &self.supabase_service_role_key,
+            "SUPABASE_SECRET_KEY" => &self.supabase_secret_key,
+            "SUPABASE_PUBLISHABLE_KEY" => &self.supabase_publishable_key,
             _ => return std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()),
         };
         value.clone()
@@ -291,8 +308,16 @@ impl Settings {
         )
     }
 
+    /// The cold and hot store settings for `config`'s provider.
+    pub(crate) fn store_configs(&self, config: &Config) -> anyhow::Result<(ColdConfig, HotConfig)> {
+        let lookup = |name: &str| self.lookup(name);
+        let cold_config = ColdConfig::from_lookup(config.provider, lookup).map_err(bad)?;
+        let hot_config = HotConfig::from_lookup(lookup).map_err(bad)?;
+        Ok((cold_config, hot_config))
+    }
+
     /// Check every setting, connect the catalog (migrated), build both stores
-    /// and prove the cold bucket is reachable.
+    /// and prove the cold bucket takes uploads (the start-up probe).
     pub(crate) async fn ready(&self) -> anyhow::Result<Ready> {
         let config = self.enabled_config()?;
         let lookup = |name: &str| self.lookup(name);
@@ -301,12 +326,7 @@ impl Settings {
         let catalog = self.db.connect_migrated().await?;
         let cold = cold_store(config.provider, &cold_config)?;
         let hot = hot_store(&hot_config)?;
-        cold.ping(&config.bucket).await.with_context(|| {
-            format!(
-                "cold bucket {}:{} is not reachable; check ARCHIVE_BUCKET, the endpoint and credentials",
-                config.provider, config.bucket
-            )
-        })?;
+        crate::commands::probe_cold(cold.as_ref(), &config).await?;
         Ok(Ready {
             config,
             catalog,

@@ -5,15 +5,17 @@
 //! runtime dies when its test ends). Dropping the server stops it and removes
 //! its folder. Buckets are sub-folders of that folder.
 
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use coldsweep::config::{S3Config, Secret};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,6 +31,8 @@ pub(crate) struct S3Server {
     /// Its secret (unique per server, so tests can search output for it).
     pub(crate) secret_key: String,
     root: tempfile::TempDir,
+    /// Buckets the key may read but not write or delete in; see [`Self::make_read_only`].
+    read_only: Arc<Mutex<HashSet<String>>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -40,12 +44,14 @@ impl S3Server {
         let access_key = "coldsweep-test".to_owned();
         let secret_key = format!("secret-{}", uuid::Uuid::new_v4().simple());
         let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs over the test folder");
+        let read_only = Arc::new(Mutex::new(HashSet::new()));
         let service = {
             let mut b = S3ServiceBuilder::new(fs);
             b.set_auth(SimpleAuth::from_single(
                 access_key.clone(),
                 secret_key.clone(),
             ));
+            b.set_access(ReadOnlyBuckets(read_only.clone()));
             b.build()
         };
         // Bound here so the port is known (and listening) before start() returns.
@@ -76,6 +82,7 @@ impl S3Server {
             access_key,
             secret_key,
             root,
+            read_only,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -85,6 +92,15 @@ impl S3Server {
     pub(crate) fn create_bucket(&self, name: &str) {
         std::fs::create_dir(self.root.path().join(name))
             .unwrap_or_else(|e| panic!("create bucket {name:?}: {e}"));
+    }
+
+    /// From now on, refuse writes and deletes in `bucket` with 403
+    /// AccessDenied, as S3 does for a key that may only read (and list) it.
+    pub(crate) fn make_read_only(&self, bucket: &str) {
+        self.read_only
+            .lock()
+            .expect("read-only set")
+            .insert(bucket.to_owned());
     }
 
     /// The server's folder (buckets are its sub-folders).
@@ -99,6 +115,7 @@ impl S3Server {
             region: "auto".into(),
             access_key_id: Some(self.access_key.clone()),
             secret_access_key: Some(Secret::new(self.secret_key.clone())),
+            checksum: None,
         }
     }
 
@@ -123,7 +140,46 @@ impl Drop for S3Server {
     }
 }
 
-async fn serve(listener: TcpListener, service: S3Service, mut stopped: oneshot::Receiver<()>) {
+/// Access control: a signature is required (s3s's default), and the
+/// buckets in the set refuse every operation that writes or deletes.
+struct ReadOnlyBuckets(Arc<Mutex<HashSet<String>>>);
+
+#[async_trait::async_trait]
+impl S3Access for ReadOnlyBuckets {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> s3s::S3Result<()> {
+        const WRITES: [&str; 8] = [
+            "PutObject",
+            "CopyObject",
+            "DeleteObject",
+            "DeleteObjects",
+            "CreateMultipartUpload",
+            "UploadPart",
+            "CompleteMultipartUpload",
+            "AbortMultipartUpload",
+        ];
+        if cx.credentials().is_none() {
+            return Err(s3s::s3_error!(AccessDenied, "Signature is required"));
+        }
+        let read_only = cx
+            .s3_path()
+            .get_bucket_name()
+            .is_some_and(|b| self.0.lock().expect("read-only set").contains(b));
+        if read_only && WRITES.contains(&cx.s3_op().name()) {
+            return Err(s3s::s3_error!(
+                AccessDenied,
+                "this key may not write to the bucket"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Serve `service` on `listener` until `stopped` fires.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    service: S3Service,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let http = ConnBuilder::new(TokioExecutor::new());
     loop {
         let socket = tokio::select! {

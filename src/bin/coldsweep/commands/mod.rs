@@ -12,10 +12,12 @@ use crate::format;
 use crate::format::out;
 use crate::settings::{BadSettings, DbArgs, MetricsArgs, Settings, redact_url};
 
+mod check;
 mod demo;
 mod plan;
 mod status;
 
+pub(crate) use check::{check, probe_cold};
 pub(crate) use demo::{DEFAULT_DIR as DEMO_DIR, demo};
 pub(crate) use plan::plan;
 pub(crate) use status::status;
@@ -68,7 +70,7 @@ pub(crate) async fn run(settings: Settings, metrics: MetricsArgs) -> anyhow::Res
         interval = %humantime::format_duration(ready.config.interval),
         batch_size = ready.config.batch_size,
         concurrency = ready.config.concurrency,
-        "coldsweep started; cold bucket reachable"
+        "coldsweep started"
     );
     let catalog = ready.catalog.clone();
     let mut archiver = Archiver::task_html(ready.config, ready.catalog, ready.hot, ready.cold);

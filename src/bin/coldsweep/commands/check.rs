@@ -1,0 +1,288 @@
+//! `coldsweep check`: is this deployment ready to archive?
+//!
+//! Checks the catalog (connects, migrations applied, rows readable), the cold
+//! store (the library's full probe: upload, read back, verify, delete) and
+//! the hot store (each bucket the catalog references is reachable and one of
+//! its objects is found; nothing is written), one line per check.
+//! Exit code 0 when all pass, 1 when any fails, 2 for bad settings.
+
+use std::fmt;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use coldsweep::catalog::{Catalog, HotBucket};
+use coldsweep::config::{Config, VerifyMode};
+use coldsweep::store::Store;
+use coldsweep::store::probe::{ProbeReport, ProbeStep, StepOutcome, probe, probe_read_only};
+use coldsweep::{ErrorKind, Location, ObjectKey};
+
+use crate::format;
+use crate::format::out;
+use crate::settings::{BadSettings, Settings, cold_store, hot_store, redact_url};
+
+/// Hot buckets looked up at most; a deployment has one or a few.
+const HOT_BUCKETS_CHECKED: usize = 5;
+
+/// `coldsweep check`.
+pub(crate) async fn check(settings: Settings) -> anyhow::Result<ExitCode> {
+    // Every setting first: a bad one is exit code 2 before anything is contacted.
+    let config = settings.enabled_config()?;
+    let (cold_config, hot_config) = settings.store_configs(&config)?;
+    let cold = cold_store(config.provider, &cold_config)?;
+    let hot = hot_store(&hot_config)?;
+    let probe_prefix = config
+        .probe_key_prefix()
+        .map_err(|e| BadSettings(e.message().to_owned()))?;
+
+    let mut report = Report::default();
+    let hot_buckets = check_catalog(&settings, &mut report).await?;
+    check_cold(cold.as_ref(), &config, &probe_prefix, &mut report).await;
+    check_hot(hot.as_ref(), hot_buckets, &mut report).await;
+
+    out!();
+    if report.failed == 0 {
+        out!("All {} checks passed.", report.passed);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        out!(
+            "{} of {} checks failed.",
+            report.failed,
+            report.passed + report.failed
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// The start-up check of `run` and `sweep`: the cold probe, as an error
+/// naming the step that failed and why.
+pub(crate) async fn probe_cold(cold: &dyn Store, config: &Config) -> anyhow::Result<()> {
+    let prefix = config
+        .probe_key_prefix()
+        .map_err(|e| BadSettings(e.message().to_owned()))?;
+    let report = probe(cold, &config.bucket, &prefix).await;
+    let target = format!("{}:{}", config.provider, config.bucket);
+    let unreachable = report.failure().is_some_and(|s| s.step == ProbeStep::Reach);
+    let etag_is_md5 = report.etag_is_md5;
+    report.into_result().map_err(|e| {
+        let context = if unreachable {
+            format!(
+                "cold bucket {target} is not reachable; check ARCHIVE_BUCKET, the endpoint and \
+                 credentials"
+            )
+        } else {
+            format!(
+                "cold bucket {target} failed the start-up check (upload, read back, verify and \
+                 delete a probe object under {prefix}/); `coldsweep check` shows every step"
+            )
+        };
+        anyhow::Error::new(e).context(context)
+    })?;
+    tracing::info!(
+        cold = %target,
+        upload_checksum = cold.upload_checksum(),
+        etag_is_md5,
+        etag_proves_md5 = cold.etag_proves_md5(),
+        "cold bucket passed the start-up check: probe object written, read back, verified and deleted"
+    );
+    Ok(())
+}
+
+/// Lines printed so far and how they went.
+#[derive(Default)]
+struct Report {
+    passed: usize,
+    failed: usize,
+}
+
+impl Report {
+    fn section(&self, title: fmt::Arguments<'_>) {
+        out!("{title}");
+    }
+
+    fn pass(&mut self, what: &str, detail: &str) {
+        self.passed += 1;
+        if detail.is_empty() {
+            out!("  ✓ {what}");
+        } else {
+            out!("  ✓ {what}: {detail}");
+        }
+    }
+
+    /// A failed check: the reason in plain words, then the error itself.
+    fn fail(&mut self, what: &str, reason: &str, detail: &str) {
+        self.failed += 1;
+        out!("  ✗ {what}: {reason}");
+        if !detail.is_empty() {
+            out!("      {detail}");
+        }
+    }
+
+    fn skip(&self, what: &str, why: &str) {
+        out!("  - {what}: not tried, {why}");
+    }
+
+    fn note(&self, text: fmt::Arguments<'_>) {
+        out!("  · {text}");
+    }
+
+    /// One line per step of a store probe.
+    fn probe_steps(&mut self, probe: &ProbeReport, label: &str) {
+        for step in &probe.steps {
+            let what = format!("{label}{}", step.step.title());
+            match &step.outcome {
+                StepOutcome::Passed(detail) => self.pass(&what, detail),
+                StepOutcome::Failed(e) => {
+                    self.fail(&what, step.step.reason(e.kind()), &e.to_string())
+                }
+                StepOutcome::Skipped(why) => self.skip(&what, why),
+                _ => self.skip(&what, "unknown outcome"),
+            }
+        }
+    }
+}
+
+/// Connect, check migrations, read the hot buckets. Returns those buckets,
+/// or `None` when the catalog could not be read.
+async fn check_catalog(
+    settings: &Settings,
+    report: &mut Report,
+) -> anyhow::Result<Option<Vec<HotBucket>>> {
+    let url = settings
+        .db
+        .database_url
+        .as_deref()
+        .map(redact_url)
+        .unwrap_or_default();
+    // A missing or malformed DATABASE_URL is a bad setting (exit code 2), not a check.
+    let connected = match settings.db.connect().await {
+        Err(e) if e.is::<BadSettings>() => return Err(e),
+        other => other,
+    };
+    report.section(format_args!("Catalog {url}"));
+    let catalog: Arc<dyn Catalog> = match connected {
+        Ok(catalog) => catalog,
+        Err(e) => {
+            let reason = match e.downcast_ref::<coldsweep::Error>().map(|e| e.kind()) {
+                Some(ErrorKind::PermissionDenied) => "credentials refused",
+                Some(ErrorKind::Transient) => {
+                    "could not connect: is the database running and reachable from here?"
+                }
+                _ => "could not connect",
+            };
+            report.fail("connected", reason, &format::error_chain(&e));
+            report.skip("migrations applied", "no connection");
+            report.skip("tasks readable", "no connection");
+            return Ok(None);
+        }
+    };
+    report.pass("connected", catalog.backend());
+    if let Err(e) = catalog.check_migrations().await {
+        let reason = if e.kind() == ErrorKind::InvalidInput {
+            "the schema is not current: run `coldsweep migrate`"
+        } else {
+            "could not read the migration history"
+        };
+        report.fail("migrations applied", reason, &e.to_string());
+        report.skip("tasks readable", "the schema is not current");
+        return Ok(None);
+    }
+    report.pass("migrations applied", "");
+    match catalog.hot_buckets(HOT_BUCKETS_CHECKED + 1).await {
+        Ok(buckets) => {
+            let names: Vec<&str> = buckets
+                .iter()
+                .take(HOT_BUCKETS_CHECKED)
+                .map(|b| b.bucket.as_str())
+                .collect();
+            let detail = match buckets.len() {
+                0 => "no blobs in hot storage".to_owned(),
+                n if n > HOT_BUCKETS_CHECKED => {
+                    format!("hot blobs in {} and more buckets", names.join(", "))
+                }
+                _ => format!(
+                    "hot blobs in {} {}",
+                    format::count(names.len() as u64, "bucket", "buckets"),
+                    names.join(", ")
+                ),
+            };
+            report.pass("tasks readable", &detail);
+            Ok(Some(buckets))
+        }
+        Err(e) => {
+            report.fail(
+                "tasks readable",
+                "could not read the tasks table",
+                &e.to_string(),
+            );
+            Ok(None)
+        }
+    }
+}
+
+async fn check_cold(cold: &dyn Store, config: &Config, prefix: &ObjectKey, report: &mut Report) {
+    let probe = probe(cold, &config.bucket, prefix).await;
+    report.section(format_args!(
+        "Cold store {}:{} (probe object {})",
+        config.provider, config.bucket, probe.location.key
+    ));
+    report.probe_steps(&probe, "");
+    if let Some(left) = probe.left_behind() {
+        report.note(format_args!(
+            "the probe object may still be at {left}: delete it by hand"
+        ));
+    }
+    // As the archiver decides: the cheap path needs both the provider's
+    // word and an ETag that really is the MD5.
+    let verification = match (config.verify, probe.etag_is_md5) {
+        (VerifyMode::ReadBack, _) => "every copy is read back",
+        (_, Some(true)) if cold.etag_proves_md5() => {
+            "the store's MD5 ETag proves each copy, no second download"
+        }
+        (_, Some(_)) => "every copy is read back: this store's ETag does not prove the bytes",
+        (_, None) => "not known until the probe passes",
+    };
+    report.note(format_args!(
+        "upload checksum: {}; verification (ARCHIVE_VERIFY={}): {verification}",
+        cold.upload_checksum(),
+        config.verify.as_str(),
+    ));
+}
+
+async fn check_hot(hot: &dyn Store, buckets: Option<Vec<HotBucket>>, report: &mut Report) {
+    report.section(format_args!(
+        "Hot store {} (read only: nothing is written)",
+        hot.provider()
+    ));
+    let Some(buckets) = buckets else {
+        report.skip(
+            "hot buckets",
+            "the catalog says which buckets to look in and could not be read",
+        );
+        return;
+    };
+    if buckets.is_empty() {
+        report.skip("hot buckets", "the catalog references no hot blobs yet");
+        return;
+    }
+    for bucket in buckets.iter().take(HOT_BUCKETS_CHECKED) {
+        let label = format!("{}: ", bucket.bucket);
+        let key = match ObjectKey::new(bucket.sample_path.clone()) {
+            Ok(key) => key,
+            Err(e) => {
+                report.fail(
+                    &format!("{label}object the catalog references found"),
+                    "the catalog's html_storage_path is not a usable key",
+                    &e.to_string(),
+                );
+                continue;
+            }
+        };
+        let probe = probe_read_only(hot, &Location::new(bucket.bucket.clone(), key)).await;
+        report.probe_steps(&probe, &label);
+    }
+    if buckets.len() > HOT_BUCKETS_CHECKED {
+        report.note(format_args!(
+            "only the first {HOT_BUCKETS_CHECKED} buckets were checked"
+        ));
+    }
+}

@@ -1,0 +1,977 @@
+//! Supabase Storage through its REST API: the hot store of the system
+//! coldsweep comes from.
+//!
+//! A thin reqwest client for `{SUPABASE_URL}/storage/v1` (neither OpenDAL nor
+//! `object_store` speaks this API). What each operation sends:
+//!
+//! | operation | request |
+//! |---|---|
+//! | [`get`](Store::get) | `GET /object/authenticated/{bucket}/{key}` |
+//! | [`head`](Store::head) | `GET /object/info/authenticated/{bucket}/{key}` → JSON `size`, `content_type`, `etag`, `metadata` |
+//! | [`put`](Store::put) | `POST /object/{bucket}/{key}`, `x-upsert: true`, `content-type`, `x-metadata` (base64 of the JSON user metadata) |
+//! | [`delete`](Store::delete) | `DELETE /object/{bucket}/{key}` |
+//! | [`delete_many`](SupabaseStore::delete_many) | `DELETE /object/{bucket}` with `{"prefixes": [keys…]}`, at most [`MAX_DELETE_BATCH`] a request |
+//! | [`ping`](Store::ping) | `GET /bucket/{bucket}` |
+//!
+//! Reads use the `authenticated` routes on purpose: the plain
+//! `GET /object/{bucket}/{key}` and `/object/info/{bucket}/{key}` accept an
+//! invalid token and carry on as the anonymous role, so a wrong key would
+//! read as "Bucket not found" — and to the archiver a missing hot object
+//! can mean a lost blob. The `authenticated` routes refuse the key instead.
+//!
+//! Every request carries `apikey` and `Authorization: Bearer <secret key>`.
+//! `apikey` is the publishable (or legacy `anon`) key when one is configured,
+//! else the secret key; with a new-style `sb_secret_…` key it is always the
+//! secret key, because Supabase accepts such a key as a bearer only when it
+//! equals the `apikey` header. A publishable or `anon` key in the secret's
+//! place is refused at construction: it would make objects hidden by Row
+//! Level Security read as missing.
+//!
+//! Errors are classified in one place, `kind_of`: Supabase Storage answers
+//! most failures with HTTP 400 and the real status as a *string* in the JSON
+//! body (`{"statusCode":"404","code":"NoSuchKey","error":"not_found",…}`),
+//! newer versions sometimes with the real status; gateways in front of it
+//! answer with plain statuses. Temporary failures (5xx, 429, database
+//! timeouts, connection errors and timeouts) are retried with jittered backoff.
+//!
+//! What it keeps: the bytes, their size, `Content-Type` and user metadata.
+//! It keeps **no** `Content-Encoding` (the upload API has no field for it, so
+//! the header is not sent and `head` reports `None`), and its ETag is
+//! whatever Supabase reports (an MD5 for small uploads, not promised).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use serde::Deserialize;
+
+use super::opendal::check_bucket;
+use super::retry::Retry;
+use super::{Location, ObjectMeta, PutOptions, Store};
+use crate::config::SupabaseConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::ObjectKey;
+
+/// Provider name recorded in the catalog and shown in messages.
+pub const PROVIDER: &str = "supabase";
+
+/// Most keys one batch-delete request carries (Supabase's own limit).
+pub const MAX_DELETE_BATCH: usize = 1000;
+
+/// Limit for establishing a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the next piece of a response: notices a stalled connection.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Limit for one whole request, body included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Temporary failures are retried with jittered backoff, like the S3 store.
+const RETRY: Retry = Retry {
+    times: 4,
+    min_delay: Duration::from_millis(200),
+    max_delay: Duration::from_secs(5),
+};
+/// What Supabase itself assumes when an upload names no type.
+const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+/// Longest piece of a server's message kept in ours.
+const MAX_SERVER_TEXT: usize = 200;
+
+/// Characters left as they are in a path segment: RFC 3986 unreserved.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A Supabase Storage project, serving any of its buckets.
+pub struct SupabaseStore {
+    /// `{SUPABASE_URL}/storage/v1`.
+    storage_url: String,
+    apikey: HeaderValue,
+    authorization: HeaderValue,
+    /// The key values, only to scrub them from server messages.
+    secrets: Vec<String>,
+    client: reqwest::Client,
+    retry: Retry,
+    request_timeout: Duration,
+}
+
+impl SupabaseStore {
+    /// A store for the project `config` describes.
+    ///
+    /// Fails with [`ErrorKind::InvalidInput`] when the URL is not an
+    /// `http(s)://` URL, a key is empty or not usable in an HTTP header, or
+    /// the secret key is a publishable or `anon` key. No request is made.
+    pub fn new(config: &SupabaseConfig) -> Result<SupabaseStore> {
+        let invalid =
+            |why: String| Error::new(ErrorKind::InvalidInput, format!("{PROVIDER}: {why}"));
+        let storage_url = storage_url(&config.url).ok_or_else(|| {
+            invalid(if config.url.contains('@') {
+                "the project URL must not contain user info (value not shown)".to_owned()
+            } else {
+                format!(
+                    "project URL {:?} is not an http:// or https:// URL such as https://<ref>.supabase.co",
+                    config.url
+                )
+            })
+        })?;
+
+        let secret = config.secret_key.expose().trim();
+        if secret.is_empty() {
+            return Err(invalid("the secret (service_role) key is empty".into()));
+        }
+        let secret_kind = key_kind(secret);
+        if secret_kind.is_low_privilege() {
+            return Err(invalid(
+                "the secret key is a publishable (anon) key; use the service_role or a secret \
+                 (sb_secret_…) key"
+                    .into(),
+            ));
+        }
+        let publishable = config
+            .publishable_key
+            .as_ref()
+            .map(|k| k.expose().trim())
+            .filter(|k| !k.is_empty());
+        let apikey = match publishable {
+            // Supabase takes an `sb_` key as a bearer only when it equals `apikey`.
+            Some(_) if secret_kind == KeyKind::Secret => {
+                tracing::warn!(
+                    "the publishable key is not used: with an sb_secret_ key Supabase needs \
+                     the apikey header to carry the secret key itself"
+                );
+                secret
+            }
+            Some(publishable) => publishable,
+            None => secret,
+        };
+        let header = |value: &str, what: &str| {
+            let mut header = HeaderValue::from_str(value).map_err(|_| {
+                invalid(format!(
+                    "the {what} contains characters not allowed in an HTTP header (value not shown)"
+                ))
+            })?;
+            header.set_sensitive(true);
+            Ok::<_, Error>(header)
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(IO_TIMEOUT)
+            // Never follow a redirect: `apikey` would travel to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            // The stored bytes, never a decoded body.
+            .no_gzip()
+            .user_agent(concat!("coldsweep/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("{PROVIDER}: HTTP client setup failed"),
+                )
+                .with_source(e)
+            })?;
+        Ok(SupabaseStore {
+            storage_url,
+            apikey: header(
+                apikey,
+                if apikey == secret {
+                    "secret key"
+                } else {
+                    "publishable key"
+                },
+            )?,
+            authorization: header(&format!("Bearer {secret}"), "secret key")?,
+            secrets: [Some(secret), publishable]
+                .into_iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect(),
+            client,
+            retry: RETRY,
+            request_timeout: REQUEST_TIMEOUT,
+        })
+    }
+
+    /// Give every request at most `timeout` (default two minutes), body included.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Retry a temporary failure `times` times, waiting from about
+    /// `min_delay` (doubling, with jitter) up to `max_delay` between tries.
+    /// The default is 4 times, 200 ms to 5 s.
+    pub fn with_retries(mut self, times: u32, min_delay: Duration, max_delay: Duration) -> Self {
+        self.retry = Retry {
+            times,
+            min_delay,
+            max_delay,
+        };
+        self
+    }
+
+    /// Delete `keys` from `bucket` with Supabase's batch endpoint, in requests
+    /// of at most [`MAX_DELETE_BATCH`] keys. Keys that are not there are
+    /// skipped, as are all of them when the bucket is missing.
+    ///
+    /// Returns how many objects Supabase reports deleted. On an error, the
+    /// batches before it are deleted and the rest are not.
+    pub async fn delete_many(&self, bucket: &str, keys: &[ObjectKey]) -> Result<usize> {
+        check_bucket(bucket)?;
+        let url = format!("{}/object/{}", self.storage_url, encode(bucket));
+        let what = format!("{PROVIDER}:{bucket}");
+        #[derive(serde::Serialize)]
+        struct Prefixes<'a> {
+            /// Exact object names, despite the field's name.
+            prefixes: Vec<&'a str>,
+        }
+        let mut deleted = 0;
+        for batch in keys.chunks(MAX_DELETE_BATCH) {
+            let body = Bytes::from(
+                serde_json::to_vec(&Prefixes {
+                    prefixes: batch.iter().map(ObjectKey::as_str).collect(),
+                })
+                .map_err(|e| {
+                    Error::new(ErrorKind::Unexpected, format!("delete from {what}")).with_source(e)
+                })?,
+            );
+            let answer = self
+                .call("delete", &what, || {
+                    self.client
+                        .delete(&url)
+                        .header(CONTENT_TYPE, "application/json")
+                        .body(body.clone())
+                })
+                .await;
+            match answer {
+                Ok(answer) => {
+                    let gone: Vec<serde_json::Value> =
+                        serde_json::from_slice(&answer).map_err(|e| {
+                            Error::new(
+                                ErrorKind::Unexpected,
+                                format!("delete from {what}: the answer is not a list of objects"),
+                            )
+                            .with_source(e)
+                        })?;
+                    deleted += gone.len();
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "batch delete stopped after {deleted} deleted of {}",
+                        keys.len()
+                    )));
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// `{storage}/object/{infix}{bucket}/{key}`, once the bucket is proven a plain name.
+    fn object_url(&self, infix: &str, location: &Location) -> Result<String> {
+        check_bucket(&location.bucket)?;
+        let key = location
+            .key
+            .as_str()
+            .split('/')
+            .map(encode)
+            .collect::<Vec<_>>()
+            .join("/");
+        Ok(format!(
+            "{}/object/{infix}{}/{key}",
+            self.storage_url,
+            encode(&location.bucket)
+        ))
+    }
+
+    /// Send the request `build` makes until it succeeds, fails for good or
+    /// the retries run out; a success's whole body.
+    async fn call(
+        &self,
+        doing: &str,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Bytes> {
+        let build = &build;
+        self.retry
+            .run(doing, Error::is_retryable, || async move {
+                let response = build()
+                    .header("apikey", self.apikey.clone())
+                    .header(AUTHORIZATION, self.authorization.clone())
+                    .timeout(self.request_timeout)
+                    .send()
+                    .await
+                    .map_err(|e| transport_error(e, doing, what))?;
+                let status = response.status();
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| transport_error(e, doing, what))?;
+                if status.is_success() {
+                    Ok(body)
+                } else {
+                    Err(classify(
+                        status,
+                        &body,
+                        &format!("{doing} {what}"),
+                        &self.secrets,
+                    ))
+                }
+            })
+            .await
+    }
+}
+
+impl fmt::Debug for SupabaseStore {
+    // By hand: both keys stay out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupabaseStore")
+            .field("storage_url", &self.storage_url)
+            .field("apikey", &format_args!("***"))
+            .field("authorization", &format_args!("Bearer ***"))
+            .field("retry", &self.retry)
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Store for SupabaseStore {
+    fn provider(&self) -> &str {
+        PROVIDER
+    }
+
+    async fn ping(&self, bucket: &str) -> Result<()> {
+        check_bucket(bucket)?;
+        let url = format!("{}/bucket/{}", self.storage_url, encode(bucket));
+        self.call("ping", &format!("{PROVIDER}:{bucket}"), || {
+            self.client.get(&url)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn put(&self, location: &Location, body: Bytes, options: &PutOptions) -> Result<()> {
+        let url = self.object_url("", location)?;
+        let what = format!("{PROVIDER}:{location}");
+        let bad_header = |field: &str| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("put {what}: the {field} is not a valid HTTP header value"),
+            )
+        };
+        let content_type = options
+            .content_type
+            .as_deref()
+            .unwrap_or(DEFAULT_CONTENT_TYPE);
+        let content_type =
+            HeaderValue::from_str(content_type).map_err(|_| bad_header("content type"))?;
+        let metadata = if options.metadata.is_empty() {
+            None
+        } else {
+            let json = serde_json::to_vec(&options.metadata).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("put {what}: user metadata"),
+                )
+                .with_source(e)
+            })?;
+            Some(
+                HeaderValue::from_str(&BASE64.encode(json))
+                    .map_err(|_| bad_header("user metadata"))?,
+            )
+        };
+        self.call("put", &what, || {
+            let request = self
+                .client
+                .post(&url)
+                .header("x-upsert", "true")
+                .header(CONTENT_TYPE, content_type.clone())
+                .body(body.clone());
+            match &metadata {
+                Some(metadata) => request.header("x-metadata", metadata.clone()),
+                None => request,
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn get(&self, location: &Location) -> Result<Bytes> {
+        let url = self.object_url("authenticated/", location)?;
+        self.call("get", &format!("{PROVIDER}:{location}"), || {
+            self.client.get(&url)
+        })
+        .await
+    }
+
+    async fn head(&self, location: &Location) -> Result<ObjectMeta> {
+        let url = self.object_url("info/authenticated/", location)?;
+        let what = format!("{PROVIDER}:{location}");
+        let answer = self.call("head", &what, || self.client.get(&url)).await?;
+        object_meta(&answer).map_err(|why| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("head {what}: unexpected object info ({why})"),
+            )
+        })
+    }
+
+    async fn delete(&self, location: &Location) -> Result<()> {
+        let url = self.object_url("", location)?;
+        match self
+            .call("delete", &format!("{PROVIDER}:{location}"), || {
+                self.client.delete(&url)
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// `{url}/storage/v1` for a project URL; a trailing `/` or `/storage/v1` is
+/// tolerated. `None` when it is not a plain `http(s)://` URL.
+fn storage_url(url: &str) -> Option<String> {
+    let url = url.trim().trim_end_matches('/');
+    let url = url.strip_suffix("/storage/v1").unwrap_or(url);
+    let parsed = reqwest::Url::parse(url).ok()?;
+    let plain = matches!(parsed.scheme(), "http" | "https")
+        && parsed.has_host()
+        && parsed.username().is_empty()
+        && parsed.password().is_none()
+        && parsed.query().is_none()
+        && parsed.fragment().is_none();
+    plain.then(|| format!("{url}/storage/v1"))
+}
+
+/// One path segment, percent-encoded.
+fn encode(segment: &str) -> String {
+    utf8_percent_encode(segment, SEGMENT).to_string()
+}
+
+/// The object info answer, as the store seam describes an object.
+fn object_meta(answer: &[u8]) -> std::result::Result<ObjectMeta, String> {
+    #[derive(Deserialize)]
+    struct Info {
+        size: Option<u64>,
+        content_type: Option<String>,
+        etag: Option<String>,
+        metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    }
+    let info: Info = serde_json::from_slice(answer).map_err(|e| e.to_string())?;
+    let size = info.size.ok_or("no size")?;
+    Ok(ObjectMeta {
+        size,
+        etag: info
+            .etag
+            .map(|e| e.trim_start_matches("W/").trim_matches('"').to_owned())
+            .filter(|e| !e.is_empty()),
+        content_type: info.content_type,
+        content_encoding: None,
+        metadata: info
+            .metadata
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => (k, s),
+                other => (k, other.to_string()),
+            })
+            .collect::<BTreeMap<_, _>>(),
+    })
+}
+
+/// The parts of an error answer that decide its kind.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct ErrorBody {
+    /// `statusCode` as Supabase Storage writes it: a string. A number there
+    /// comes from the web framework or a gateway (a route that does not
+    /// exist, say), not from Storage.
+    pub(crate) storage_status: Option<u16>,
+    /// `code` (`NoSuchKey`, `AccessDenied`, …).
+    pub(crate) code: Option<String>,
+    /// `error`: the older code field (`not_found`, `Duplicate`, …).
+    pub(crate) error: Option<String>,
+    /// `message`: for people; never decides anything.
+    pub(crate) message: Option<String>,
+}
+
+impl ErrorBody {
+    pub(crate) fn parse(body: &[u8]) -> ErrorBody {
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(body) else {
+            return ErrorBody::default();
+        };
+        let text = |name: &str| map.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+        ErrorBody {
+            storage_status: map
+                .get("statusCode")
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.trim().parse::<u16>().ok())
+                .filter(|s| (100..=599).contains(s)),
+            code: text("code"),
+            error: text("error"),
+            message: text("message").or_else(|| text("msg")),
+        }
+    }
+}
+
+/// The kind of a failed request: the one place that decides it, from the
+/// HTTP status, Storage's `statusCode` and its `code`/`error` fields, never
+/// from message text.
+///
+/// - Storage's codes first: `NoSuchKey`, `NoSuchBucket`, `not_found` and
+///   (older servers) `Bucket not found` are `NotFound`; `AccessDenied`,
+///   `InvalidJWT`, `Unauthorized` are `PermissionDenied`; database
+///   timeouts, lock waits and `SlowDown` are `Transient`.
+/// - Then Storage's own `statusCode` over the HTTP status it is wrapped in
+///   (HTTP 400 with `"statusCode":"404"` is a 404).
+/// - A 404 that does not come from Storage (a wrong `SUPABASE_URL`, a
+///   proxy) is `Unexpected`, never `NotFound`: it proves nothing about the object.
+pub(crate) fn kind_of(http: StatusCode, body: &ErrorBody) -> ErrorKind {
+    let by_code = [body.code.as_deref(), body.error.as_deref()]
+        .into_iter()
+        .flatten()
+        .find_map(|code| match code {
+            "NoSuchKey" | "NoSuchBucket" | "not_found" | "Bucket not found" => {
+                Some(ErrorKind::NotFound)
+            }
+            "AccessDenied" | "InvalidJWT" | "Unauthorized" => Some(ErrorKind::PermissionDenied),
+            "SlowDown"
+            | "too_many_connections"
+            | "DatabaseTimeout"
+            | "DatabaseConnectionLimit"
+            | "LockTimeout"
+            | "acquiring_lock_timeout"
+            | "ResourceLocked" => Some(ErrorKind::Transient),
+            _ => None,
+        });
+    if let Some(kind) = by_code {
+        return kind;
+    }
+    match body.storage_status.unwrap_or(http.as_u16()) {
+        404 if body.storage_status.is_some() => ErrorKind::NotFound,
+        401 | 403 => ErrorKind::PermissionDenied,
+        408 | 423 | 425 | 429 | 500..=599 => ErrorKind::Transient,
+        400 | 411 | 413 | 414 | 415 | 422 | 431 => ErrorKind::InvalidInput,
+        _ => ErrorKind::Unexpected,
+    }
+}
+
+/// Our error for a failed answer: its kind from [`kind_of`], a message with
+/// the status, Storage's code and (shortened) message, any key scrubbed out.
+pub(crate) fn classify(http: StatusCode, body: &[u8], doing: &str, secrets: &[String]) -> Error {
+    let parsed = ErrorBody::parse(body);
+    let kind = kind_of(http, &parsed);
+    let mut message = format!("{doing}: HTTP {}", http.as_u16());
+    if let Some(status) = parsed.storage_status {
+        message.push_str(&format!(", statusCode {status}"));
+    }
+    for code in [&parsed.code, &parsed.error].into_iter().flatten() {
+        if !message.ends_with(&format!(" {code}")) {
+            message.push_str(&format!(" {}", server_text(code, secrets)));
+        }
+    }
+    if let Some(text) = &parsed.message {
+        message.push_str(&format!(": {}", server_text(text, secrets)));
+    }
+    if http == StatusCode::NOT_FOUND && kind != ErrorKind::NotFound {
+        message.push_str(" (not an answer from Supabase Storage; check SUPABASE_URL)");
+    } else if http.is_redirection() {
+        message.push_str(" (redirects are not followed; check SUPABASE_URL)");
+    }
+    Error::new(kind, message)
+}
+
+/// A server's text for our message: one line, shortened, keys replaced by `***`.
+fn server_text(text: &str, secrets: &[String]) -> String {
+    let mut text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        text = text.replace(secret.as_str(), "***");
+    }
+    if text.chars().count() > MAX_SERVER_TEXT {
+        text = text.chars().take(MAX_SERVER_TEXT).collect::<String>() + "…";
+    }
+    text
+}
+
+/// Our error for a request that got no complete answer.
+fn transport_error(err: reqwest::Error, doing: &str, what: &str) -> Error {
+    let (kind, why) = if err.is_builder() {
+        (ErrorKind::InvalidInput, "the request could not be built")
+    } else if err.is_timeout() {
+        (ErrorKind::Transient, "timed out")
+    } else if err.is_connect() {
+        (ErrorKind::Transient, "could not connect")
+    } else if err.is_redirect() {
+        (ErrorKind::Unexpected, "redirected")
+    } else {
+        (ErrorKind::Transient, "the connection failed")
+    };
+    Error::new(kind, format!("{doing} {what}: {why}")).with_source(err)
+}
+
+/// What a Supabase API key is, by its documented format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    /// `sb_publishable_…`.
+    Publishable,
+    /// `sb_secret_…`.
+    Secret,
+    /// Legacy JWT with `"role": "anon"`.
+    AnonJwt,
+    /// Legacy JWT with `"role": "service_role"`.
+    ServiceRoleJwt,
+    /// Anything else (self-hosted setups may mint their own).
+    Other,
+}
+
+impl KeyKind {
+    /// A key that only reaches what Row Level Security lets the public see.
+    pub(crate) fn is_low_privilege(self) -> bool {
+        matches!(self, KeyKind::Publishable | KeyKind::AnonJwt)
+    }
+}
+
+/// The kind of `key`; a JWT's claims are read, not verified.
+pub(crate) fn key_kind(key: &str) -> KeyKind {
+    if key.starts_with("sb_publishable_") {
+        return KeyKind::Publishable;
+    }
+    if key.starts_with("sb_secret_") {
+        return KeyKind::Secret;
+    }
+    let mut parts = key.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return KeyKind::Other;
+    };
+    #[derive(Deserialize)]
+    struct Claims {
+        role: Option<String>,
+    }
+    let role = URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()
+        .and_then(|json| serde_json::from_slice::<Claims>(&json).ok())
+        .and_then(|claims| claims.role);
+    match role.as_deref() {
+        Some("anon") => KeyKind::AnonJwt,
+        Some("service_role") => KeyKind::ServiceRoleJwt,
+        _ => KeyKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn jwt(role: &str) -> String {
+        let part = |json: &str| URL_SAFE_NO_PAD.encode(json);
+        format!(
+            "{}.{}.c2lnbmF0dXJl",
+            part(r#"{"alg":"HS256","typ":"JWT"}"#),
+            part(&format!(r#"{{"iss":"supabase","role":"{role}"}}"#))
+        )
+    }
+
+    fn config(secret: &str, publishable: Option<&str>) -> SupabaseConfig {
+        SupabaseConfig {
+            url: "https://abcd.supabase.co/".into(),
+            secret_key: Secret::new(secret),
+            publishable_key: publishable.map(Secret::new),
+        }
+    }
+
+    #[test]
+    fn kinds_follow_status_storage_status_and_codes() {
+        let cases: &[(u16, &str, ErrorKind)] = &[
+            // The 400-for-missing quirk, old and new shapes, and the real 404.
+            (
+                400,
+                r#"{"statusCode":"404","error":"not_found","message":"Object not found"}"#,
+                ErrorKind::NotFound,
+            ),
+            (
+                400,
+                r#"{"statusCode":"404","code":"NoSuchKey","error":"not_found","message":"Object not found"}"#,
+                ErrorKind::NotFound,
+            ),
+            (
+                404,
+                r#"{"statusCode":"404","code":"NoSuchKey","error":"not_found","message":"Object not found"}"#,
+                ErrorKind::NotFound,
+            ),
+            (
+                400,
+                r#"{"statusCode":"404","error":"Bucket not found","message":"Bucket not found"}"#,
+                ErrorKind::NotFound,
+            ),
+            (
+                400,
+                r#"{"statusCode":"404","code":"NoSuchBucket","error":"Bucket not found","message":"Bucket not found"}"#,
+                ErrorKind::NotFound,
+            ),
+            // Any other 404: a route that does not exist, a proxy page.
+            (
+                404,
+                r#"{"message":"Route GET:/x not found","error":"Not Found","statusCode":404}"#,
+                ErrorKind::Unexpected,
+            ),
+            (404, "<html>nope</html>", ErrorKind::Unexpected),
+            // Keys refused: by the gateway, by Storage (wrapped or not).
+            (
+                401,
+                r#"{"message":"Invalid API key","hint":"Double check your Supabase `anon` or `service_role` API key."}"#,
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                400,
+                r#"{"statusCode":"403","code":"AccessDenied","error":"Unauthorized","message":"invalid signature"}"#,
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                400,
+                r#"{"statusCode":"400","code":"InvalidJWT","error":"InvalidJWT","message":"jwt expired"}"#,
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                400,
+                r#"{"statusCode":"401","error":"Unauthorized","message":"x"}"#,
+                ErrorKind::PermissionDenied,
+            ),
+            (403, "", ErrorKind::PermissionDenied),
+            // Temporary: throttling, server trouble, wrapped or not.
+            (
+                429,
+                r#"{"statusCode":"429","error":"too_many_connections","code":"SlowDown","message":"Too many connections issued to the database"}"#,
+                ErrorKind::Transient,
+            ),
+            (429, "", ErrorKind::Transient),
+            (503, "upstream connect error", ErrorKind::Transient),
+            (502, "<html>bad gateway</html>", ErrorKind::Transient),
+            (
+                500,
+                r#"{"statusCode":"500","code":"InternalError","error":"internal","message":"x"}"#,
+                ErrorKind::Transient,
+            ),
+            (
+                400,
+                r#"{"statusCode":"503","code":"DatabaseReadOnly","error":"DatabaseReadOnly","message":"x"}"#,
+                ErrorKind::Transient,
+            ),
+            (
+                400,
+                r#"{"statusCode":"544","code":"DatabaseTimeout","error":"DatabaseTimeout","message":"x"}"#,
+                ErrorKind::Transient,
+            ),
+            (
+                400,
+                r#"{"statusCode":"423","code":"ResourceLocked","error":"ResourceLocked","message":"x"}"#,
+                ErrorKind::Transient,
+            ),
+            // Bad requests and everything else.
+            (
+                400,
+                r#"{"statusCode":"400","code":"InvalidKey","error":"InvalidKey","message":"Invalid key: a#b"}"#,
+                ErrorKind::InvalidInput,
+            ),
+            (
+                400,
+                r#"{"statusCode":"413","code":"EntityTooLarge","error":"Payload too large","message":"x"}"#,
+                ErrorKind::InvalidInput,
+            ),
+            (
+                400,
+                r#"{"statusCode":400,"error":"Bad Request","message":"body must have required property 'prefixes'"}"#,
+                ErrorKind::InvalidInput,
+            ),
+            (400, "", ErrorKind::InvalidInput),
+            (
+                400,
+                r#"{"statusCode":"409","code":"KeyAlreadyExists","error":"Duplicate","message":"The resource already exists"}"#,
+                ErrorKind::Unexpected,
+            ),
+            (301, "", ErrorKind::Unexpected),
+            (405, "", ErrorKind::Unexpected),
+        ];
+        for &(http, body, want) in cases {
+            let http = StatusCode::from_u16(http).unwrap();
+            let err = classify(http, body.as_bytes(), "get supabase:b/k", &[]);
+            assert_eq!(err.kind(), want, "{http} {body}: {err}");
+            assert!(
+                err.message().starts_with("get supabase:b/k: HTTP "),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_name_the_status_and_code_and_never_a_key() {
+        let secret = "sb_secret_AbCdEf0123456789".to_owned();
+        let body = format!(
+            r#"{{"statusCode":"403","code":"AccessDenied","error":"Unauthorized","message":"bad token {secret}"}}"#
+        );
+        let err = classify(
+            StatusCode::BAD_REQUEST,
+            body.as_bytes(),
+            "get supabase:b/k",
+            std::slice::from_ref(&secret),
+        );
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(&secret), "{shown}");
+        assert!(
+            shown.contains("HTTP 400, statusCode 403 AccessDenied Unauthorized: bad token ***"),
+            "{shown}"
+        );
+        let err = classify(StatusCode::NOT_FOUND, b"", "get supabase:b/k", &[]);
+        assert!(err.message().contains("check SUPABASE_URL"), "{err}");
+        let long = format!(r#"{{"statusCode":"400","message":"{}"}}"#, "x".repeat(5000));
+        let err = classify(StatusCode::BAD_REQUEST, long.as_bytes(), "put", &[]);
+        assert!(err.message().len() < 400, "{}", err.message().len());
+    }
+
+    #[test]
+    fn key_kinds_by_documented_format() {
+        assert_eq!(key_kind("sb_publishable_abc"), KeyKind::Publishable);
+        assert_eq!(key_kind("sb_secret_abc"), KeyKind::Secret);
+        assert_eq!(key_kind(&jwt("anon")), KeyKind::AnonJwt);
+        assert_eq!(key_kind(&jwt("service_role")), KeyKind::ServiceRoleJwt);
+        assert_eq!(key_kind(&jwt("authenticated")), KeyKind::Other);
+        for other in ["", "plain", "a.b", "a.!!!.c", "a.b.c.d"] {
+            assert_eq!(key_kind(other), KeyKind::Other, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn apikey_is_the_publishable_key_unless_the_secret_is_an_sb_key() {
+        let service = jwt("service_role");
+        let cases = [
+            (
+                service.as_str(),
+                Some("sb_publishable_p"),
+                "sb_publishable_p",
+            ),
+            (service.as_str(), None, service.as_str()),
+            ("sb_secret_s", Some("sb_publishable_p"), "sb_secret_s"),
+            ("sb_secret_s", None, "sb_secret_s"),
+            ("self-hosted", Some("anon-ish"), "anon-ish"),
+        ];
+        for (secret, publishable, want) in cases {
+            let store = SupabaseStore::new(&config(secret, publishable)).unwrap();
+            assert_eq!(
+                store.apikey.to_str().unwrap(),
+                want,
+                "{secret} {publishable:?}"
+            );
+            assert_eq!(
+                store.authorization.to_str().unwrap(),
+                format!("Bearer {secret}")
+            );
+            assert!(store.apikey.is_sensitive() && store.authorization.is_sensitive());
+        }
+    }
+
+    #[test]
+    fn unusable_settings_are_invalid_input_without_the_key() {
+        let anon = jwt("anon");
+        let bad = [
+            config("sb_publishable_p", None),
+            config(&anon, None),
+            config(" ", None),
+            config("line\nbreak-secret", None),
+            SupabaseConfig {
+                url: "ftp://x".into(),
+                ..config("sb_secret_s", None)
+            },
+            SupabaseConfig {
+                url: "https://user:pw-secret@x.supabase.co".into(),
+                ..config("sb_secret_s", None)
+            },
+            SupabaseConfig {
+                url: "https://x.supabase.co/?a=b".into(),
+                ..config("sb_secret_s", None)
+            },
+        ];
+        for cfg in bad {
+            let err = SupabaseStore::new(&cfg).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+            let shown = format!("{err:?}");
+            assert!(
+                !shown.contains(&anon)
+                    && !shown.contains("pw-secret")
+                    && !shown.contains("break-secret"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn urls_are_built_from_encoded_segments() {
+        let store = SupabaseStore::new(&config("sb_secret_s", None)).unwrap();
+        assert_eq!(store.storage_url, "https://abcd.supabase.co/storage/v1");
+        let at = Location::new(
+            "task-html",
+            ObjectKey::new("jobs/j 1/ü?#%&+/page.html.gz").unwrap(),
+        );
+        assert_eq!(
+            store.object_url("authenticated/", &at).unwrap(),
+            "https://abcd.supabase.co/storage/v1/object/authenticated/task-html/\
+             jobs/j%201/%C3%BC%3F%23%25%26%2B/page.html.gz"
+        );
+        for hostile in ["..", "a/b", "", "a?b"] {
+            let at = Location::new(hostile, ObjectKey::new("k").unwrap());
+            let err = store.object_url("", &at).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{hostile:?}");
+        }
+        assert_eq!(
+            storage_url("http://127.0.0.1:54321/storage/v1/").as_deref(),
+            Some("http://127.0.0.1:54321/storage/v1")
+        );
+    }
+
+    #[test]
+    fn debug_hides_both_keys() {
+        let service = jwt("service_role");
+        let store = SupabaseStore::new(&config(&service, Some("sb_publishable_zzzz"))).unwrap();
+        let shown = format!("{store:?} {store:#?}");
+        assert!(
+            !shown.contains(&service) && !shown.contains("zzzz"),
+            "{shown}"
+        );
+        assert!(shown.contains("abcd.supabase.co"), "{shown}");
+    }
+
+    #[test]
+    fn object_info_becomes_object_meta() {
+        let meta = object_meta(
+            br#"{"id":"1","name":"k","version":"v","bucket_id":"b","size":42,
+                "content_type":"text/html","cache_control":"no-cache",
+                "etag":"\"0123abcd\"","metadata":{"task_id":"t1","n":3},
+                "last_modified":"2026-01-01T00:00:00Z","created_at":"2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(meta.size, 42);
+        assert_eq!(meta.etag.as_deref(), Some("0123abcd"));
+        assert_eq!(meta.content_type.as_deref(), Some("text/html"));
+        assert_eq!(meta.content_encoding, None);
+        assert_eq!(meta.metadata.get("task_id").map(String::as_str), Some("t1"));
+        assert_eq!(meta.metadata.get("n").map(String::as_str), Some("3"));
+        let bare = object_meta(br#"{"size":0,"metadata":null,"etag":null}"#).unwrap();
+        assert!(bare.metadata.is_empty() && bare.etag.is_none());
+        assert!(object_meta(br#"{"size":null}"#).is_err());
+        assert!(object_meta(b"not json").is_err());
+    }
+}
