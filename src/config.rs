@@ -1266,6 +1266,54 @@ mod tests {
     }
 
     #[test]
+    fn unicode_digits_huge_numbers_and_negative_durations_are_rejected() {
+        let cases: &[(&str, &str)] = &[
+            // Digits of other scripts are not digits here.
+            ("ARCHIVE_BATCH_SIZE", "５０"),
+            ("ARCHIVE_CONCURRENCY", "٣"),
+            ("ARCHIVE_RETENTION_JOBS", "³"),
+            ("ARCHIVE_INTERVAL", "３０s"),
+            ("ARCHIVE_INTERVAL", "٣٠"),
+            // Past every integer type.
+            ("ARCHIVE_RETENTION_JOBS", "4294967296"),
+            ("ARCHIVE_CONCURRENCY", "18446744073709551616"),
+            ("ARCHIVE_INTERVAL", "18446744073709551615"),
+            ("ARCHIVE_LEASE", "99999999999999999999h"),
+            ("ARCHIVE_BLOB_TIMEOUT", "1e9"),
+            // Negative, with an ASCII or a Unicode minus, and negative zero.
+            ("ARCHIVE_INTERVAL", "-5m"),
+            ("ARCHIVE_INTERVAL", "−5m"),
+            ("ARCHIVE_BLOB_TIMEOUT", "-0s"),
+            ("ARCHIVE_LEASE", "-1"),
+        ];
+        for &(name, value) in cases {
+            let err = config_err(&with(MINIMAL, name, value));
+            assert_invalid(&err, name);
+            assert!(err.message().contains(&format!("{value:?}")), "{err}");
+        }
+        // Whitespace of any kind around a value is trimmed; whitespace alone is unset.
+        let got = config(&with(MINIMAL, "ARCHIVE_BATCH_SIZE", "\u{3000}\t\n"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.batch_size, 50);
+        assert_eq!(
+            config(&with(MINIMAL, "ARCHIVE_BUCKET", "\u{a0} \r\n")).unwrap(),
+            None
+        );
+        let spaced = [("ARCHIVE_FS_ROOT", "\u{2003}")];
+        assert_invalid(&cold(Provider::Fs, &spaced).unwrap_err(), "ARCHIVE_FS_ROOT");
+        // Credentials inside the hot endpoint are refused without echoing them.
+        let err = hot(&with(
+            HOT_S3,
+            "HOT_S3_ENDPOINT",
+            "http://key:hunter2@127.0.0.1:9000",
+        ))
+        .unwrap_err();
+        assert_invalid(&err, "HOT_S3_ENDPOINT");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
     fn messages_say_what_was_expected() {
         let err = config_err(&with(MINIMAL, "ARCHIVE_BATCH_SIZE", "abc"));
         assert_eq!(

@@ -13,6 +13,8 @@
 //!   switch the catalog → delete hot → clear the hot reference.
 //! - [`config`]: [`Config`] and store settings, parsed from the environment.
 //! - [`keys`]: the object key layout and the validated [`ObjectKey`].
+//! - [`scrub`]: read archived blobs back from cold storage and check them
+//!   against the catalog (`coldsweep verify`); read-only.
 //! - [`metrics`]: Prometheus metrics, one table of them (no-ops until a recorder is installed).
 //!
 //! Every step is idempotent: a crash anywhere is finished by the next sweep.
@@ -66,6 +68,7 @@ pub mod demo;
 pub mod error;
 pub mod keys;
 pub mod metrics;
+pub mod scrub;
 pub mod source;
 pub mod store;
 

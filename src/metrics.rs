@@ -10,6 +10,7 @@
 //! |---|---|---|---|
 //! | `coldsweep_blobs_total` | counter | `source`, `outcome` | blobs a sweep finished with, by outcome: `archived` (moved, verified, hot deleted), `completed` (an interrupted move finished), `quarantined` (hot bytes disagree with the catalog; left hot), `lost` (in neither store), `failed` (error; retried next interval), `released` (claim handed back at shutdown) |
 //! | `coldsweep_blob_errors_total` | counter | `source`, `kind` | `failed` blobs by error kind: `not_found`, `permission_denied`, `integrity`, `transient`, `invalid_input`, `unexpected` |
+//! | `coldsweep_blob_retries_total` | counter | `source` | times a blob's move was started over after a transient error, within its time limit (a blob that then succeeds is not `failed`) |
 //! | `coldsweep_sweep_errors_total` | counter | `step`, `kind` | sweep-level steps that failed: `step` is `mark_jobs` (the job marker) or `claim` (finding candidates); `kind` as above |
 //! | `coldsweep_archived_bytes_total` | counter | `source` | stored (compressed) bytes of `archived` blobs |
 //! | `coldsweep_sweeps_total` | counter | — | sweeps finished |
@@ -19,6 +20,7 @@
 //! | `coldsweep_catalog_blobs` | gauge | `state` | tasks with HTML per state, catalog-wide: `hot`, `pending_hot_delete` (switched to cold, hot copy not yet deleted), `archived`, `quarantined`, `lost`. The states partition the tasks, so `sum` is meaningful |
 //! | `coldsweep_catalog_failing_blobs` | gauge | — | catalog-wide: still-hot tasks whose last attempt failed (a subset of `hot`/`pending_hot_delete`) |
 //! | `coldsweep_catalog_leased_blobs` | gauge | — | catalog-wide: tasks under a live claim by any worker |
+//! | `coldsweep_scrub_objects_total` | counter | `result` | archived blobs a [scrub](crate::scrub) checked, by `result`: `ok`, `missing` (not in the cold store), `corrupt` (size or digest disagree), `unreadable` (any other error) |
 //!
 //! `source` is an [`ArchiveSource`](crate::ArchiveSource) name (`task_html`).
 //! No label ever carries a task id, job id, key or bucket: the set of series
@@ -46,6 +48,8 @@ use crate::error::ErrorKind;
 pub const BLOBS_TOTAL: &str = "coldsweep_blobs_total";
 /// Counter: failed blobs by `source` and error `kind`.
 pub const BLOB_ERRORS_TOTAL: &str = "coldsweep_blob_errors_total";
+/// Counter: blob moves started over after a transient error, by `source`.
+pub const BLOB_RETRIES_TOTAL: &str = "coldsweep_blob_retries_total";
 /// Counter: failed sweep-level steps by `step` and error `kind`.
 pub const SWEEP_ERRORS_TOTAL: &str = "coldsweep_sweep_errors_total";
 /// Counter: stored bytes of archived blobs by `source`.
@@ -64,6 +68,9 @@ pub const CATALOG_BLOBS: &str = "coldsweep_catalog_blobs";
 pub const CATALOG_FAILING_BLOBS: &str = "coldsweep_catalog_failing_blobs";
 /// Gauge: catalog-wide tasks under a live claim.
 pub const CATALOG_LEASED_BLOBS: &str = "coldsweep_catalog_leased_blobs";
+
+/// Counter: archived blobs a scrub checked, by `result`.
+pub const SCRUB_OBJECTS_TOTAL: &str = "coldsweep_scrub_objects_total";
 
 /// Histogram bucket bounds, in seconds, for both duration histograms: from a
 /// blob moved between two folders (milliseconds) to a sweep draining a
@@ -84,6 +91,10 @@ pub fn describe() {
     describe_counter!(
         BLOB_ERRORS_TOTAL,
         "Failed blobs by source and error kind; they stay hot and are retried."
+    );
+    describe_counter!(
+        BLOB_RETRIES_TOTAL,
+        "Blob moves started over after a transient error, by source."
     );
     describe_counter!(
         SWEEP_ERRORS_TOTAL,
@@ -115,6 +126,10 @@ pub fn describe() {
     describe_gauge!(
         CATALOG_LEASED_BLOBS,
         "Tasks under a live claim by any worker, catalog-wide."
+    );
+    describe_counter!(
+        SCRUB_OBJECTS_TOTAL,
+        "Archived blobs a scrub checked, by result (ok, missing, corrupt, unreadable)."
     );
 }
 
@@ -186,6 +201,11 @@ pub(crate) fn blob_error(source: &str, kind: ErrorKind) {
         .increment(1);
 }
 
+/// A blob's move is started over after a transient error.
+pub(crate) fn blob_retry(source: &str) {
+    counter!(BLOB_RETRIES_TOTAL, "source" => source.to_owned()).increment(1);
+}
+
 /// A sweep-level step failed with an error of `kind`.
 pub(crate) fn sweep_error(step: Step, kind: ErrorKind) {
     let step = match step {
@@ -200,6 +220,11 @@ pub(crate) fn sweep(elapsed: Duration, end: DateTime<Utc>) {
     counter!(SWEEPS_TOTAL).increment(1);
     histogram!(SWEEP_DURATION_SECONDS).record(elapsed);
     gauge!(LAST_SWEEP_END_TIMESTAMP_SECONDS).set(end.timestamp_millis() as f64 / 1000.0);
+}
+
+/// A scrub checked one archived blob: `result` is `ok`, `missing`, `corrupt` or `unreadable`.
+pub(crate) fn scrub_object(result: &'static str) {
+    counter!(SCRUB_OBJECTS_TOTAL, "result" => result).increment(1);
 }
 
 /// Set the `coldsweep_catalog_*` gauges from a [`Catalog::status`](crate::Catalog::status).

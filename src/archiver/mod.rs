@@ -2,9 +2,10 @@
 //!
 //! A sweep marks fully-archived jobs, then for each source claims batches of
 //! candidates (until a short batch) and moves them with bounded concurrency,
-//! each blob under a time limit. [`Archiver::run`] sweeps at once, then after
-//! every `interval`, and on shutdown stops claiming, lets in-flight blobs
-//! finish, and hands unstarted claims back.
+//! each blob under a time limit within which transient failures are retried.
+//! [`Archiver::run`] sweeps at once, then after every `interval`, and on
+//! shutdown stops claiming, lets in-flight blobs finish, and hands unstarted
+//! claims back.
 
 use std::fmt;
 use std::future::Future;
@@ -22,6 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{self, BlobOutcome, Step};
 use crate::source::{ArchiveCandidate, ArchiveSource, TaskHtmlSource};
 use crate::store::Store;
+use crate::store::retry::Retry;
 
 mod pipeline;
 pub(crate) mod verify;
@@ -329,8 +331,8 @@ impl Archiver {
         metrics::source_swept(source.name());
         while !stop.is_cancelled() {
             let lease = self.lease(sweep_start);
-            let batch = match source.find_candidates(batch_size, &lease).await {
-                Ok(batch) => batch,
+            let claim = match source.claim(batch_size, &lease).await {
+                Ok(claim) => claim,
                 Err(e) => {
                     tracing::warn!(source = source.name(), error = %e, "claiming candidates failed");
                     metrics::sweep_error(Step::Claim, e.kind());
@@ -343,8 +345,19 @@ impl Archiver {
                     return;
                 }
             };
-            let claimed = batch.len();
-            let mut results = futures::stream::iter(batch)
+            let claimed = claim.candidates.len() + claim.unreadable.len();
+            // Rows the catalog could not read were quarantined by the claim.
+            for row in claim.unreadable {
+                tracing::warn!(source = source.name(), task_id = %row.task_id, reason = %row.reason, "quarantined: left hot");
+                metrics::blob(source.name(), BlobOutcome::Quarantined, Duration::ZERO);
+                report.problem(
+                    source.name(),
+                    Some(&row.task_id),
+                    ProblemKind::Quarantined,
+                    row.reason,
+                );
+            }
+            let mut results = futures::stream::iter(claim.candidates)
                 .map(|candidate| async move {
                     let started = Instant::now();
                     let result = self.process(source, &candidate, stop).await;
@@ -400,15 +413,10 @@ impl Archiver {
             verify: self.config.verify,
             source,
         };
-        let result =
-            match tokio::time::timeout(self.config.blob_timeout, pipeline.run(candidate)).await {
-                Ok(Ok(outcome)) => return BlobResult::Done(outcome),
-                Ok(Err(e)) => e,
-                Err(_) => Error::new(
-                    ErrorKind::Transient,
-                    format!("timed out after {:?}", self.config.blob_timeout),
-                ),
-            };
+        let result = match self.run_with_retries(&pipeline, candidate, stop).await {
+            Ok(outcome) => return BlobResult::Done(outcome),
+            Err(e) => e,
+        };
         let retry_at =
             now + chrono::Duration::from_std(self.config.interval).unwrap_or(chrono::Duration::MAX);
         if let Err(e) = source
@@ -418,6 +426,61 @@ impl Archiver {
             tracing::warn!(task_id = %candidate.task_id, error = %e, "recording failure failed; the claim expires with its lease");
         }
         BlobResult::Failed(result)
+    }
+
+    /// Run the pipeline, repeating it after a transient error with back-off
+    /// and jitter until it succeeds, fails with another kind, or the blob's
+    /// time limit, its retries or the sweep run out. Starting over is safe:
+    /// every step is idempotent and a verified cold copy is reused.
+    async fn run_with_retries(
+        &self,
+        pipeline: &pipeline::Pipeline<'_>,
+        candidate: &ArchiveCandidate,
+        stop: &CancellationToken,
+    ) -> Result<Outcome> {
+        let limit = self.config.blob_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        let retry = blob_retry(limit);
+        let mut retries = 0;
+        loop {
+            let error = match tokio::time::timeout_at(deadline, pipeline.run(candidate)).await {
+                Ok(Ok(outcome)) => return Ok(outcome),
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    return Err(Error::new(
+                        ErrorKind::Transient,
+                        format!("timed out after {limit:?} ({retries} retries)"),
+                    ));
+                }
+            };
+            let delay = retry.delay(retries);
+            if error.kind() != ErrorKind::Transient
+                || retries >= retry.times
+                || tokio::time::Instant::now() + delay >= deadline
+            {
+                return Err(error);
+            }
+            retries += 1;
+            metrics::blob_retry(pipeline.source.name());
+            tracing::debug!(task_id = %candidate.task_id, retries, ?delay, error = %error, "retrying blob");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = stop.cancelled() => return Err(error),
+            }
+        }
+    }
+}
+
+/// Retries of a whole blob after a transient error: a few, the back-off
+/// scaled to the blob's time limit so that they fit inside it (300 s: about
+/// 1, 2, 4, 8 and 16 s, with jitter). Each store request has its own,
+/// shorter retries inside the backend; these catch what outlasts them and
+/// catalog errors.
+fn blob_retry(limit: Duration) -> Retry {
+    Retry {
+        times: 5,
+        min_delay: (limit / 200).clamp(Duration::from_millis(1), Duration::from_secs(1)),
+        max_delay: (limit / 10).min(Duration::from_secs(30)),
     }
 }
 

@@ -69,6 +69,12 @@ impl Pipeline<'_> {
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 self.finish_without_hot(candidate, &cold_location).await
             }
+            // The store refused the row's location (say, a bucket named
+            // `../x`): the row is bad, and retrying it would fail forever.
+            Err(e) if e.kind() == ErrorKind::InvalidInput => {
+                self.quarantine(candidate, format!("hot location refused: {}", e.message()))
+                    .await
+            }
             Err(e) => Err(e.context(format!("read hot {hot_location}"))),
         }
     }

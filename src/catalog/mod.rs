@@ -95,6 +95,25 @@ impl BlobState {
     }
 }
 
+/// What one claim took: candidates to move, and rows that could not be read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claim {
+    /// Rows to move, oldest jobs first.
+    pub candidates: Vec<ArchiveCandidate>,
+    /// Claimed rows that could not be read into a candidate; already
+    /// quarantined in the catalog with the reason.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A claimed row that could not be read, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The row's id (shown lossily if it is not UTF-8 itself).
+    pub task_id: String,
+    /// The reason recorded with the quarantine.
+    pub reason: String,
+}
+
 /// A `jobs` row, as coldsweep reads and (for demos and tests) writes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobRow {
@@ -257,6 +276,21 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         lease: &Lease,
     ) -> Result<Vec<ArchiveCandidate>>;
 
+    /// [`Catalog::claim_task_html`], also telling which claimed rows could
+    /// not be read (text that is not UTF-8, a number stored as text): those
+    /// are quarantined with the reason instead of failing the whole claim.
+    async fn claim_task_html_rows(
+        &self,
+        retention_jobs: u32,
+        limit: usize,
+        lease: &Lease,
+    ) -> Result<Claim> {
+        Ok(Claim {
+            candidates: self.claim_task_html(retention_jobs, limit, lease).await?,
+            unreadable: Vec::new(),
+        })
+    }
+
     /// Record the cold location; the hot reference stays until [`Catalog::clear_hot`].
     async fn record_archived(
         &self,
@@ -290,6 +324,17 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// Tasks by state (for reports), at most `limit`.
     async fn tasks_in_state(&self, state: BlobState, limit: usize) -> Result<Vec<TaskRow>>;
 
+    /// Archived tasks (in cold storage only: cold key set, hot path NULL, no
+    /// recorded state), in bytewise id order, with id greater than `after`
+    /// and, if `job` is set, of that job only; at most `limit`. A keyset
+    /// cursor: pass the last id of one page as `after` to get the next.
+    async fn archived_tasks_after(
+        &self,
+        after: Option<&str>,
+        job: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TaskRow>>;
+
     /// The distinct buckets of hot tasks (HTML in hot storage, not yet
     /// switched to cold, neither quarantined nor lost), by name (bytewise), at
     /// most `limit`. Reads every hot row: for checks, not for sweeps.
@@ -307,6 +352,20 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Catalog>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PgCatalog::connect(url).await?))
     } else if url.starts_with("sqlite:") {
+        // SQLite's own answer for a folder is "unable to open database file":
+        // say what is wrong with the setting instead.
+        if let Ok(options) = url.parse::<sqlx::sqlite::SqliteConnectOptions>()
+            && options.get_filename().is_dir()
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "DATABASE_URL: expected sqlite: and the path of a database file, got the \
+                     folder {}",
+                    options.get_filename().display()
+                ),
+            ));
+        }
         // Creates the database file if it is missing.
         Ok(Arc::new(SqliteCatalog::connect(url).await?))
     } else {
@@ -469,6 +528,13 @@ where
         content_encoding: row.try_get("html_content_encoding")?,
         archived_at,
     })
+}
+
+/// Why a claimed row was quarantined without being moved: it could not be
+/// read into a candidate. Both backends record this reason and skip the row,
+/// so one bad row never fails the rest of its batch.
+pub(crate) fn unreadable_reason(err: &sqlx::Error) -> String {
+    format!("catalog row cannot be read ({err}); fix the row, then reset its state")
 }
 
 /// A `job_retention` row: `job` (read by the backend) with its rank and counts.

@@ -18,9 +18,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{AssertSqlSafe, Connection, FromRow, Row};
 
 use super::{
-    BlobState, Catalog, CatalogStatus, HotBucket, JobRetention, JobRow, Lease, MIGRATIONS_TABLE,
-    TaskRow, bind_task, candidate_from_row, classify, expect_one, migrate_error,
-    missing_migrations, not_found, retention_from_row, settable_state, with_own_table,
+    BlobState, Catalog, CatalogStatus, Claim, HotBucket, JobRetention, JobRow, Lease,
+    MIGRATIONS_TABLE, TaskRow, Unreadable, bind_task, candidate_from_row, classify, expect_one,
+    migrate_error, missing_migrations, not_found, retention_from_row, settable_state,
+    unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::ArchiveCandidate;
@@ -183,8 +184,20 @@ impl Catalog for PgCatalog {
         limit: usize,
         lease: &Lease,
     ) -> Result<Vec<ArchiveCandidate>> {
+        Ok(self
+            .claim_task_html_rows(retention_jobs, limit, lease)
+            .await?
+            .candidates)
+    }
+
+    async fn claim_task_html_rows(
+        &self,
+        retention_jobs: u32,
+        limit: usize,
+        lease: &Lease,
+    ) -> Result<Claim> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Claim::default());
         }
         // Two steps keep a claim's cost bounded by `limit`, not by the
         // backlog: `todo` is the oldest eligible jobs with a claimable row
@@ -241,16 +254,35 @@ impl Catalog for PgCatalog {
         .await
         .map_err(classify)?;
 
-        let mut claimed = rows
-            .iter()
-            .map(claimed_from_row)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(classify)?;
+        // As on SQLite: a row that cannot be read is quarantined, not allowed
+        // to fail the batch (and every later sweep that claims it again).
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
+        for row in &rows {
+            match claimed_from_row(row) {
+                Ok(c) => claimed.push(c),
+                Err(e) => {
+                    // Postgres text is always valid UTF-8: the id reads.
+                    let id: String = row.try_get("id").map_err(classify)?;
+                    let reason = unreadable_reason(&e);
+                    tracing::warn!(task_id = %id, %reason, "quarantined a catalog row that cannot be read");
+                    self.mark_state(&id, BlobState::Quarantined, &reason)
+                        .await?;
+                    unreadable.push(Unreadable {
+                        task_id: id,
+                        reason,
+                    });
+                }
+            }
+        }
         // RETURNING has no order: oldest jobs first, as chosen above.
         claimed.sort_by(|a, b| {
             (a.0, &a.1.job_id, &a.1.task_id).cmp(&(b.0, &b.1.job_id, &b.1.task_id))
         });
-        Ok(claimed.into_iter().map(|(_, c)| c).collect())
+        Ok(Claim {
+            candidates: claimed.into_iter().map(|(_, c)| c).collect(),
+            unreadable,
+        })
     }
 
     async fn record_archived(
@@ -481,6 +513,53 @@ impl Catalog for PgCatalog {
             ),
         };
         let rows = sqlx::query(query)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(TaskRow::from_row)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn archived_tasks_after(
+        &self,
+        after: Option<&str>,
+        job: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TaskRow>> {
+        // `COLLATE "C"`: bytewise order, as in SQLite, so a cursor means the
+        // same on both backends whatever the database's collation. One
+        // statement per shape (no `$1 IS NULL OR …`) so that every page is a
+        // range scan of `coldsweep_tasks_archived_id_idx`, not a full scan.
+        macro_rules! archived {
+            ($filter:literal, $limit:literal) => {
+                concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM tasks WHERE html_archive_state IS NULL AND html_storage_path IS NULL
+                        AND html_archive_key IS NOT NULL ",
+                    $filter,
+                    " ORDER BY id COLLATE \"C\" LIMIT ",
+                    $limit
+                )
+            };
+        }
+        let sql = match (after.is_some(), job.is_some()) {
+            (false, false) => archived!("", "$1"),
+            (true, false) => archived!("AND id COLLATE \"C\" > $1", "$2"),
+            (false, true) => archived!("AND job_id = $1", "$2"),
+            (true, true) => archived!("AND id COLLATE \"C\" > $1 AND job_id = $2", "$3"),
+        };
+        let mut query = sqlx::query(sql);
+        if let Some(after) = after {
+            query = query.bind(after);
+        }
+        if let Some(job) = job {
+            query = query.bind(job);
+        }
+        let rows = query
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await

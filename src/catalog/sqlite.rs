@@ -26,9 +26,10 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, FromRow, Row};
 
 use super::{
-    BlobState, Catalog, CatalogStatus, HotBucket, JobRetention, JobRow, Lease, MIGRATIONS_TABLE,
-    TaskRow, bind_task, candidate_from_row, classify, expect_one, migrate_error,
-    missing_migrations, not_found, retention_from_row, settable_state, with_own_table,
+    BlobState, Catalog, CatalogStatus, Claim, HotBucket, JobRetention, JobRow, Lease,
+    MIGRATIONS_TABLE, TaskRow, Unreadable, bind_task, candidate_from_row, classify, expect_one,
+    migrate_error, missing_migrations, not_found, retention_from_row, settable_state,
+    unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::ArchiveCandidate;
@@ -223,8 +224,20 @@ impl Catalog for SqliteCatalog {
         limit: usize,
         lease: &Lease,
     ) -> Result<Vec<ArchiveCandidate>> {
+        Ok(self
+            .claim_task_html_rows(retention_jobs, limit, lease)
+            .await?
+            .candidates)
+    }
+
+    async fn claim_task_html_rows(
+        &self,
+        retention_jobs: u32,
+        limit: usize,
+        lease: &Lease,
+    ) -> Result<Claim> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Claim::default());
         }
         // One statement = one write transaction: no other claimer can
         // interleave between choosing the rows and leasing them. As on
@@ -257,7 +270,8 @@ impl Catalog for SqliteCatalog {
                 ORDER BY r.job_day ASC NULLS FIRST, r.job_time ASC, r.id, t.id
                 LIMIT ?5
             )
-            RETURNING id, job_id, html_storage_bucket, html_storage_path, html_sha256,
+            RETURNING rowid AS claimed_rowid,
+                      id, job_id, html_storage_bucket, html_storage_path, html_sha256,
                       html_compressed_size_bytes, html_content_type, html_content_encoding,
                       html_archive_provider, html_archive_bucket, html_archive_key,
                       (SELECT julianday(",
@@ -276,11 +290,40 @@ impl Catalog for SqliteCatalog {
         .await
         .map_err(classify)?;
 
-        let mut claimed = rows
-            .iter()
-            .map(claimed_from_row)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(classify)?;
+        // One row that cannot be read (text that is not UTF-8, a number
+        // stored as text) must not fail the whole batch, or every sweep
+        // would claim and fail it again: quarantine it, move the rest.
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
+        for row in &rows {
+            match claimed_from_row(row) {
+                Ok(c) => claimed.push(c),
+                Err(e) => {
+                    let rowid: i64 = row.try_get("claimed_rowid").map_err(classify)?;
+                    let reason = unreadable_reason(&e);
+                    let id = row
+                        .try_get::<Vec<u8>, _>("id")
+                        .map(|id| String::from_utf8_lossy(&id).into_owned())
+                        .unwrap_or_else(|_| format!("rowid {rowid}"));
+                    tracing::warn!(rowid, %reason, "quarantined a catalog row that cannot be read");
+                    sqlx::query(
+                        "UPDATE tasks
+                         SET html_archive_state = 'quarantined', html_archive_error = ?2,
+                             html_lease_owner = NULL, html_lease_expires_at = NULL
+                         WHERE rowid = ?1",
+                    )
+                    .bind(rowid)
+                    .bind(&reason)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(classify)?;
+                    unreadable.push(Unreadable {
+                        task_id: id,
+                        reason,
+                    });
+                }
+            }
+        }
         // RETURNING has no order: oldest jobs first, as chosen above.
         claimed.sort_by(|a, b| {
             let day = match (a.0, b.0) {
@@ -291,7 +334,10 @@ impl Catalog for SqliteCatalog {
                 (&a.1, &a.2.job_id, &a.2.task_id).cmp(&(&b.1, &b.2.job_id, &b.2.task_id))
             })
         });
-        Ok(claimed.into_iter().map(|(_, _, c)| c).collect())
+        Ok(Claim {
+            candidates: claimed.into_iter().map(|(_, _, c)| c).collect(),
+            unreadable,
+        })
     }
 
     async fn record_archived(
@@ -522,6 +568,50 @@ impl Catalog for SqliteCatalog {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
+        // A listing for people: a quarantined row that cannot be read must
+        // still show up (that is why it is quarantined).
+        Ok(rows.iter().map(task_row_for_report).collect())
+    }
+
+    async fn archived_tasks_after(
+        &self,
+        after: Option<&str>,
+        job: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TaskRow>> {
+        // SQLite's default BINARY collation is already bytewise. One
+        // statement per shape (no `?1 IS NULL OR …`) so that every page is a
+        // range scan of the primary key, not a scan from the first row.
+        macro_rules! archived {
+            ($filter:literal) => {
+                concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM tasks WHERE html_archive_state IS NULL AND html_storage_path IS NULL
+                        AND html_archive_key IS NOT NULL ",
+                    $filter,
+                    " ORDER BY id LIMIT ?"
+                )
+            };
+        }
+        let sql = match (after.is_some(), job.is_some()) {
+            (false, false) => archived!(""),
+            (true, false) => archived!("AND id > ?"),
+            (false, true) => archived!("AND job_id = ?"),
+            (true, true) => archived!("AND id > ? AND job_id = ?"),
+        };
+        let mut query = sqlx::query(sql);
+        if let Some(after) = after {
+            query = query.bind(after);
+        }
+        if let Some(job) = job {
+            query = query.bind(job);
+        }
+        let rows = query
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
         rows.iter()
             .map(TaskRow::from_row)
             .collect::<Result<_, _>>()
@@ -556,6 +646,47 @@ impl Catalog for SqliteCatalog {
             .map_err(classify)?;
         Ok(())
     }
+}
+
+/// A task row for reports: as [`TaskRow::from_row`], but a column that cannot
+/// be read (text that is not UTF-8, a number stored as text) is shown lossily,
+/// or as NULL, instead of failing the whole listing.
+fn task_row_for_report(row: &SqliteRow) -> TaskRow {
+    TaskRow::from_row(row).unwrap_or_else(|_| {
+        let text = |column: &str| {
+            row.try_get::<Option<Vec<u8>>, _>(column)
+                .ok()
+                .flatten()
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        };
+        let int = |column: &str| row.try_get::<Option<i64>, _>(column).ok().flatten();
+        let time = |column: &str| {
+            row.try_get::<Option<DateTime<Utc>>, _>(column)
+                .ok()
+                .flatten()
+        };
+        TaskRow {
+            id: text("id").unwrap_or_default(),
+            job_id: text("job_id").unwrap_or_default(),
+            html_storage_bucket: text("html_storage_bucket"),
+            html_storage_path: text("html_storage_path"),
+            html_content_type: text("html_content_type"),
+            html_content_encoding: text("html_content_encoding"),
+            html_size_bytes: int("html_size_bytes"),
+            html_compressed_size_bytes: int("html_compressed_size_bytes"),
+            html_sha256: text("html_sha256"),
+            html_captured_at: time("html_captured_at"),
+            html_archive_provider: text("html_archive_provider"),
+            html_archive_bucket: text("html_archive_bucket"),
+            html_archive_key: text("html_archive_key"),
+            html_archived_at: time("html_archived_at"),
+            html_archive_state: text("html_archive_state"),
+            html_archive_error: text("html_archive_error"),
+            html_archive_attempts: int("html_archive_attempts")
+                .and_then(|n| i32::try_from(n).ok())
+                .unwrap_or_default(),
+        }
+    })
 }
 
 /// A claimed row with its job's time as a number and as text (the sort key).

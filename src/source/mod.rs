@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::catalog::Lease;
+use crate::catalog::{Claim, Lease};
 use crate::error::Result;
 use crate::keys::{KeyPrefix, ObjectKey};
 
@@ -59,6 +59,16 @@ pub trait ArchiveSource: Send + Sync {
     /// Claim up to `batch` candidates under `lease`; claimed rows are hidden
     /// from other workers until the lease expires or is released.
     async fn find_candidates(&self, batch: usize, lease: &Lease) -> Result<Vec<ArchiveCandidate>>;
+
+    /// [`find_candidates`](ArchiveSource::find_candidates), also telling
+    /// which claimed rows could not be read (and were quarantined instead),
+    /// so the sweep can report them. The default reports none.
+    async fn claim(&self, batch: usize, lease: &Lease) -> Result<Claim> {
+        Ok(Claim {
+            candidates: self.find_candidates(batch, lease).await?,
+            unreadable: Vec::new(),
+        })
+    }
 
     /// The cold key for `candidate` under `prefix`.
     fn cold_key(&self, candidate: &ArchiveCandidate, prefix: &KeyPrefix) -> Result<ObjectKey>;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::catalog::{BlobState, Catalog, Lease};
+use crate::catalog::{BlobState, Catalog, Claim, Lease};
 use crate::error::Result;
 use crate::keys::{KeyPrefix, ObjectKey, cold_key};
 use crate::source::{ArchiveCandidate, ArchiveSource};
@@ -38,6 +38,12 @@ impl ArchiveSource for TaskHtmlSource {
     async fn find_candidates(&self, batch: usize, lease: &Lease) -> Result<Vec<ArchiveCandidate>> {
         self.catalog
             .claim_task_html(self.retention_jobs, batch, lease)
+            .await
+    }
+
+    async fn claim(&self, batch: usize, lease: &Lease) -> Result<Claim> {
+        self.catalog
+            .claim_task_html_rows(self.retention_jobs, batch, lease)
             .await
     }
 

@@ -19,7 +19,7 @@ pub mod fs;
 mod opendal;
 pub mod probe;
 pub mod profile;
-mod retry;
+pub(crate) mod retry;
 pub mod s3;
 pub mod supabase;
 

@@ -1,6 +1,7 @@
 //! Repeating a store operation that failed with a temporary error (5xx,
 //! 429, timeout, connection reset): how often, how patiently, and the loop
-//! every backend runs its requests in.
+//! every backend runs its requests in. The archiver reuses the back-off
+//! between attempts at a whole blob.
 
 use std::fmt;
 use std::future::Future;
@@ -10,13 +11,13 @@ use std::time::Duration;
 /// How often and how patiently to repeat an operation that failed with a
 /// temporary error.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Retry {
+pub(crate) struct Retry {
     /// Attempts after the first.
-    pub(super) times: u32,
+    pub(crate) times: u32,
     /// Delay before the first retry; doubles each time, with jitter.
-    pub(super) min_delay: Duration,
+    pub(crate) min_delay: Duration,
     /// Cap on one delay.
-    pub(super) max_delay: Duration,
+    pub(crate) max_delay: Duration,
 }
 
 impl Retry {
@@ -30,7 +31,7 @@ impl Retry {
     /// Delay before retry number `attempt` (0-based): half the exponential
     /// step plus a random part of the other half, so many workers that failed
     /// together do not come back together.
-    pub(super) fn delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
         let step = self
             .min_delay
             .saturating_mul(1u32 << attempt.min(16))

@@ -29,6 +29,82 @@ pub(crate) struct Faults {
     pub(crate) get_delay_ms: AtomicU64,
     /// Count of `put` calls that reached the inner store.
     pub(crate) puts: AtomicU64,
+    /// `get` returns all but the last bytes, as a connection broken
+    /// mid-body would if nobody noticed.
+    pub(crate) truncate_get: AtomicBool,
+    /// Scripted failures: the next `n` calls of an operation fail so.
+    script: Mutex<HashMap<Op, (Fault, u32)>>,
+    /// Every call per operation, failed ones included.
+    calls: Mutex<HashMap<Op, u64>>,
+}
+
+/// A store operation, for [`Faults::fail_next`] and [`Faults::calls`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Op {
+    Get,
+    Put,
+    Head,
+    Delete,
+}
+
+/// What a scripted call fails with, as a backend would classify it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// HTTP 500/503 from the provider.
+    ServerError,
+    /// HTTP 429 / `SlowDown`.
+    Throttled,
+    /// The connection dropped.
+    ConnectionReset,
+    /// The request timed out.
+    Timeout,
+    /// HTTP 403 `AccessDenied`: permanent.
+    Denied,
+}
+
+impl Fault {
+    pub(crate) const TRANSIENT: [Fault; 4] = [
+        Fault::ServerError,
+        Fault::Throttled,
+        Fault::ConnectionReset,
+        Fault::Timeout,
+    ];
+
+    fn error(self) -> Error {
+        let (kind, message) = match self {
+            Fault::ServerError => (ErrorKind::Transient, "injected: 500 Internal Server Error"),
+            Fault::Throttled => (ErrorKind::Transient, "injected: 429 SlowDown"),
+            Fault::ConnectionReset => (ErrorKind::Transient, "injected: connection reset by peer"),
+            Fault::Timeout => (ErrorKind::Transient, "injected: request timed out"),
+            Fault::Denied => (ErrorKind::PermissionDenied, "injected: 403 AccessDenied"),
+        };
+        Error::new(kind, message)
+    }
+}
+
+impl Faults {
+    /// The next `times` calls of `op` fail with `fault` (0 clears; `u32::MAX`: for good).
+    pub(crate) fn fail_next(&self, op: Op, fault: Fault, times: u32) {
+        self.script.lock().unwrap().insert(op, (fault, times));
+    }
+
+    /// Calls of `op` so far, failed ones included.
+    pub(crate) fn calls(&self, op: Op) -> u64 {
+        self.calls.lock().unwrap().get(&op).copied().unwrap_or(0)
+    }
+
+    /// Count a call of `op`; fail it if the script says so.
+    fn call(&self, op: Op) -> Result<()> {
+        *self.calls.lock().unwrap().entry(op).or_default() += 1;
+        let mut script = self.script.lock().unwrap();
+        match script.get_mut(&op) {
+            Some((fault, left)) if *left > 0 => {
+                *left = left.saturating_sub(u32::from(*left != u32::MAX));
+                Err(fault.error())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -63,6 +139,7 @@ impl Store for FaultyStore {
     }
 
     async fn put(&self, location: &Location, body: Bytes, options: &PutOptions) -> Result<()> {
+        self.faults.call(Op::Put)?;
         if self.faults.fail_put.load(Ordering::SeqCst) {
             return Err(Error::new(ErrorKind::Transient, "injected: 503 Slow Down"));
         }
@@ -86,14 +163,20 @@ impl Store for FaultyStore {
     }
 
     async fn get(&self, location: &Location) -> Result<Bytes> {
+        self.faults.call(Op::Get)?;
         let delay = self.faults.get_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        self.inner.get(location).await
+        let bytes = self.inner.get(location).await?;
+        if self.faults.truncate_get.load(Ordering::SeqCst) {
+            return Ok(bytes.slice(..bytes.len().saturating_sub(7)));
+        }
+        Ok(bytes)
     }
 
     async fn head(&self, location: &Location) -> Result<ObjectMeta> {
+        self.faults.call(Op::Head)?;
         let mut meta = self.inner.head(location).await?;
         if let Some(lie) = self.faults.lies.lock().unwrap().get(location) {
             meta.etag = Some(lie.clone());
@@ -102,6 +185,7 @@ impl Store for FaultyStore {
     }
 
     async fn delete(&self, location: &Location) -> Result<()> {
+        self.faults.call(Op::Delete)?;
         if self.faults.fail_delete.load(Ordering::SeqCst) {
             return Err(Error::new(
                 ErrorKind::Transient,

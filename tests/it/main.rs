@@ -1,14 +1,20 @@
 //! Integration tests: one binary, against a real Postgres and an in-process
 //! S3-protocol server started by the harness on 127.0.0.1.
 
+mod bad_input;
 mod catalog_conformance;
+mod catalog_outage;
 mod check;
 mod cli;
+mod crash;
 mod faults;
+mod faults_suite;
 mod harness;
 mod metrics;
 mod pipeline;
 mod profiles;
 mod schedule;
+mod scrub;
+mod secrets;
 mod store_conformance;
 mod supabase;

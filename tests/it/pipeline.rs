@@ -95,7 +95,29 @@ impl Rig {
         config.batch_size = 7;
         config.concurrency = 3;
         config.interval = Duration::from_secs(60);
+        // Short enough that a blob failing for good (a transient fault
+        // retried until the limit) does not stall a test; long enough for
+        // a healthy move on a busy machine.
+        config.blob_timeout = Duration::from_secs(5);
         config
+    }
+
+    /// A rig over a catalog and stores made elsewhere; `keep` holds what
+    /// keeps them alive.
+    pub(crate) fn from_parts(
+        backend: Backend,
+        catalog: Arc<dyn Catalog>,
+        hot: Arc<dyn Store>,
+        cold: Arc<dyn Store>,
+        keep: Vec<Box<dyn Any + Send + Sync>>,
+    ) -> Rig {
+        Rig {
+            backend,
+            catalog,
+            hot,
+            cold,
+            _keep: keep,
+        }
     }
 
     /// An archiver over this rig's catalog with the given stores.
@@ -179,6 +201,21 @@ impl Rig {
             })
             .await
             .unwrap();
+    }
+
+    /// The SQLite/folder rig's temp folder (catalog, `hot/`, `cold/`).
+    pub(crate) fn temp_dir(&self) -> Option<&std::path::Path> {
+        self._keep
+            .iter()
+            .find_map(|k| k.downcast_ref::<tempfile::TempDir>())
+            .map(|d| d.path())
+    }
+
+    /// The Postgres/S3 rig's S3 server (both stores' buckets are its folders).
+    pub(crate) fn s3_server(&self) -> Option<&harness::s3::S3Server> {
+        self._keep
+            .iter()
+            .find_map(|k| k.downcast_ref::<harness::s3::S3Server>())
     }
 
     pub(crate) async fn row(&self, task: &str) -> TaskRow {

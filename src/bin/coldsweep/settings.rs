@@ -90,6 +90,9 @@ impl DbArgs {
         coldsweep::catalog::connect(url).await.map_err(|e| {
             if e.kind() == ErrorKind::InvalidInput && e.message().starts_with("DATABASE_URL") {
                 bad(e)
+            } else if e.kind() == ErrorKind::InvalidInput {
+                // A URL the driver refuses (a port that is not a number, …).
+                bad(e.context(format!("DATABASE_URL: connect to the catalog at {shown}")))
             } else {
                 bad(e).context(format!("connect to the catalog at {shown}"))
             }

@@ -230,8 +230,17 @@ async fn may_create_databases(options: &PgConnectOptions) -> bool {
     allowed.unwrap_or(false)
 }
 
-/// Start a private cluster; returns admin options for it.
+/// Start a private cluster; returns admin options for it. The watchdog
+/// stops it and removes its folder once the test binary has exited.
 fn start_throwaway_cluster() -> PgConnectOptions {
+    let cluster = new_cluster();
+    let options = cluster.options();
+    std::mem::forget(cluster);
+    options
+}
+
+/// `initdb` and start a new cluster.
+fn new_cluster() -> PgCluster {
     let bin = find_postgres_bin().unwrap_or_else(|| {
         panic!(
             "no Postgres server for the tests: DATABASE_URL is unset, nothing answers on \
@@ -262,16 +271,7 @@ fn start_throwaway_cluster() -> PgConnectOptions {
     };
     let data = base.join("data");
     let socket = base.join("socket");
-    let command = |program: PathBuf| {
-        let mut cmd = Command::new(program);
-        cmd.current_dir(&base)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        if let Some((uid, gid)) = run_as {
-            cmd.uid(uid).gid(gid);
-        }
-        cmd
-    };
+    let command = |program: PathBuf| cluster_command(program, &base, run_as);
     run_logged(
         command(bin.join("initdb")).arg("-D").arg(&data).args([
             "-A",
@@ -297,19 +297,15 @@ fn start_throwaway_cluster() -> PgConnectOptions {
          -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
         socket.display()
     );
-    // Own process group: a Ctrl-C aimed at the tests should not kill the
-    // server before the watchdog stops it cleanly.
-    run_logged(
-        command(bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(base.join("server.log"))
-            .args(["-w", "-t", "60", "-o", &server_options, "start"])
-            .process_group(0),
-        &base,
-        "pg_ctl start",
-    );
+    let cluster = PgCluster {
+        bin: bin.clone(),
+        base: base.clone(),
+        data: data.clone(),
+        port,
+        server_options,
+        run_as,
+    };
+    cluster.start_again();
     // Stops the cluster once this process is gone (`kill -0` fails across
     // users, hence the /proc check as well).
     // Never waited for: it outlives this process by design.
@@ -330,11 +326,88 @@ fn start_throwaway_cluster() -> PgConnectOptions {
         .process_group(0)
         .spawn()
         .expect("start the throwaway cluster's watchdog");
-    PgConnectOptions::new()
-        .host("127.0.0.1")
-        .port(port)
-        .username("postgres")
-        .database("postgres")
+    cluster
+}
+
+/// A private cluster (see the module docs, step 3) that a test may stop and
+/// start again on the same port; stopped and removed when dropped.
+pub(crate) struct PgCluster {
+    bin: PathBuf,
+    base: PathBuf,
+    data: PathBuf,
+    port: u16,
+    server_options: String,
+    run_as: Option<(u32, u32)>,
+}
+
+impl PgCluster {
+    /// `initdb` and start a new cluster. Blocking: call from `spawn_blocking`.
+    pub(crate) fn start() -> PgCluster {
+        new_cluster()
+    }
+
+    /// Admin connection options.
+    pub(crate) fn options(&self) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(self.port)
+            .username("postgres")
+            .database("postgres")
+    }
+
+    /// Start the stopped server again, on the same port. Blocking.
+    pub(crate) fn start_again(&self) {
+        // Own process group: a Ctrl-C aimed at the tests should not kill the
+        // server before the watchdog stops it cleanly.
+        run_logged(
+            cluster_command(self.bin.join("pg_ctl"), &self.base, self.run_as)
+                .arg("-D")
+                .arg(&self.data)
+                .arg("-l")
+                .arg(self.base.join("server.log"))
+                .args(["-w", "-t", "60", "-o", &self.server_options, "start"])
+                .process_group(0),
+            &self.base,
+            "pg_ctl start",
+        );
+    }
+
+    /// Stop the server as an operator's restart does (`-m fast`: sessions
+    /// are cut, open transactions rolled back). Blocking.
+    pub(crate) fn stop(&self) {
+        run_logged(
+            cluster_command(self.bin.join("pg_ctl"), &self.base, self.run_as)
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-w", "-t", "60", "-m", "fast", "stop"]),
+            &self.base,
+            "pg_ctl stop",
+        );
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = cluster_command(self.bin.join("pg_ctl"), &self.base, self.run_as)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .stderr(Stdio::null())
+            .status();
+        let _ = fs::remove_dir_all(&self.base);
+    }
+}
+
+/// A command run in the cluster's folder, as its user.
+fn cluster_command(program: PathBuf, base: &Path, run_as: Option<(u32, u32)>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(base)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd
 }
 
 /// Run `cmd` with stderr to a file under `base`; panic with it on failure.

@@ -16,11 +16,13 @@ mod check;
 mod demo;
 mod plan;
 mod status;
+mod verify;
 
 pub(crate) use check::{check, probe_cold};
 pub(crate) use demo::{DEFAULT_DIR as DEMO_DIR, demo};
 pub(crate) use plan::plan;
 pub(crate) use status::status;
+pub(crate) use verify::{VerifyArgs, verify};
 
 /// SIGINT and SIGTERM, listened to from creation on so that a signal during
 /// start-up is not lost (nor kills the process mid-step).
