@@ -247,10 +247,8 @@ async fn demo_moves_explains_and_converges() {
     let dir = tmp.path().join("demo");
     let dir_arg = dir.to_str().unwrap();
 
-    let started = Instant::now();
     let first = run(coldsweep().args(["demo", "--dir", dir_arg]));
     assert_eq!(first.code, Some(0), "{}", first.show());
-    assert!(started.elapsed() < Duration::from_secs(30), "demo is slow");
     for expected in [
         "Seeded",
         "Moved to cold:",

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, against a real Postgres and an in-process
 //! S3-protocol server started by the harness on 127.0.0.1.
 
+mod alloc;
 mod bad_input;
 mod catalog_conformance;
 mod catalog_outage;
