@@ -61,6 +61,17 @@ impl Pipeline<'_> {
             Err(e) => return Err(e),
         };
 
+        if hot_location == cold_location
+            && self.hot.namespace().is_some()
+            && self.hot.namespace() == self.cold.namespace()
+        {
+            let reason = format!(
+                "hot and cold are the same object ({hot_location} in {}): moving it would delete the only copy",
+                self.hot.namespace().unwrap_or_default()
+            );
+            return self.quarantine(candidate, reason).await;
+        }
+
         match self.hot.get(&hot_location).await {
             Ok(bytes) => {
                 self.move_blob(candidate, &hot_location, &cold_location, bytes)

@@ -157,6 +157,10 @@ impl Store for FsStore {
         "fs"
     }
 
+    fn namespace(&self) -> Option<String> {
+        Some(format!("fs:{}", self.root.display()))
+    }
+
     async fn ping(&self, bucket: &str) -> Result<()> {
         check_bucket(bucket)?;
         let what = format!("fs:{bucket}");

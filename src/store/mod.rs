@@ -113,6 +113,13 @@ pub trait Store: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Where this store's buckets live (canonical folder, endpoint), so two
+    /// stores can be told apart: the archiver refuses to "move" a blob onto
+    /// itself, which would delete its only copy. `None` when unknown.
+    fn namespace(&self) -> Option<String> {
+        None
+    }
+
     /// Check that `bucket` is reachable with the configured credentials.
     async fn ping(&self, bucket: &str) -> Result<()>;
 

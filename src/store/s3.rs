@@ -227,6 +227,13 @@ impl Store for S3Store {
         self.profile.etag_proves_md5()
     }
 
+    fn namespace(&self) -> Option<String> {
+        Some(match &self.endpoint {
+            Some(endpoint) => format!("s3:{endpoint}"),
+            None => format!("s3:aws:{}", self.region),
+        })
+    }
+
     async fn ping(&self, bucket: &str) -> Result<()> {
         let what = format!("{}:{bucket}", self.provider());
         self.bucket(bucket)?.check(&what).await

@@ -347,6 +347,10 @@ impl Store for SupabaseStore {
         PROVIDER
     }
 
+    fn namespace(&self) -> Option<String> {
+        Some(format!("supabase:{}", self.storage_url))
+    }
+
     async fn ping(&self, bucket: &str) -> Result<()> {
         check_bucket(bucket)?;
         let url = format!("{}/bucket/{}", self.storage_url, encode(bucket));

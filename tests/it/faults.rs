@@ -134,6 +134,10 @@ impl Store for FaultyStore {
         self.inner.etag_proves_md5()
     }
 
+    fn namespace(&self) -> Option<String> {
+        self.inner.namespace()
+    }
+
     async fn ping(&self, bucket: &str) -> Result<()> {
         self.inner.ping(bucket).await
     }

@@ -806,3 +806,38 @@ async fn read_back_verification_catches_a_store_that_lies_about_its_etag() {
         assert_eq!(rig.hot.get(&hot_location("old", "a")).await.unwrap(), a);
     }
 }
+
+#[tokio::test]
+async fn a_cold_location_that_is_the_hot_object_is_refused() {
+    // Same folder, same bucket, no prefix: the "cold copy" would be the hot
+    // object itself, and the hot delete would remove the only copy.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("catalog.db").display());
+    let catalog = coldsweep::catalog::connect(&url).await.unwrap();
+    catalog.migrate().await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(FsStore::new(dir.path().join("blobs")).unwrap());
+    let rig = Rig {
+        backend: Backend::SqliteFs,
+        catalog,
+        hot: store.clone(),
+        cold: store,
+        _keep: vec![Box::new(dir)],
+    };
+    rig.job("old", 1, "completed", 1).await;
+    rig.job("new", 1, "completed", 2).await;
+    let bytes = rig.task("old", "a").await;
+    let mut config = rig.config(1);
+    config.bucket = HOT_BUCKET.to_owned();
+
+    let report = rig
+        .archiver_with(rig.hot.clone(), rig.cold.clone(), config)
+        .sweep()
+        .await;
+    assert_eq!((report.quarantined, report.archived), (1, 0), "{report:?}");
+    assert!(
+        report.problems[0].message.contains("same object"),
+        "{report:?}"
+    );
+    assert_eq!(rig.row("a").await.state(), BlobState::Quarantined);
+    assert_eq!(rig.hot.get(&hot_location("old", "a")).await.unwrap(), bytes);
+}
