@@ -505,7 +505,6 @@ async fn bad_rows_are_quarantined_one_by_one_and_nothing_else_is_touched() {
     }
 }
 
-/// Peak resident memory of this process (KiB), after resetting it.
 /// A small object that inflates to `DECODED` bytes: checking it against the
 /// catalog's digest streams through a fixed buffer. A check that inflated
 /// it into memory would allocate the whole decoded size at once.
