@@ -27,6 +27,23 @@ macro_rules! terminal_list {
     };
 }
 
+/// The job marker, in SQL both backends accept: a task with a hot path
+/// (quarantined ones keep theirs) or any state (a lost blob never makes a
+/// job look archived) holds its job back.
+const MARK_ARCHIVED_JOBS: &str = concat!(
+    "UPDATE jobs SET status = 'archived'
+     WHERE status IN ",
+    terminal_list!(),
+    "
+       AND NOT EXISTS (
+           SELECT 1 FROM tasks t
+           WHERE t.job_id = jobs.id
+             AND (t.html_storage_path IS NOT NULL OR t.html_archive_state IS NOT NULL))
+       AND EXISTS (
+           SELECT 1 FROM tasks t
+           WHERE t.job_id = jobs.id AND t.html_archived_at IS NOT NULL)"
+);
+
 /// `INSERT INTO tasks` naming every [`TaskRow`] column in field order, the
 /// order [`bind_task`] binds them; `$values` is the backend's placeholder list.
 macro_rules! insert_task_sql {
@@ -274,7 +291,12 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         retention_jobs: u32,
         limit: usize,
         lease: &Lease,
-    ) -> Result<Vec<ArchiveCandidate>>;
+    ) -> Result<Vec<ArchiveCandidate>> {
+        Ok(self
+            .claim_task_html_rows(retention_jobs, limit, lease)
+            .await?
+            .candidates)
+    }
 
     /// [`Catalog::claim_task_html`], also telling which claimed rows could
     /// not be read (text that is not UTF-8, a number stored as text): those
@@ -284,12 +306,7 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         retention_jobs: u32,
         limit: usize,
         lease: &Lease,
-    ) -> Result<Claim> {
-        Ok(Claim {
-            candidates: self.claim_task_html(retention_jobs, limit, lease).await?,
-            unreadable: Vec::new(),
-        })
-    }
+    ) -> Result<Claim>;
 
     /// Record the cold location; the hot reference stays until [`Catalog::clear_hot`].
     async fn record_archived(

@@ -157,37 +157,11 @@ impl Catalog for PgCatalog {
     }
 
     async fn mark_archived_jobs(&self) -> Result<u64> {
-        // A task with a hot path (quarantined ones keep theirs) or any state
-        // (a lost blob never makes a job look archived) holds the job back.
-        let done = sqlx::query(concat!(
-            "UPDATE jobs j SET status = 'archived'
-                 WHERE j.status IN ",
-            terminal_list!(),
-            "
-                   AND NOT EXISTS (
-                       SELECT 1 FROM tasks t
-                       WHERE t.job_id = j.id
-                         AND (t.html_storage_path IS NOT NULL OR t.html_archive_state IS NOT NULL))
-                   AND EXISTS (
-                       SELECT 1 FROM tasks t
-                       WHERE t.job_id = j.id AND t.html_archived_at IS NOT NULL)"
-        ))
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        let done = sqlx::query(super::MARK_ARCHIVED_JOBS)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(done.rows_affected())
-    }
-
-    async fn claim_task_html(
-        &self,
-        retention_jobs: u32,
-        limit: usize,
-        lease: &Lease,
-    ) -> Result<Vec<ArchiveCandidate>> {
-        Ok(self
-            .claim_task_html_rows(retention_jobs, limit, lease)
-            .await?
-            .candidates)
     }
 
     async fn claim_task_html_rows(

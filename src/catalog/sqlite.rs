@@ -198,36 +198,11 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn mark_archived_jobs(&self) -> Result<u64> {
-        // As on Postgres: a hot path or any state holds the job back.
-        let done = sqlx::query(concat!(
-            "UPDATE jobs SET status = 'archived'
-             WHERE status IN ",
-            terminal_list!(),
-            "
-               AND NOT EXISTS (
-                   SELECT 1 FROM tasks t
-                   WHERE t.job_id = jobs.id
-                     AND (t.html_storage_path IS NOT NULL OR t.html_archive_state IS NOT NULL))
-               AND EXISTS (
-                   SELECT 1 FROM tasks t
-                   WHERE t.job_id = jobs.id AND t.html_archived_at IS NOT NULL)"
-        ))
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        let done = sqlx::query(super::MARK_ARCHIVED_JOBS)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(done.rows_affected())
-    }
-
-    async fn claim_task_html(
-        &self,
-        retention_jobs: u32,
-        limit: usize,
-        lease: &Lease,
-    ) -> Result<Vec<ArchiveCandidate>> {
-        Ok(self
-            .claim_task_html_rows(retention_jobs, limit, lease)
-            .await?
-            .candidates)
     }
 
     async fn claim_task_html_rows(
