@@ -418,6 +418,7 @@ fn candidate(row: &TaskRow, bucket: &str) -> ArchiveCandidate {
         storage_path: row.html_archive_key.clone().unwrap_or_default(),
         sha256: row.html_sha256.clone(),
         compressed_size_bytes: row.html_compressed_size_bytes,
+        size_bytes: row.html_size_bytes,
         content_type: row.html_content_type.clone(),
         content_encoding: row.html_content_encoding.clone(),
         archived_at: None,

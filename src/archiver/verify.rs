@@ -63,7 +63,14 @@ pub(crate) fn check_against_catalog(
             "catalog html_sha256 {expected:?} is not a hex SHA-256"
         )));
     }
-    let actual = decoded_sha256(candidate.content_encoding.as_deref(), bytes)?;
+    let decoded_size = match candidate.size_bytes {
+        Some(n) => Some(
+            u64::try_from(n)
+                .map_err(|_| Mismatch(format!("catalog html_size_bytes {n} is not a size")))?,
+        ),
+        None => None,
+    };
+    let actual = decoded_sha256(candidate.content_encoding.as_deref(), bytes, decoded_size)?;
     if hex::encode(actual) != expected {
         return Err(Mismatch(format!(
             "content digest mismatch: catalog html_sha256 {expected}, decoded bytes hash to {}",
@@ -74,18 +81,33 @@ pub(crate) fn check_against_catalog(
 }
 
 /// SHA-256 of the content after undoing `encoding`, streamed so a
-/// decompression bomb costs time, not memory.
-fn decoded_sha256(encoding: Option<&str>, bytes: &[u8]) -> std::result::Result<[u8; 32], Mismatch> {
+/// decompression bomb costs time, not memory; with the catalog's decoded
+/// size known, decoding stops as soon as the content outgrows it.
+fn decoded_sha256(
+    encoding: Option<&str>,
+    bytes: &[u8],
+    expected_size: Option<u64>,
+) -> std::result::Result<[u8; 32], Mismatch> {
     let mut hasher = Sha256::new();
+    let mut decoded = 0u64;
     match encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("") | Some("identity") => hasher.update(bytes),
+        None | Some("") | Some("identity") => {
+            hasher.update(bytes);
+            decoded = bytes.len() as u64;
+        }
         Some("gzip") | Some("x-gzip") => {
             let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 match decoder.read(&mut buf) {
                     Ok(0) => break,
-                    Ok(n) => hasher.update(&buf[..n]),
+                    Ok(n) => {
+                        hasher.update(&buf[..n]);
+                        decoded += n as u64;
+                        if expected_size.is_some_and(|size| decoded > size) {
+                            break;
+                        }
+                    }
                     Err(e) => {
                         return Err(Mismatch(format!(
                             "content-encoding is gzip but the bytes are not valid gzip: {e}"
@@ -99,6 +121,15 @@ fn decoded_sha256(encoding: Option<&str>, bytes: &[u8]) -> std::result::Result<[
                 "unknown content-encoding {other:?}: cannot check html_sha256"
             )));
         }
+    }
+    if let Some(size) = expected_size
+        && decoded != size
+    {
+        return Err(Mismatch(format!(
+            "decoded size mismatch: catalog html_size_bytes {size}, content decodes to {}{} bytes",
+            if decoded > size { "more than " } else { "" },
+            if decoded > size { size } else { decoded }
+        )));
     }
     Ok(hasher.finalize().into())
 }
@@ -193,10 +224,23 @@ mod tests {
             storage_path: "p".into(),
             sha256: Some(hex::encode(Sha256::digest(html))),
             compressed_size_bytes: Some(bytes.len() as i64),
+            size_bytes: Some(html.len() as i64),
             content_type: Some("text/html".into()),
             content_encoding: Some("gzip".into()),
             archived_at: None,
         }
+    }
+
+    #[test]
+    fn a_bomb_is_stopped_once_it_outgrows_the_catalog_size() {
+        let html = vec![0u8; 8 * 1024 * 1024];
+        let stored = gzip(&html);
+        let mut c = candidate(&stored, b"<html>small page</html>");
+        c.size_bytes = Some(23);
+        let Err(Mismatch(reason)) = check_against_catalog(&c, &stored) else {
+            panic!("a bomb passed");
+        };
+        assert!(reason.contains("more than 23"), "{reason}");
     }
 
     #[test]
@@ -222,6 +266,14 @@ mod tests {
         let mut unknown = good.clone();
         unknown.content_encoding = Some("br".into());
         assert!(check_against_catalog(&unknown, &stored).is_err());
+
+        let mut wrong_decoded_size = good.clone();
+        wrong_decoded_size.size_bytes = Some(html.len() as i64 - 1);
+        assert!(check_against_catalog(&wrong_decoded_size, &stored).is_err());
+        wrong_decoded_size.size_bytes = Some(html.len() as i64 + 1);
+        assert!(check_against_catalog(&wrong_decoded_size, &stored).is_err());
+        wrong_decoded_size.size_bytes = Some(-1);
+        assert!(check_against_catalog(&wrong_decoded_size, &stored).is_err());
 
         let mut malformed = good.clone();
         malformed.sha256 = Some("zz".into());

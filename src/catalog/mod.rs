@@ -541,6 +541,7 @@ where
         storage_path: row.try_get("html_storage_path")?,
         sha256: row.try_get("html_sha256")?,
         compressed_size_bytes: row.try_get("html_compressed_size_bytes")?,
+        size_bytes: row.try_get("html_size_bytes")?,
         content_type: row.try_get("html_content_type")?,
         content_encoding: row.try_get("html_content_encoding")?,
         archived_at,

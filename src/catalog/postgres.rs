@@ -214,6 +214,7 @@ impl Catalog for PgCatalog {
             )
             RETURNING id, job_id, html_storage_bucket, html_storage_path, html_sha256,
                       html_compressed_size_bytes::int8 AS html_compressed_size_bytes,
+                      html_size_bytes::int8 AS html_size_bytes,
                       html_content_type, html_content_encoding,
                       html_archive_provider, html_archive_bucket, html_archive_key,
                       (SELECT COALESCE(j.completed_at, j.created_at)::timestamptz

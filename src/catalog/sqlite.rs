@@ -247,8 +247,8 @@ impl Catalog for SqliteCatalog {
             )
             RETURNING rowid AS claimed_rowid,
                       id, job_id, html_storage_bucket, html_storage_path, html_sha256,
-                      html_compressed_size_bytes, html_content_type, html_content_encoding,
-                      html_archive_provider, html_archive_bucket, html_archive_key,
+                      html_compressed_size_bytes, html_size_bytes,
+                      html_content_type, html_content_encoding, html_archive_provider, html_archive_bucket, html_archive_key,
                       (SELECT julianday(",
             job_time!("j"),
             ") FROM jobs j WHERE j.id = tasks.job_id) AS job_day,

@@ -41,6 +41,8 @@ pub struct ArchiveCandidate {
     pub sha256: Option<String>,
     /// Size of the stored (compressed) bytes, when the catalog has it.
     pub compressed_size_bytes: Option<i64>,
+    /// Size of the decoded content (`html_size_bytes`), when the catalog has it.
+    pub size_bytes: Option<i64>,
     /// Stored content type.
     pub content_type: Option<String>,
     /// Stored content encoding (`gzip`).

@@ -455,6 +455,7 @@ pub(crate) async fn retention_rule(db: &dyn Catalog) {
         storage_path: t1.html_storage_path.clone().unwrap(),
         sha256: t1.html_sha256.clone(),
         compressed_size_bytes: t1.html_compressed_size_bytes,
+        size_bytes: t1.html_size_bytes,
         content_type: t1.html_content_type.clone(),
         content_encoding: t1.html_content_encoding.clone(),
         archived_at: None,
