@@ -107,8 +107,11 @@ impl PgCatalog {
             .close()
             .await
             .map_err(|e| classify(e).context(context))?;
+        // During an outage each catalog call waits this long before failing
+        // as transient; sqlx's 30 s would stall every blob of a batch in turn.
         let pool = PgPoolOptions::new()
             .max_connections(10)
+            .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_lazy_with(options);
         Ok(Self { pool })
     }
