@@ -222,6 +222,9 @@ pub struct JobRetention {
     pub quarantined_tasks: i64,
     /// Lost tasks.
     pub lost_tasks: i64,
+    /// Stored bytes of the hot tasks a sweep may move (hot, neither
+    /// quarantined nor lost), where the catalog records their size.
+    pub hot_bytes: i64,
 }
 
 impl JobRetention {
@@ -572,6 +575,7 @@ where
         archived_tasks: row.try_get("archived")?,
         quarantined_tasks: row.try_get("quarantined")?,
         lost_tasks: row.try_get("lost")?,
+        hot_bytes: row.try_get("hot_bytes")?,
     })
 }
 

@@ -364,7 +364,10 @@ impl Catalog for PgCatalog {
                        count(*) FILTER (WHERE html_archive_state IS NULL AND html_storage_path IS NULL
                                           AND html_archive_key IS NOT NULL) AS archived,
                        count(*) FILTER (WHERE html_archive_state = 'quarantined') AS quarantined,
-                       count(*) FILTER (WHERE html_archive_state = 'lost') AS lost
+                       count(*) FILTER (WHERE html_archive_state = 'lost') AS lost,
+                       sum(html_compressed_size_bytes) FILTER (WHERE html_archive_state IS NULL
+                                                               AND html_storage_path IS NOT NULL)::int8
+                           AS hot_bytes
                 FROM tasks
                 GROUP BY job_id
             )
@@ -373,7 +376,8 @@ impl Catalog for PgCatalog {
                    j.completed_at::timestamptz AS completed_at,
                    r.rank,
                    COALESCE(c.hot, 0) AS hot, COALESCE(c.archived, 0) AS archived,
-                   COALESCE(c.quarantined, 0) AS quarantined, COALESCE(c.lost, 0) AS lost
+                   COALESCE(c.quarantined, 0) AS quarantined, COALESCE(c.lost, 0) AS lost,
+                   COALESCE(c.hot_bytes, 0) AS hot_bytes
             FROM jobs j
             LEFT JOIN ranked r ON r.id = j.id
             LEFT JOIN counts c ON c.job_id = j.id

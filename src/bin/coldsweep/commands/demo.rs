@@ -5,7 +5,6 @@
 //! with [`coldsweep::demo::seed`]; then one sweep runs and the outcome is
 //! told in words. Run again, it converges: nothing is seeded or moved.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,7 +18,6 @@ use coldsweep::demo::{self, DemoSpec, MISSING_TASK, TAMPERED_TASK};
 use coldsweep::store::{FsStore, Store};
 use coldsweep::{Archiver, SweepReport};
 
-use super::plan::hot_sizes;
 use crate::format::{self, count, out};
 
 /// The folder `--dir` defaults to.
@@ -87,7 +85,6 @@ pub(crate) async fn demo(dir: &Path, reset: bool) -> anyhow::Result<ExitCode> {
     );
     let retention = config.retention_jobs;
     let before = catalog.job_retention().await?;
-    let sizes_before = hot_sizes(catalog.as_ref()).await.unwrap_or_default();
     let archiver = Archiver::task_html(config, catalog.clone(), hot, cold);
     let started = Instant::now();
     let report = archiver.sweep().await;
@@ -96,7 +93,6 @@ pub(crate) async fn demo(dir: &Path, reset: bool) -> anyhow::Result<ExitCode> {
     // now shows this sweep's result instead of waiting for the next one.
     let marked_now = catalog.mark_archived_jobs().await?;
     let after = catalog.job_retention().await?;
-    let sizes_after = hot_sizes(catalog.as_ref()).await.unwrap_or_default();
     out!();
 
     let outcome = Outcome {
@@ -106,8 +102,6 @@ pub(crate) async fn demo(dir: &Path, reset: bool) -> anyhow::Result<ExitCode> {
         marked_now,
         before,
         after,
-        sizes_before,
-        sizes_after,
     };
     outcome.print_moved();
     outcome.print_kept();
@@ -182,8 +176,6 @@ struct Outcome {
     marked_now: u64,
     before: Vec<JobRetention>,
     after: Vec<JobRetention>,
-    sizes_before: HashMap<String, u64>,
-    sizes_after: HashMap<String, u64>,
 }
 
 impl Outcome {
@@ -248,8 +240,7 @@ impl Outcome {
         if moved <= 0 {
             return None;
         }
-        let size = |sizes: &HashMap<String, u64>| sizes.get(id).copied().unwrap_or(0);
-        let bytes = size(&self.sizes_before).saturating_sub(size(&self.sizes_after));
+        let bytes = u64::try_from(was.map_or(0, |w| w.hot_bytes) - job.hot_bytes).unwrap_or(0);
         let mut why = was.map_or(job.job.status.clone(), |w| w.job.status.clone());
         if let Some(rank) = was.and_then(|w| w.rank) {
             why.push_str(&format!(", #{rank} newest"));

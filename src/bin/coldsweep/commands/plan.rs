@@ -1,17 +1,14 @@
 //! `coldsweep plan`: what the next sweep would move, and why the rest stays.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use coldsweep::catalog::{BlobState, Catalog, JobRetention};
+use coldsweep::catalog::JobRetention;
 use uuid::Uuid;
 
 use crate::format;
 use crate::format::out;
 use crate::settings::Settings;
-
-/// Most hot tasks read to total the bytes a sweep would move.
-const BYTES_SCAN_LIMIT: usize = 200_000;
 
 /// Jobs of one (domain, organisation), newest first.
 pub(crate) type Groups = BTreeMap<(i32, Option<Uuid>), Vec<JobRetention>>;
@@ -105,7 +102,6 @@ pub(crate) async fn plan(settings: Settings) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let sizes = hot_sizes(catalog.as_ref()).await;
     let mut total_blobs = 0i64;
     let mut total_bytes = 0u64;
     let mut moving_jobs = 0usize;
@@ -133,18 +129,13 @@ pub(crate) async fn plan(settings: Settings) -> anyhow::Result<ExitCode> {
             if n > 0 {
                 moving_jobs += 1;
                 total_blobs += n;
-                if let Some(sizes) = &sizes {
-                    total_bytes += sizes.get(job.job.id.as_str()).copied().unwrap_or(0);
-                }
+                total_bytes += u64::try_from(job.hot_bytes).unwrap_or(0);
             }
         }
         out!();
     }
 
-    let size = match &sizes {
-        Some(_) => format!(" ({})", format::bytes(total_bytes)),
-        None => " (size unknown)".to_owned(),
-    };
+    let size = format!(" ({})", format::bytes(total_bytes));
     if total_blobs == 0 {
         out!("The next sweep would move nothing.");
     } else {
@@ -155,31 +146,4 @@ pub(crate) async fn plan(settings: Settings) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Stored bytes of hot blobs per job, where the catalog records them;
-/// `None` when the catalog cannot tell cheaply.
-pub(crate) async fn hot_sizes(catalog: &dyn Catalog) -> Option<HashMap<String, u64>> {
-    let tasks = match catalog
-        .tasks_in_state(BlobState::Hot, BYTES_SCAN_LIMIT)
-        .await
-    {
-        Ok(tasks) => tasks,
-        Err(e) => {
-            tracing::debug!(error = %e, "could not list hot tasks; sizes unknown");
-            return None;
-        }
-    };
-    if tasks.len() >= BYTES_SCAN_LIMIT {
-        return None;
-    }
-    let mut sizes = HashMap::new();
-    for task in tasks {
-        let size = task
-            .html_compressed_size_bytes
-            .and_then(|n| u64::try_from(n).ok())
-            .unwrap_or(0);
-        *sizes.entry(task.job_id).or_default() += size;
-    }
-    Some(sizes)
 }
