@@ -181,23 +181,7 @@ pub(crate) async fn serve(
     mut stopped: oneshot::Receiver<()>,
 ) {
     let http = ConnBuilder::new(TokioExecutor::new());
-    loop {
-        let socket = tokio::select! {
-            res = listener.accept() => match res {
-                Ok((socket, _)) => socket,
-                Err(e) => {
-                    eprintln!("S3 test server: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            _ = &mut stopped => return,
-        };
-        // s3s-fs writes GET bodies in 4 KiB pieces; with Nagle on, every GET
-        // waits ~40 ms for the client's delayed ACK.
-        if let Err(e) = socket.set_nodelay(true) {
-            eprintln!("S3 test server: TCP_NODELAY failed: {e}");
-        }
+    while let Some(socket) = super::accept(&listener, &mut stopped, "S3").await {
         let conn = http
             .serve_connection(TokioIo::new(socket), service.clone())
             .into_owned();

@@ -267,19 +267,7 @@ async fn serve(
     mut stopped: oneshot::Receiver<()>,
 ) {
     let http = ConnBuilder::new(TokioExecutor::new());
-    loop {
-        let socket = tokio::select! {
-            res = listener.accept() => match res {
-                Ok((socket, _)) => socket,
-                Err(e) => {
-                    eprintln!("Supabase test server: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            _ = &mut stopped => return,
-        };
-        let _ = socket.set_nodelay(true);
+    while let Some(socket) = super::accept(&listener, &mut stopped, "Supabase").await {
         let state = state.clone();
         let keys = keys.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
