@@ -68,36 +68,24 @@ pub(crate) struct RecordingRelay {
     /// `127.0.0.1:<port>`: the `Host` a path-style request to the relay carries.
     pub(crate) authority: String,
     log: Arc<Mutex<Vec<Recorded>>>,
-    task: tokio::task::JoinHandle<()>,
+    _relay: super::Relay,
 }
 
 impl RecordingRelay {
     /// Relay to `upstream`, tasks on the caller's runtime.
     pub(crate) async fn start(upstream: &str) -> RecordingRelay {
-        let upstream = upstream
-            .strip_prefix("http://")
-            .expect("an http:// endpoint")
-            .to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
-        let authority = listener.local_addr().expect("relay addr").to_string();
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                let sink = sink.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = relay(client, &upstream, &sink).await {
-                        eprintln!("recording relay: {e}");
-                    }
-                });
-            }
-        });
+        let relay = super::Relay::start(upstream, move |client, server| {
+            let sink = sink.clone();
+            async move { relay(client, server, &sink).await }
+        })
+        .await;
         RecordingRelay {
-            endpoint: format!("http://{authority}"),
-            authority,
+            endpoint: relay.endpoint(),
+            authority: relay.authority.clone(),
             log,
-            task,
+            _relay: relay,
         }
     }
 
@@ -107,20 +95,11 @@ impl RecordingRelay {
     }
 }
 
-impl Drop for RecordingRelay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 async fn relay(
     client: TcpStream,
-    upstream: &str,
+    server: TcpStream,
     log: &Mutex<Vec<Recorded>>,
 ) -> std::io::Result<()> {
-    let server = TcpStream::connect(upstream).await?;
-    client.set_nodelay(true)?;
-    server.set_nodelay(true)?;
     let (mut from_client, mut to_client) = client.into_split();
     let (mut from_server, mut to_server) = server.into_split();
     let up = async {

@@ -198,33 +198,23 @@ pub(crate) struct CorruptingRelay {
     /// `http://127.0.0.1:<port>` of the relay.
     pub(crate) endpoint: String,
     flipped: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
+    _relay: super::Relay,
 }
 
 impl CorruptingRelay {
     /// Relay to `upstream` (an `http://host:port` endpoint), tasks on the caller's runtime.
     pub(crate) async fn start(upstream: &str, target: u8) -> CorruptingRelay {
-        let upstream = upstream
-            .strip_prefix("http://")
-            .expect("an http:// endpoint")
-            .to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
-        let endpoint = format!("http://{}", listener.local_addr().expect("relay addr"));
         let flipped = Arc::new(AtomicBool::new(false));
         let flag = flipped.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                let flag = flag.clone();
-                tokio::spawn(async move {
-                    let _ = relay(client, &upstream, target, &flag).await;
-                });
-            }
-        });
+        let relay = super::Relay::start(upstream, move |client, server| {
+            let flag = flag.clone();
+            async move { relay(client, server, target, &flag).await }
+        })
+        .await;
         CorruptingRelay {
-            endpoint,
+            endpoint: relay.endpoint(),
             flipped,
-            task,
+            _relay: relay,
         }
     }
 
@@ -234,21 +224,12 @@ impl CorruptingRelay {
     }
 }
 
-impl Drop for CorruptingRelay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 async fn relay(
     client: TcpStream,
-    upstream: &str,
+    server: TcpStream,
     target: u8,
     flipped: &AtomicBool,
 ) -> std::io::Result<()> {
-    let server = TcpStream::connect(upstream).await?;
-    client.set_nodelay(true)?;
-    server.set_nodelay(true)?;
     let (mut from_client, mut to_client) = client.into_split();
     let (mut from_server, mut to_server) = server.into_split();
     let up = async {
