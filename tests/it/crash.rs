@@ -323,8 +323,7 @@ fn crashing_archiver(rig: &Rig, crash: &Arc<Crash>) -> Archiver {
 const OLD_TASKS: usize = 7;
 
 async fn seed(rig: &Rig) -> Vec<(&'static str, &'static str, Bytes)> {
-    rig.job("old", 1, "completed", 1).await;
-    rig.job("new", 1, "completed", 2).await;
+    rig.old_and_new_jobs().await;
     let mut all = Vec::new();
     for (job, n) in [("old", OLD_TASKS), ("new", 2)] {
         for i in 0..n {

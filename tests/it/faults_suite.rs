@@ -31,8 +31,7 @@ struct FaultRig {
 
 impl FaultRig {
     async fn new(rig: Rig) -> FaultRig {
-        rig.job("old", 1, "completed", 1).await;
-        rig.job("new", 1, "completed", 2).await;
+        rig.old_and_new_jobs().await;
         let (hot, hot_faults) = FaultyStore::wrap(rig.hot.clone());
         let (cold, cold_faults) = FaultyStore::wrap(rig.cold.clone());
         FaultRig {

@@ -108,8 +108,7 @@ fn sweeps_count_every_outcome_without_per_blob_labels() {
 
 async fn sweeps_count_every_outcome(snapshotter: &Snapshotter) {
     let rig = Rig::new(Backend::SqliteFs).await;
-    rig.job("old", 1, "completed", 1).await;
-    rig.job("new", 1, "completed", 2).await;
+    rig.old_and_new_jobs().await;
     let good = rig.task("old", "good").await;
     // Hot bytes disagree with the catalog's digest: quarantined.
     let stored = gzip(b"<html>real page</html>");

@@ -148,6 +148,13 @@ impl Rig {
         )
     }
 
+    /// Two completed jobs of one domain: `old`, which moves with retention 1,
+    /// and `new`, which that retention keeps hot.
+    pub(crate) async fn old_and_new_jobs(&self) {
+        self.job("old", 1, "completed", 1).await;
+        self.job("new", 1, "completed", 2).await;
+    }
+
     pub(crate) async fn job(&self, id: &str, domain: i32, status: &str, minute: u32) {
         self.catalog
             .insert_job(&JobRow {
@@ -403,8 +410,7 @@ async fn sweep_moves_verified_copies_and_a_rerun_changes_nothing() {
 async fn digest_mismatch_quarantines_and_leaves_the_hot_copy() {
     for backend in BACKENDS {
         let rig = Rig::new(backend).await;
-        rig.job("old", 1, "completed", 1).await;
-        rig.job("new", 1, "completed", 2).await;
+        rig.old_and_new_jobs().await;
         let stored = gzip(b"<html>real page</html>");
         rig.insert_task(
             "old",
@@ -464,8 +470,7 @@ async fn digest_mismatch_quarantines_and_leaves_the_hot_copy() {
 async fn hot_gone_with_a_verified_cold_copy_finishes_the_bookkeeping() {
     for backend in BACKENDS {
         let rig = Rig::new(backend).await;
-        rig.job("old", 1, "completed", 1).await;
-        rig.job("new", 1, "completed", 2).await;
+        rig.old_and_new_jobs().await;
         // Crash after the hot delete, before clearing the hot reference.
         let bytes = rig.task("old", "switched").await;
         rig.cold
@@ -518,8 +523,7 @@ async fn hot_gone_with_a_verified_cold_copy_finishes_the_bookkeeping() {
 async fn missing_from_both_stores_is_marked_lost_loudly() {
     for backend in BACKENDS {
         let rig = Rig::new(backend).await;
-        rig.job("old", 1, "completed", 1).await;
-        rig.job("new", 1, "completed", 2).await;
+        rig.old_and_new_jobs().await;
         rig.insert_task("old", "ghost", b"never stored", None).await;
 
         let report = rig.archiver(1).sweep().await;
@@ -548,8 +552,7 @@ async fn missing_from_both_stores_is_marked_lost_loudly() {
 async fn failed_or_corrupt_cold_put_never_touches_the_hot_copy() {
     for backend in BACKENDS {
         let rig = Rig::new(backend).await;
-        rig.job("old", 1, "completed", 1).await;
-        rig.job("new", 1, "completed", 2).await;
+        rig.old_and_new_jobs().await;
         let a = rig.task("old", "a").await;
         let (cold, faults) = FaultyStore::wrap(rig.cold.clone());
 
@@ -598,8 +601,7 @@ async fn failed_or_corrupt_cold_put_never_touches_the_hot_copy() {
 async fn failed_blob_backs_off_until_its_retry_time_then_moves() {
     for backend in BACKENDS {
         let rig = Rig::new(backend).await;
-        rig.job("old", 1, "completed", 1).await;
-        rig.job("new", 1, "completed", 2).await;
+        rig.old_and_new_jobs().await;
         let a = rig.task("old", "a").await;
         let (cold, faults) = FaultyStore::wrap(rig.cold.clone());
         faults.fail_put.store(true, Ordering::SeqCst);
@@ -758,8 +760,7 @@ async fn blobs_failing_during_a_sweep_wait_for_the_next_one() {
     // failures would never end; the guard turns that hang into a failure.
     for backend in BACKENDS {
         let rig = Rig::new(backend).await;
-        rig.job("old", 1, "completed", 1).await;
-        rig.job("new", 1, "completed", 2).await;
+        rig.old_and_new_jobs().await;
         for task in ["a", "b", "c"] {
             rig.task("old", task).await;
         }
@@ -783,8 +784,7 @@ async fn blobs_failing_during_a_sweep_wait_for_the_next_one() {
 async fn read_back_verification_catches_a_store_that_lies_about_its_etag() {
     for backend in BACKENDS {
         let rig = Rig::new(backend).await;
-        rig.job("old", 1, "completed", 1).await;
-        rig.job("new", 1, "completed", 2).await;
+        rig.old_and_new_jobs().await;
         let a = rig.task("old", "a").await;
         let (cold, faults) = FaultyStore::wrap(rig.cold.clone());
         faults.corrupt_put.store(true, Ordering::SeqCst);
@@ -823,8 +823,7 @@ async fn a_cold_location_that_is_the_hot_object_is_refused() {
         cold: store,
         _keep: vec![Box::new(dir)],
     };
-    rig.job("old", 1, "completed", 1).await;
-    rig.job("new", 1, "completed", 2).await;
+    rig.old_and_new_jobs().await;
     let bytes = rig.task("old", "a").await;
     let mut config = rig.config(1);
     config.bucket = HOT_BUCKET.to_owned();

@@ -291,8 +291,7 @@ async fn auto_verification_reads_back_unless_the_profile_trusts_the_etag() {
     ] {
         let case = format!("{provider} checksum={checksum:?}");
         let rig = Rig::new(Backend::SqliteFs).await;
-        rig.job("old", 1, "completed", 1).await;
-        rig.job("new", 1, "completed", 2).await;
+        rig.old_and_new_jobs().await;
         rig.task("old", "a").await;
         let wire = OnTheWire::start(provider, checksum, &[COLD_BUCKET]).await;
         let cold: std::sync::Arc<dyn Store> = std::sync::Arc::new(wire.store);

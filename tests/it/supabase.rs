@@ -520,8 +520,7 @@ fn hot_settings(server: &SupabaseServer, service_role_key: &str) -> HotConfig {
 /// Catalog rows (SQLite) for `tasks` of job `old` (to move) and `new` (kept
 /// hot with retention 1), each blob stored in Supabase.
 async fn seeded(rig: &Rig, hot: &dyn Store, tasks: &[(&str, &str)]) -> Vec<Bytes> {
-    rig.job("old", 1, "completed", 1).await;
-    rig.job("new", 1, "completed", 2).await;
+    rig.old_and_new_jobs().await;
     let mut blobs = Vec::new();
     for (job, task) in tasks {
         let html = format!("<html><body>{task} of {job}</body></html>").repeat(40);
