@@ -10,8 +10,12 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The object, row or bucket does not exist.
+    /// The object or row does not exist.
     NotFound,
+    /// The bucket (or, for a folder store, its root or bucket folder) does
+    /// not exist: a setting is wrong, and nothing can be concluded about
+    /// the objects that should be in it.
+    BucketNotFound,
     /// Credentials were refused or lack a permission.
     PermissionDenied,
     /// Bytes do not match what the catalog or the upload promised.
@@ -29,6 +33,7 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::NotFound => "not_found",
+            ErrorKind::BucketNotFound => "bucket_not_found",
             ErrorKind::PermissionDenied => "permission_denied",
             ErrorKind::Integrity => "integrity",
             ErrorKind::Transient => "transient",
@@ -48,6 +53,7 @@ impl fmt::Display for ErrorKind {
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
+    retryable: bool,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -60,6 +66,7 @@ impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
+            retryable: kind == ErrorKind::Transient,
             message: message.into(),
             source: None,
         }
@@ -82,9 +89,18 @@ impl Error {
         self.kind
     }
 
-    /// Whether trying the same operation again may succeed.
+    /// Mark the error worth retrying whatever its kind (a checksum the
+    /// store refused is an integrity error that a new upload may cure).
+    pub fn set_retryable(mut self) -> Self {
+        self.retryable = true;
+        self
+    }
+
+    /// Whether trying the same operation again may succeed: every
+    /// [`ErrorKind::Transient`] error, and others marked with
+    /// [`set_retryable`](Error::set_retryable).
     pub fn is_retryable(&self) -> bool {
-        self.kind == ErrorKind::Transient
+        self.retryable
     }
 
     /// The message without the cause chain.

@@ -37,7 +37,7 @@
 //!     return Ok(()); // archiving is off
 //! };
 //! let cold = coldsweep::store::cold_store(config.provider, &ColdConfig::from_env(config.provider)?)?;
-//! let hot: Arc<dyn Store> = Arc::new(FsStore::new("/var/lib/app/blobs")?);
+//! let hot: Arc<dyn Store> = Arc::new(FsStore::open_existing("/var/lib/app/blobs")?);
 //! // Prove the bucket takes uploads, not just that it answers: write, read back,
 //! // verify and delete a probe object under ARCHIVE_PROBE_PREFIX.
 //! let prefix = config.probe_key_prefix()?;

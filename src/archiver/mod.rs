@@ -454,7 +454,7 @@ impl Archiver {
                 }
             };
             let delay = retry.delay(retries);
-            if error.kind() != ErrorKind::Transient
+            if !error.is_retryable()
                 || retries >= retry.times
                 || tokio::time::Instant::now() + delay >= deadline
             {

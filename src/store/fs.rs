@@ -35,40 +35,83 @@ const TMP_DIR: &str = ".coldsweep-tmp";
 pub struct FsStore {
     /// Canonical root.
     root: PathBuf,
+    /// `false` for a store opened with [`FsStore::open_existing`].
+    writable: bool,
     adapter: Adapter,
 }
 
 impl FsStore {
-    /// A store rooted at `root`, which is created if missing.
+    /// A store rooted at `root`, which is created if missing, with an
+    /// atomic-write folder `<root>/.coldsweep-tmp` (the cold role).
     ///
     /// Fails with [`ErrorKind::InvalidInput`] if the root is not valid UTF-8,
     /// and with the I/O error's kind if it cannot be created.
     pub fn new(root: impl Into<PathBuf>) -> Result<FsStore> {
         let root = root.into();
         std::fs::create_dir_all(&root)
-            .and_then(|()| root.canonicalize())
-            .map_err(|e| io_error(e, format_args!("fs store root {}", root.display())))
-            .and_then(|root| {
-                let tmp = root.join(TMP_DIR);
-                let (Some(root_str), Some(tmp_str)) = (root.to_str(), tmp.to_str()) else {
-                    return Err(Error::new(
-                        ErrorKind::InvalidInput,
-                        format!("fs store root {} is not valid UTF-8", root.display()),
-                    ));
-                };
-                let builder = Fs::default().root(root_str).atomic_write_dir(tmp_str);
-                let op = Operator::new(builder).map_err(|e| {
-                    Error::new(
-                        ErrorKind::InvalidInput,
-                        format!("fs store root {} rejected", root.display()),
-                    )
-                    .with_source(e)
-                })?;
-                Ok(FsStore {
-                    root,
-                    adapter: Adapter::new(op, Retry::NONE),
-                })
-            })
+            .map_err(|e| io_error(e, format_args!("fs store root {}", root.display())))?;
+        Self::build(&root, true)
+    }
+
+    /// A store over the existing folder `root` that only reads and deletes
+    /// (the hot role): nothing is created, not the root, not a temp folder,
+    /// and [`Store::put`] is refused.
+    ///
+    /// Fails with [`ErrorKind::BucketNotFound`] when `root` is not an
+    /// existing folder: a mistyped root must stop the archiver, not make
+    /// every blob look missing.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<FsStore> {
+        let root = root.into();
+        match std::fs::metadata(&root) {
+            Ok(meta) if meta.is_dir() => Self::build(&root, false),
+            Ok(_) => Err(Error::new(
+                ErrorKind::BucketNotFound,
+                format!("fs store root {} is not a folder", root.display()),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::new(
+                ErrorKind::BucketNotFound,
+                format!("fs store root {} does not exist", root.display()),
+            )),
+            Err(e) => Err(io_error(
+                e,
+                format_args!("fs store root {}", root.display()),
+            )),
+        }
+    }
+
+    fn build(root: &Path, writable: bool) -> Result<FsStore> {
+        let root = root
+            .canonicalize()
+            .map_err(|e| io_error(e, format_args!("fs store root {}", root.display())))?;
+        let Some(root_str) = root.to_str() else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("fs store root {} is not valid UTF-8", root.display()),
+            ));
+        };
+        let mut builder = Fs::default().root(root_str);
+        if writable {
+            let tmp = root.join(TMP_DIR);
+            let Some(tmp_str) = tmp.to_str() else {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("fs store root {} is not valid UTF-8", root.display()),
+                ));
+            };
+            builder = builder.atomic_write_dir(tmp_str);
+        }
+        let op = Operator::new(builder).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("fs store root {} rejected", root.display()),
+            )
+            .with_source(e)
+        })?;
+        Ok(FsStore {
+            root,
+            writable,
+            adapter: Adapter::new(op, Retry::NONE),
+        })
     }
 
     /// The (canonical) root folder.
@@ -147,6 +190,7 @@ impl fmt::Debug for FsStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FsStore")
             .field("root", &self.root)
+            .field("writable", &self.writable)
             .finish_non_exhaustive()
     }
 }
@@ -166,10 +210,20 @@ impl Store for FsStore {
         let what = format!("fs:{bucket}");
         self.refuse_escape(&self.root.join(bucket), &what).await?;
         if self.adapter.is_dir(&format!("{bucket}/"), &what).await? {
+            // Listing proves the folder is readable, not only present.
+            let listed = async {
+                tokio::fs::read_dir(self.root.join(bucket))
+                    .await?
+                    .next_entry()
+                    .await
+            };
+            listed
+                .await
+                .map_err(|e| io_error(e, format_args!("ping {what}")))?;
             Ok(())
         } else {
             Err(Error::new(
-                ErrorKind::NotFound,
+                ErrorKind::BucketNotFound,
                 format!(
                     "ping {what}: no bucket folder {}",
                     self.root.join(bucket).display()
@@ -179,6 +233,12 @@ impl Store for FsStore {
     }
 
     async fn put(&self, location: &Location, body: Bytes, options: &PutOptions) -> Result<()> {
+        if !self.writable {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!("put fs:{location}: this folder store only reads and deletes (hot role)"),
+            ));
+        }
         let path = self.confined(location).await?;
         self.adapter
             .put(&path, body, options, &Named(location))
@@ -232,6 +292,34 @@ mod tests {
         let meta = store.head(&at).await.unwrap();
         assert_eq!(meta.size, 4);
         assert_eq!(meta.metadata.get("sha256").map(String::as_str), Some("ab"));
+    }
+
+    #[tokio::test]
+    async fn the_hot_role_creates_nothing_and_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("mistyped");
+        let err = FsStore::open_existing(&missing).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BucketNotFound, "{err}");
+        assert!(!missing.exists(), "the missing root was created");
+
+        let root = dir.path().join("hot");
+        std::fs::create_dir(&root).unwrap();
+        let store = FsStore::open_existing(&root).unwrap();
+        let err = store.ping("b").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BucketNotFound, "{err}");
+        std::fs::create_dir(root.join("b")).unwrap();
+        store.ping("b").await.unwrap();
+        let at = Location::new("b", ObjectKey::new("k").unwrap());
+        let err = store
+            .put(&at, Bytes::from_static(b"x"), &PutOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["b"], "the hot root holds only what was there");
     }
 
     #[cfg(unix)]

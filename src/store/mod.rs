@@ -12,7 +12,7 @@ use std::fmt;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ObjectKey;
 
 pub mod fs;
@@ -161,7 +161,19 @@ pub fn cold_store(
 pub fn hot_store(config: &crate::config::HotConfig) -> Result<std::sync::Arc<dyn Store>> {
     use crate::config::HotConfig;
     Ok(match config {
-        HotConfig::Fs { root } => std::sync::Arc::new(FsStore::new(root.clone())?),
+        HotConfig::Fs { root } => std::sync::Arc::new(
+            FsStore::open_existing(root.clone()).map_err(|e| match e.kind() {
+                ErrorKind::BucketNotFound => Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "HOT_FS_ROOT: expected the existing folder that holds the hot buckets, \
+                         got {} (not found or not a folder; coldsweep never creates it)",
+                        root.display()
+                    ),
+                ),
+                _ => e,
+            })?,
+        ),
         HotConfig::S3(s3) => std::sync::Arc::new(S3Store::new("s3", s3)?),
         HotConfig::Supabase(supabase) => std::sync::Arc::new(SupabaseStore::new(supabase)?),
     })

@@ -190,16 +190,17 @@ fn object_meta(meta: &Metadata) -> ObjectMeta {
 /// The kind of an OpenDAL error, decided by OpenDAL's kind and status only.
 ///
 /// - A missing bucket (`NoSuchBucket`, which OpenDAL reports as
-///   `ConfigInvalid`) is `NotFound`: S3 `HEAD` cannot tell a missing bucket
-///   from a missing key (bare 404), so `GET` says the same; `ping` at start-up
-///   is what catches a missing bucket.
+///   `ConfigInvalid`) is `BucketNotFound`, never `NotFound`: it says nothing
+///   about the object. S3 `HEAD` cannot tell a missing bucket from a missing
+///   key (bare 404), which is why the archiver proves the bucket with
+///   [`Store::ping`](super::Store::ping) before it believes any "not found".
 /// - A temporary error that outlived its retries stays `Transient`: the next
 ///   sweep may succeed. (`Persistent` is not read: OpenDAL's `RetryLayer`
 ///   stamps it on permanent errors too, see the module docs.)
 pub(super) fn kind_of(err: &::opendal::Error) -> ErrorKind {
     match err.kind() {
         OdKind::NotFound | OdKind::IsADirectory | OdKind::NotADirectory => ErrorKind::NotFound,
-        OdKind::ConfigInvalid => ErrorKind::NotFound,
+        OdKind::ConfigInvalid => ErrorKind::BucketNotFound,
         OdKind::PermissionDenied => ErrorKind::PermissionDenied,
         OdKind::RateLimited => ErrorKind::Transient,
         _ if err.is_temporary() => ErrorKind::Transient,
@@ -230,7 +231,7 @@ mod tests {
             ),
             (
                 ::opendal::Error::new(OdKind::ConfigInvalid, "NoSuchBucket"),
-                ErrorKind::NotFound,
+                ErrorKind::BucketNotFound,
             ),
             (
                 ::opendal::Error::new(OdKind::PermissionDenied, "x"),

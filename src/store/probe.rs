@@ -78,11 +78,13 @@ impl ProbeStep {
                 "credentials refused: check the access key id and secret, and that they may \
                  list this bucket"
             }
-            (S::Reach, K::NotFound) => "bucket not found: check the bucket name and the endpoint",
+            (S::Reach, K::NotFound | K::BucketNotFound) => {
+                "bucket not found: check the bucket name and the endpoint"
+            }
             (S::Write, K::PermissionDenied) => {
                 "write not allowed: these credentials reach the bucket but may not upload to it"
             }
-            (S::Write, K::NotFound) => "bucket not found when uploading",
+            (S::Write, K::NotFound | K::BucketNotFound) => "bucket not found when uploading",
             (S::Write, K::Integrity) => "the store refused the upload's checksum",
             (S::Write, K::Unexpected) => {
                 "upload refused: the store rejected the request as sent (R2 and B2 refuse \
@@ -115,6 +117,7 @@ impl ProbeStep {
             }
             (_, K::PermissionDenied) => "permission denied",
             (_, K::NotFound) => "not found",
+            (_, K::BucketNotFound) => "bucket not found: check the bucket name and the endpoint",
             (_, K::Transient) => {
                 "the store did not answer in time or was unavailable (network, throttling or a \
                  server error); try again"
@@ -503,6 +506,7 @@ mod tests {
         ];
         let kinds = [
             ErrorKind::NotFound,
+            ErrorKind::BucketNotFound,
             ErrorKind::PermissionDenied,
             ErrorKind::Integrity,
             ErrorKind::Transient,

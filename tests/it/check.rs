@@ -154,12 +154,12 @@ async fn wrong_secret_fails_at_reach_with_permission_denied() {
 }
 
 #[tokio::test]
-async fn missing_bucket_fails_at_reach_with_not_found() {
+async fn missing_bucket_fails_at_reach_with_bucket_not_found() {
     let server = S3Server::start().await;
     let report = probe(&s3_store(&server), COLD, &prefix()).await;
     assert_eq!(
         outcomes(&report),
-        expect(["F not_found", "S", "S", "S", "S", "S"]),
+        expect(["F bucket_not_found", "S", "S", "S", "S", "S"]),
         "{report:#?}"
     );
     assert!(
@@ -175,7 +175,7 @@ async fn missing_bucket_fails_at_reach_with_not_found() {
     let report = probe(&FsStore::new(dir.path()).unwrap(), COLD, &prefix()).await;
     assert_eq!(
         outcomes(&report),
-        expect(["F not_found", "S", "S", "S", "S", "S"]),
+        expect(["F bucket_not_found", "S", "S", "S", "S", "S"]),
         "{report:#?}"
     );
 }
@@ -481,13 +481,19 @@ async fn check_finds_what_is_wrong_with_the_catalog_and_the_hot_store() {
     );
     assert_line(&ran, "probe object gone after delete", "✓", "");
 
-    // The hot root is wrong altogether.
-    let ran = d.check(&[(
-        "HOT_FS_ROOT",
-        d.dir.path().join("elsewhere").to_str().unwrap(),
-    )]);
+    // A mistyped hot root is a bad setting, and is not created.
+    let elsewhere = d.dir.path().join("elsewhere");
+    let ran = d.check(&[("HOT_FS_ROOT", elsewhere.to_str().unwrap())]);
+    assert_eq!(ran.code, Some(2), "{}", ran.show());
+    assert!(ran.stderr.contains("HOT_FS_ROOT"), "{}", ran.show());
+    assert!(!elsewhere.exists(), "check created the hot root");
+
+    // A hot root that exists but holds no such bucket.
+    std::fs::create_dir(&elsewhere).unwrap();
+    let ran = d.check(&[("HOT_FS_ROOT", elsewhere.to_str().unwrap())]);
     assert_eq!(ran.code, Some(1), "{}", ran.show());
     assert_line(&ran, "task-html: bucket reachable", "✗", "bucket not found");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 
     // An unmigrated catalog: the stores are still checked.
     let empty = d.dir.path().join("empty.db");
