@@ -923,7 +923,7 @@ const SUPABASE_URL_EXPECTED: &str =
 /// `SUPABASE_*`: the project URL and the keys. Every variable is read, so a
 /// conflict between the two names of the secret key is caught.
 fn parse_supabase<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<SupabaseConfig> {
-    use crate::store::supabase::key_kind;
+    use crate::store::supabase::refuse_unless_service;
 
     let when = format!("when {HOT_STORE}=supabase");
     let raw_url = vars.required(SUPABASE_URL, SUPABASE_URL_EXPECTED, &when)?;
@@ -978,14 +978,10 @@ fn parse_supabase<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Supab
             ));
         }
     }
-    if key_kind(&secret).is_low_privilege() {
+    if let Some(why) = refuse_unless_service(&secret) {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            format!(
-                "{name}: expected the service_role key or a secret key (sb_secret_...), got a \
-                 publishable or anon key (value not shown); with it, objects that Row Level \
-                 Security hides would look missing"
-            ),
+            format!("{name}: {why}"),
         ));
     }
     Ok(SupabaseConfig {
@@ -1747,10 +1743,14 @@ mod tests {
 
     const PUBLISHABLE: &str = "sb_publishable_do-not-print-0123";
 
+    /// A legacy `service_role` key: a JWT whose role claim is `service_role`.
+    const SERVICE_ROLE: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
+        eyJpc3MiOiJzdXBhYmFzZSIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ.c2lnLWRvLW5vdC1wcmludA";
+
     const HOT_SUPABASE: &[(&str, &str)] = &[
         ("HOT_STORE", "supabase"),
         ("SUPABASE_URL", "https://abcdefgh.supabase.co/"),
-        ("SUPABASE_SERVICE_ROLE_KEY", SECRET),
+        ("SUPABASE_SERVICE_ROLE_KEY", SERVICE_ROLE),
         ("SUPABASE_PUBLISHABLE_KEY", PUBLISHABLE),
     ];
 
@@ -1771,7 +1771,7 @@ mod tests {
             hot(HOT_SUPABASE).unwrap(),
             HotConfig::Supabase(SupabaseConfig {
                 url: "https://abcdefgh.supabase.co".into(),
-                secret_key: Secret::new(SECRET),
+                secret_key: Secret::new(SERVICE_ROLE),
                 publishable_key: Some(Secret::new(PUBLISHABLE)),
             })
         );
@@ -1791,7 +1791,7 @@ mod tests {
             })
         );
         // Both names holding the same key is not a conflict.
-        let both = with(HOT_SUPABASE, "SUPABASE_SECRET_KEY", SECRET);
+        let both = with(HOT_SUPABASE, "SUPABASE_SECRET_KEY", SERVICE_ROLE);
         assert_eq!(hot(&both).unwrap(), hot(HOT_SUPABASE).unwrap());
     }
 
@@ -1836,16 +1836,25 @@ mod tests {
         .unwrap_err();
         assert_invalid(&err, "SUPABASE_SERVICE_ROLE_KEY");
         assert!(err.message().contains("SUPABASE_SECRET_KEY"), "{err}");
-        // A publishable or anon key where the secret key belongs.
+        // Any key but a service one where the secret key belongs.
         let anon = anon_jwt();
-        for (name, low) in [
-            ("SUPABASE_SERVICE_ROLE_KEY", "sb_publishable_x"),
-            ("SUPABASE_SERVICE_ROLE_KEY", anon.as_str()),
-            ("SUPABASE_SECRET_KEY", "sb_publishable_x"),
+        for (name, low, found) in [
+            (
+                "SUPABASE_SERVICE_ROLE_KEY",
+                "sb_publishable_x",
+                "a publishable key",
+            ),
+            ("SUPABASE_SERVICE_ROLE_KEY", anon.as_str(), r#"role "anon""#),
+            (
+                "SUPABASE_SECRET_KEY",
+                "sb_publishable_x",
+                "a publishable key",
+            ),
+            ("SUPABASE_SERVICE_ROLE_KEY", SECRET, "neither a JWT"),
         ] {
             let err = hot(&with(&without("SUPABASE_SERVICE_ROLE_KEY"), name, low)).unwrap_err();
             assert_invalid(&err, name);
-            assert!(err.message().contains("publishable or anon"), "{err}");
+            assert!(err.message().contains(found), "{err}");
             assert!(!err.to_string().contains(low), "{err}");
         }
         // Keys that cannot travel in an HTTP header.
@@ -1903,6 +1912,7 @@ mod tests {
             ("SUPABASE_SECRET_KEY", "sb_secret_different"),
             ("SUPABASE_PUBLISHABLE_KEY", "a b"),
             ("SUPABASE_SERVICE_ROLE_KEY", spaced.as_str()),
+            ("SUPABASE_SERVICE_ROLE_KEY", SECRET),
         ] {
             errors.push(hot(&with(&supabase_base, name, value)).unwrap_err());
         }
@@ -1917,6 +1927,10 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
             for text in [err.to_string(), format!("{err:?}")] {
                 assert!(!text.contains(SECRET), "secret leaked: {text}");
+                assert!(
+                    !text.contains("c2lnLWRvLW5vdC1wcmludA"),
+                    "key leaked: {text}"
+                );
             }
         }
     }

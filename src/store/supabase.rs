@@ -23,9 +23,11 @@
 //! `apikey` is the publishable (or legacy `anon`) key when one is configured,
 //! else the secret key; with a new-style `sb_secret_…` key it is always the
 //! secret key, because Supabase accepts such a key as a bearer only when it
-//! equals the `apikey` header. A publishable or `anon` key in the secret's
-//! place is refused at construction: it would make objects hidden by Row
-//! Level Security read as missing.
+//! equals the `apikey` header. Any other key in the secret's place (a
+//! publishable or `anon` key, a user's `authenticated` token, a JWT without
+//! a role, an opaque string) is refused at construction: Storage hides
+//! objects from such a key by Row Level Security and answers `NoSuchKey`
+//! and `NoSuchBucket`, so every blob would read as missing.
 //!
 //! Errors are classified in one place, `kind_of`: Supabase Storage answers
 //! most failures with HTTP 400 and the real status as a *string* in the JSON
@@ -107,7 +109,8 @@ impl SupabaseStore {
     ///
     /// Fails with [`ErrorKind::InvalidInput`] when the URL is not an
     /// `http(s)://` URL, a key is empty or not usable in an HTTP header, or
-    /// the secret key is a publishable or `anon` key. No request is made.
+    /// the secret key is anything but a `service_role` JWT or an
+    /// `sb_secret_…` key (see the [module docs](self)). No request is made.
     pub fn new(config: &SupabaseConfig) -> Result<SupabaseStore> {
         let invalid =
             |why: String| Error::new(ErrorKind::InvalidInput, format!("{PROVIDER}: {why}"));
@@ -126,14 +129,10 @@ impl SupabaseStore {
         if secret.is_empty() {
             return Err(invalid("the secret (service_role) key is empty".into()));
         }
-        let secret_kind = key_kind(secret);
-        if secret_kind.is_low_privilege() {
-            return Err(invalid(
-                "the secret key is a publishable (anon) key; use the service_role or a secret \
-                 (sb_secret_…) key"
-                    .into(),
-            ));
+        if let Some(why) = refuse_unless_service(secret) {
+            return Err(invalid(why));
         }
+        let secret_kind = key_kind(secret);
         let publishable = config
             .publishable_key
             .as_ref()
@@ -141,7 +140,7 @@ impl SupabaseStore {
             .filter(|k| !k.is_empty());
         let apikey = match publishable {
             // Supabase takes an `sb_` key as a bearer only when it equals `apikey`.
-            Some(_) if secret_kind == KeyKind::Secret => {
+            Some(_) if matches!(secret_kind, KeyKind::Secret) => {
                 tracing::warn!(
                     "the publishable key is not used: with an sb_secret_ key Supabase needs \
                      the apikey header to carry the secret key itself"
@@ -531,12 +530,14 @@ impl ErrorBody {
 /// HTTP status, Storage's `statusCode` and its `code`/`error` fields, never
 /// from message text.
 ///
-/// - Storage's codes first: `NoSuchKey`, `NoSuchBucket`, `not_found` and
-///   (older servers) `Bucket not found` are `NotFound`; `AccessDenied`,
+/// - Storage's codes first: `NoSuchKey` and `not_found` are `NotFound`;
+///   `NoSuchBucket` and (older servers) `Bucket not found` are
+///   `BucketNotFound`, which says nothing about the objects; `AccessDenied`,
 ///   `InvalidJWT`, `Unauthorized` are `PermissionDenied`; database
 ///   timeouts, lock waits and `SlowDown` are `Transient`.
 /// - Then Storage's own `statusCode` over the HTTP status it is wrapped in
-///   (HTTP 400 with `"statusCode":"404"` is a 404).
+///   (HTTP 400 with `"statusCode":"404"` is a 404). A database timeout comes
+///   unwrapped as HTTP 544, which the 5xx rule makes `Transient` too.
 /// - A 404 that does not come from Storage (a wrong `SUPABASE_URL`, a
 ///   proxy) is `Unexpected`, never `NotFound`: it proves nothing about the object.
 pub(crate) fn kind_of(http: StatusCode, body: &ErrorBody) -> ErrorKind {
@@ -544,9 +545,8 @@ pub(crate) fn kind_of(http: StatusCode, body: &ErrorBody) -> ErrorKind {
         .into_iter()
         .flatten()
         .find_map(|code| match code {
-            "NoSuchKey" | "NoSuchBucket" | "not_found" | "Bucket not found" => {
-                Some(ErrorKind::NotFound)
-            }
+            "NoSuchBucket" | "Bucket not found" => Some(ErrorKind::BucketNotFound),
+            "NoSuchKey" | "not_found" => Some(ErrorKind::NotFound),
             "AccessDenied" | "InvalidJWT" | "Unauthorized" => Some(ErrorKind::PermissionDenied),
             "SlowDown"
             | "too_many_connections"
@@ -586,7 +586,9 @@ pub(crate) fn classify(http: StatusCode, body: &[u8], doing: &str, secrets: &[St
     if let Some(text) = &parsed.message {
         message.push_str(&format!(": {}", server_text(text, secrets)));
     }
-    if http == StatusCode::NOT_FOUND && kind != ErrorKind::NotFound {
+    if http == StatusCode::NOT_FOUND
+        && !matches!(kind, ErrorKind::NotFound | ErrorKind::BucketNotFound)
+    {
         message.push_str(" (not an answer from Supabase Storage; check SUPABASE_URL)");
     } else if http.is_redirection() {
         message.push_str(" (redirects are not followed; check SUPABASE_URL)");
@@ -626,25 +628,65 @@ fn transport_error(err: reqwest::Error, doing: &str, what: &str) -> Error {
 }
 
 /// What a Supabase API key is, by its documented format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum KeyKind {
     /// `sb_publishable_…`.
     Publishable,
     /// `sb_secret_…`.
     Secret,
-    /// Legacy JWT with `"role": "anon"`.
-    AnonJwt,
-    /// Legacy JWT with `"role": "service_role"`.
-    ServiceRoleJwt,
-    /// Anything else (self-hosted setups may mint their own).
-    Other,
+    /// A JWT (legacy keys, user tokens) with its `role` claim, if any.
+    Jwt(Option<String>),
+    /// Neither a JWT nor an `sb_` key.
+    Opaque,
 }
 
 impl KeyKind {
-    /// A key that only reaches what Row Level Security lets the public see.
-    pub(crate) fn is_low_privilege(self) -> bool {
-        matches!(self, KeyKind::Publishable | KeyKind::AnonJwt)
+    /// A key Storage runs as `service_role`, past Row Level Security.
+    /// Every other key sees only what the policies show it, and Storage
+    /// answers "not found" for the rest, so a blob would look missing.
+    pub(crate) fn is_service(&self) -> bool {
+        match self {
+            KeyKind::Secret => true,
+            KeyKind::Jwt(role) => role.as_deref() == Some("service_role"),
+            KeyKind::Publishable | KeyKind::Opaque => false,
+        }
     }
+
+    /// What the key is, for a message: its kind and role, never its value.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            KeyKind::Publishable => "a publishable key (sb_publishable_…, role anon)".into(),
+            KeyKind::Secret => "a secret key (sb_secret_…)".into(),
+            KeyKind::Jwt(None) => "a JWT with no role claim".into(),
+            // A role is a short identifier; anything else is not echoed.
+            KeyKind::Jwt(Some(role))
+                if role.len() <= 40
+                    && role
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+            {
+                format!("a JWT with role {role:?}")
+            }
+            KeyKind::Jwt(Some(_)) => "a JWT with an unusual role claim (not shown)".into(),
+            KeyKind::Opaque => "neither a JWT nor an sb_secret_ key".into(),
+        }
+    }
+}
+
+/// What is wrong with `key` as the key coldsweep acts with, or `None`
+/// when it is a `service_role` JWT or an `sb_secret_…` key. Names the
+/// setting and the role found, never the key.
+pub(crate) fn refuse_unless_service(key: &str) -> Option<String> {
+    let kind = key_kind(key);
+    (!kind.is_service()).then(|| {
+        format!(
+            "expected the service_role key (a JWT with role \"service_role\") or a secret key \
+             (sb_secret_…) in SUPABASE_SERVICE_ROLE_KEY, got {} (value not shown); Row Level \
+             Security hides objects and buckets from any other key, so every blob would look \
+             missing",
+            kind.describe()
+        )
+    })
 }
 
 /// The kind of `key`; a JWT's claims are read, not verified.
@@ -659,22 +701,22 @@ pub(crate) fn key_kind(key: &str) -> KeyKind {
     let (Some(_), Some(payload), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return KeyKind::Other;
+        return KeyKind::Opaque;
     };
-    #[derive(Deserialize)]
-    struct Claims {
-        role: Option<String>,
-    }
-    let role = URL_SAFE_NO_PAD
+    let Some(claims) = URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()
-        .and_then(|json| serde_json::from_slice::<Claims>(&json).ok())
-        .and_then(|claims| claims.role);
-    match role.as_deref() {
-        Some("anon") => KeyKind::AnonJwt,
-        Some("service_role") => KeyKind::ServiceRoleJwt,
-        _ => KeyKind::Other,
-    }
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+        .filter(serde_json::Value::is_object)
+    else {
+        return KeyKind::Opaque;
+    };
+    let role = match claims.get("role") {
+        Some(serde_json::Value::String(role)) => Some(role.clone()),
+        None | Some(serde_json::Value::Null) => None,
+        Some(other) => Some(other.to_string()),
+    };
+    KeyKind::Jwt(role)
 }
 
 #[cfg(test)]
@@ -683,11 +725,15 @@ mod tests {
     use crate::config::Secret;
 
     fn jwt(role: &str) -> String {
+        jwt_claims(&format!(r#"{{"iss":"supabase","role":"{role}"}}"#))
+    }
+
+    fn jwt_claims(claims: &str) -> String {
         let part = |json: &str| URL_SAFE_NO_PAD.encode(json);
         format!(
             "{}.{}.c2lnbmF0dXJl",
             part(r#"{"alg":"HS256","typ":"JWT"}"#),
-            part(&format!(r#"{{"iss":"supabase","role":"{role}"}}"#))
+            part(claims)
         )
     }
 
@@ -721,12 +767,17 @@ mod tests {
             (
                 400,
                 r#"{"statusCode":"404","error":"Bucket not found","message":"Bucket not found"}"#,
-                ErrorKind::NotFound,
+                ErrorKind::BucketNotFound,
             ),
             (
                 400,
                 r#"{"statusCode":"404","code":"NoSuchBucket","error":"Bucket not found","message":"Bucket not found"}"#,
-                ErrorKind::NotFound,
+                ErrorKind::BucketNotFound,
+            ),
+            (
+                404,
+                r#"{"statusCode":"404","code":"NoSuchBucket","error":"Bucket not found","message":"Bucket not found"}"#,
+                ErrorKind::BucketNotFound,
             ),
             // Any other 404: a route that does not exist, a proxy page.
             (
@@ -781,6 +832,13 @@ mod tests {
                 r#"{"statusCode":"544","code":"DatabaseTimeout","error":"DatabaseTimeout","message":"x"}"#,
                 ErrorKind::Transient,
             ),
+            // A database timeout is the one error Storage does not wrap in a 400.
+            (
+                544,
+                r#"{"statusCode":"544","code":"DatabaseTimeout","error":"DatabaseTimeout","message":"x"}"#,
+                ErrorKind::Transient,
+            ),
+            (544, "", ErrorKind::Transient),
             (
                 400,
                 r#"{"statusCode":"423","code":"ResourceLocked","error":"ResourceLocked","message":"x"}"#,
@@ -842,6 +900,11 @@ mod tests {
         );
         let err = classify(StatusCode::NOT_FOUND, b"", "get supabase:b/k", &[]);
         assert!(err.message().contains("check SUPABASE_URL"), "{err}");
+        // Storage's own 404s are not blamed on the URL.
+        let bucket = br#"{"statusCode":"404","code":"NoSuchBucket","message":"Bucket not found"}"#;
+        let err = classify(StatusCode::NOT_FOUND, bucket, "ping supabase:b", &[]);
+        assert_eq!(err.kind(), ErrorKind::BucketNotFound);
+        assert!(!err.message().contains("SUPABASE_URL"), "{err}");
         let long = format!(r#"{{"statusCode":"400","message":"{}"}}"#, "x".repeat(5000));
         let err = classify(StatusCode::BAD_REQUEST, long.as_bytes(), "put", &[]);
         assert!(err.message().len() < 400, "{}", err.message().len());
@@ -851,11 +914,66 @@ mod tests {
     fn key_kinds_by_documented_format() {
         assert_eq!(key_kind("sb_publishable_abc"), KeyKind::Publishable);
         assert_eq!(key_kind("sb_secret_abc"), KeyKind::Secret);
-        assert_eq!(key_kind(&jwt("anon")), KeyKind::AnonJwt);
-        assert_eq!(key_kind(&jwt("service_role")), KeyKind::ServiceRoleJwt);
-        assert_eq!(key_kind(&jwt("authenticated")), KeyKind::Other);
-        for other in ["", "plain", "a.b", "a.!!!.c", "a.b.c.d"] {
-            assert_eq!(key_kind(other), KeyKind::Other, "{other:?}");
+        let role = |r: &str| KeyKind::Jwt(Some(r.to_owned()));
+        assert_eq!(key_kind(&jwt("anon")), role("anon"));
+        assert_eq!(key_kind(&jwt("service_role")), role("service_role"));
+        assert_eq!(key_kind(&jwt("authenticated")), role("authenticated"));
+        assert_eq!(key_kind(&jwt_claims(r#"{"sub":"u"}"#)), KeyKind::Jwt(None));
+        assert_eq!(
+            key_kind(&jwt_claims(r#"{"role":null}"#)),
+            KeyKind::Jwt(None)
+        );
+        for other in ["", "plain", "a.b", "a.!!!.c", "a.b.c.d", "x.WzFd.y"] {
+            assert_eq!(key_kind(other), KeyKind::Opaque, "{other:?}");
+        }
+        let service: Vec<_> = [
+            "sb_secret_abc".to_owned(),
+            jwt("service_role"),
+            jwt("anon"),
+            jwt("authenticated"),
+            jwt_claims("{}"),
+            "sb_publishable_abc".to_owned(),
+            "plain".to_owned(),
+        ]
+        .iter()
+        .map(|k| key_kind(k).is_service())
+        .collect();
+        assert_eq!(service, [true, true, false, false, false, false, false]);
+    }
+
+    #[test]
+    fn only_service_keys_are_accepted_and_the_refusal_names_the_role() {
+        let role_like = "svc-reader";
+        let cases = [
+            (jwt("authenticated"), r#"a JWT with role "authenticated""#),
+            (jwt("anon"), r#"a JWT with role "anon""#),
+            (jwt(role_like), r#"a JWT with role "svc-reader""#),
+            (
+                jwt_claims(r#"{"iss":"supabase"}"#),
+                "a JWT with no role claim",
+            ),
+            (
+                jwt("not a role, maybe sb_secret_0123"),
+                "a JWT with an unusual role claim (not shown)",
+            ),
+            ("sb_publishable_abc0123".to_owned(), "a publishable key"),
+            (
+                "opaque-0123456789".to_owned(),
+                "neither a JWT nor an sb_secret_ key",
+            ),
+        ];
+        for (key, found) in cases {
+            let err = SupabaseStore::new(&config(&key, None)).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+            let shown = format!("{err} {err:?}");
+            assert!(shown.contains("SUPABASE_SERVICE_ROLE_KEY"), "{shown}");
+            assert!(shown.contains(found), "{found:?} not in {shown}");
+            assert!(!shown.contains(&key), "key in {shown}");
+            assert!(!shown.contains("0123"), "part of the key in {shown}");
+        }
+        for key in [jwt("service_role"), "sb_secret_abc".to_owned()] {
+            SupabaseStore::new(&config(&key, None)).unwrap();
+            assert_eq!(refuse_unless_service(&key), None);
         }
     }
 
@@ -871,7 +989,6 @@ mod tests {
             (service.as_str(), None, service.as_str()),
             ("sb_secret_s", Some("sb_publishable_p"), "sb_secret_s"),
             ("sb_secret_s", None, "sb_secret_s"),
-            ("self-hosted", Some("anon-ish"), "anon-ish"),
         ];
         for (secret, publishable, want) in cases {
             let store = SupabaseStore::new(&config(secret, publishable)).unwrap();

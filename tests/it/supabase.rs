@@ -70,25 +70,35 @@ async fn supabase_store_conforms_when_missing_is_a_real_404() {
 }
 
 #[tokio::test]
-async fn missing_objects_and_buckets_are_not_found_in_both_shapes() {
+async fn a_missing_object_is_not_found_and_a_missing_bucket_never_is() {
     let server = server().await;
     let store = store(&server.config());
     let missing_bucket = Location::new("no-such-bucket", ObjectKey::new("k").unwrap());
     for (real_404, status) in [(false, 400), (true, 404)] {
         server.answer_missing_with_404(real_404);
         server.clear_requests();
-        for location in [at("never/written.gz"), missing_bucket.clone()] {
-            let err = store.get(&location).await.unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-            let err = store.head(&location).await.unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-            assert!(!exists(&store, &location).await.unwrap());
-            store.delete(&location).await.unwrap();
-        }
-        let err = store.ping("no-such-bucket").await.unwrap_err();
+        let missing_object = at("never/written.gz");
+        let err = store.get(&missing_object).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        let err = store.head(&missing_object).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        assert!(!exists(&store, &missing_object).await.unwrap());
+        store.delete(&missing_object).await.unwrap();
+
+        // A missing bucket says nothing about the objects meant to be in it.
+        let err = store.get(&missing_bucket).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BucketNotFound, "{err}");
+        let err = store.head(&missing_bucket).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BucketNotFound, "{err}");
+        let err = exists(&store, &missing_bucket).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BucketNotFound, "{err}");
+        // Storage's single delete answers NoSuchKey whatever is missing.
+        store.delete(&missing_bucket).await.unwrap();
+        let err = store.ping("no-such-bucket").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BucketNotFound, "{err}");
+        assert!(!err.is_retryable());
         let requests = server.requests();
-        // One request per call: a missing object is not worth a retry.
+        // One request per call: neither is worth a retry.
         assert_eq!(requests.len(), 2 * 4 + 1, "{requests:#?}");
         for r in &requests {
             assert_eq!(r.status, status, "{} {}", r.method, r.path);
