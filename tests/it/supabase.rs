@@ -191,6 +191,166 @@ async fn refused_keys_are_permission_denied_and_never_shown() {
 }
 
 #[tokio::test]
+async fn keys_without_the_service_role_are_refused_before_any_request() {
+    let server = server().await;
+    server.seed(BUCKET, "k", b"kept");
+    let cases = [
+        (
+            server.mint_jwt(Some("authenticated")),
+            r#"role "authenticated""#,
+        ),
+        (server.mint_jwt(Some("anon")), r#"role "anon""#),
+        (server.mint_jwt(None), "no role claim"),
+        (server.publishable_key.clone(), "publishable key"),
+        (format!("opaque-{}", server.secret_key), "neither a JWT"),
+    ];
+    for (key, found) in cases {
+        let mut errors = vec![SupabaseStore::new(&server.config_with(&key, None)).unwrap_err()];
+        let vars = BTreeMap::from([
+            ("HOT_STORE", "supabase".to_owned()),
+            ("SUPABASE_URL", server.url.clone()),
+            ("SUPABASE_SERVICE_ROLE_KEY", key.clone()),
+        ]);
+        errors.push(HotConfig::from_lookup(|name| vars.get(name).cloned()).unwrap_err());
+        for err in errors {
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+            let shown = format!("{err} {err:?}");
+            assert!(shown.contains("SUPABASE_SERVICE_ROLE_KEY"), "{shown}");
+            assert!(shown.contains(found), "{found:?} not in {shown}");
+            assert!(!shown.contains(&key), "key in {shown}");
+        }
+    }
+    assert!(server.requests().is_empty(), "{:#?}", server.requests());
+    // A token the server signed with the service role is as good as its key.
+    let minted = server.mint_jwt(Some("service_role"));
+    let store = store(&server.config_with(&minted, Some(&server.publishable_key)));
+    assert_eq!(store.get(&at("k")).await.unwrap(), &b"kept"[..]);
+}
+
+/// What the real server does for a validly signed token that is not the
+/// service role: Row Level Security hides everything, as if missing.
+#[tokio::test]
+async fn the_server_hides_everything_from_tokens_without_the_service_role() {
+    let server = server().await;
+    server.seed(BUCKET, "k", b"kept");
+    let client = reqwest::Client::new();
+    let api = format!("{}/storage/v1", server.url);
+    let send = |method: reqwest::Method, path: &str, bearer: Option<&str>, body: &str| {
+        let mut request = client
+            .request(method, format!("{api}/{path}"))
+            .header("apikey", &server.publishable_key)
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(bearer) = bearer {
+            request = request.header("authorization", format!("Bearer {bearer}"));
+        }
+        async move {
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            let body: serde_json::Value =
+                serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+            (status, body)
+        }
+    };
+    let batch = r#"{"prefixes":["k"]}"#;
+    let low = [
+        server.mint_jwt(Some("authenticated")),
+        server.mint_jwt(None),
+        server.mint_jwt(Some("anon")),
+        server.publishable_key.clone(),
+    ];
+    for token in &low {
+        let token = Some(token.as_str());
+        for path in [
+            format!("object/authenticated/{BUCKET}/k"),
+            format!("object/info/authenticated/{BUCKET}/k"),
+        ] {
+            let (status, body) = send(Method::GET, &path, token, "").await;
+            assert_eq!(
+                (status, &body["statusCode"]),
+                (400, &"404".into()),
+                "{path}"
+            );
+            assert_eq!(body["code"], "NoSuchKey", "{path}: {body}");
+        }
+        let (status, body) = send(Method::GET, &format!("bucket/{BUCKET}"), token, "").await;
+        assert_eq!((status, &body["code"]), (400, &"NoSuchBucket".into()));
+        let (status, body) = send(Method::DELETE, &format!("object/{BUCKET}/k"), token, "").await;
+        assert_eq!((status, &body["statusCode"]), (400, &"403".into()));
+        assert_eq!(body["code"], "AccessDenied");
+        let (status, body) = send(Method::DELETE, &format!("object/{BUCKET}"), token, batch).await;
+        assert_eq!((status, body), (200, serde_json::json!([])));
+        assert_eq!(server.object(BUCKET, "k").as_deref(), Some(&b"kept"[..]));
+    }
+
+    // No Authorization header at all.
+    let (status, body) = send(Method::GET, &format!("bucket/{BUCKET}"), None, "").await;
+    assert_eq!((status, &body["statusCode"]), (400, &"400".into()));
+    assert_eq!(body["code"], "InvalidRequest");
+    // Signed with another secret, or expired: refused, not hidden.
+    let foreign = SupabaseServer::start().await.mint_jwt(Some("service_role"));
+    let expired = server.mint_jwt_claims(&serde_json::json!({"role": "service_role", "exp": 1}));
+    for (token, why) in [
+        (foreign, "invalid signature"),
+        (expired, r#""exp" claim timestamp check failed"#),
+    ] {
+        let path = format!("object/authenticated/{BUCKET}/k");
+        let (status, body) = send(Method::GET, &path, Some(&token), "").await;
+        assert_eq!((status, &body["statusCode"]), (400, &"403".into()));
+        assert_eq!(
+            (&body["code"], &body["message"]),
+            (&"AccessDenied".into(), &why.into())
+        );
+    }
+    // The service role sees it all, and its batch delete deletes.
+    let service = Some(server.service_role_key.as_str());
+    let (status, body) = send(Method::DELETE, &format!("object/{BUCKET}"), service, batch).await;
+    assert_eq!((status, body.as_array().map(Vec::len)), (200, Some(1)));
+    assert_eq!(server.object_count(BUCKET), 0);
+}
+
+/// The store refuses such keys at start-up; a service key that loses its
+/// privilege later is what the store meets instead.
+#[tokio::test]
+async fn a_demoted_service_key_sees_no_bucket_may_not_delete_and_changes_nothing() {
+    for secret_key in [false, true] {
+        let server = server().await;
+        server.seed(BUCKET, "k", b"kept");
+        let store = store(&if secret_key {
+            server.config_with(&server.secret_key, None)
+        } else {
+            server.config()
+        });
+        store.ping(BUCKET).await.unwrap();
+        server.demote_service_key();
+        server.clear_requests();
+        // Only the bucket route tells a hidden bucket from a missing object.
+        let err = store.ping(BUCKET).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BucketNotFound, "{err}");
+        assert!(!err.is_retryable());
+        for err in [
+            store.get(&at("k")).await.unwrap_err(),
+            store.head(&at("k")).await.unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        }
+        let err = store.delete(&at("k")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+        let err = store
+            .put(&at("new"), Bytes::from_static(b"x"), &PutOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+        // The batch delete cannot tell: it says nothing was there.
+        let keys = [ObjectKey::new("k").unwrap()];
+        assert_eq!(store.delete_many(BUCKET, &keys).await.unwrap(), 0);
+        assert_eq!(server.requests().len(), 6, "none of these is retried");
+        assert_eq!(server.object(BUCKET, "k").as_deref(), Some(&b"kept"[..]));
+        assert_eq!(server.object_count(BUCKET), 1);
+    }
+}
+
+#[tokio::test]
 async fn every_request_carries_apikey_and_bearer() {
     let server = server().await;
     let service_role = server.service_role_key.clone();
@@ -371,6 +531,7 @@ async fn throttling_and_outages_are_retried_until_they_pass() {
         (Fault::RateLimited, 2),
         (Fault::Unavailable, 3),
         (Fault::WrappedUnavailable, 2),
+        (Fault::DatabaseTimeout, 2),
     ] {
         server.clear_requests();
         server.inject(fault, times);
@@ -406,6 +567,7 @@ async fn retries_run_out_as_a_transient_error() {
         Fault::RateLimited,
         Fault::Unavailable,
         Fault::WrappedUnavailable,
+        Fault::DatabaseTimeout,
     ] {
         server.clear_requests();
         server.inject(fault, 3);
@@ -413,6 +575,9 @@ async fn retries_run_out_as_a_transient_error() {
         assert_eq!(err.kind(), ErrorKind::Transient, "{fault:?}: {err}");
         assert!(err.is_retryable());
         assert_eq!(server.requests().len(), 3, "{fault:?}");
+        if let Fault::DatabaseTimeout = fault {
+            assert!(server.requests().iter().all(|r| r.status == 544));
+        }
         // The next sweep may succeed: the object is still there.
         assert_eq!(store.get(&at("k")).await.unwrap(), &b"x"[..]);
     }

@@ -10,9 +10,19 @@
 //!   "error":"not_found","message":"Object not found"}`);
 //!   [`answer_missing_with_404`](SupabaseServer::answer_missing_with_404)
 //!   switches not-found answers to a real 404, as some versions send.
-//! - A bad token is `AccessDenied` (`"statusCode":"403"`) on the
+//! - Tokens: JWTs are signed with the server's own secret. A badly signed or
+//!   expired one is `AccessDenied` (`"statusCode":"403"`) on the
 //!   authenticated routes; the lenient ones (`GET /object/{bucket}/…`,
-//!   `/object/info/{bucket}/…`) carry on as the public and find no private bucket.
+//!   `/object/info/{bucket}/…`) carry on as the public and find no private
+//!   bucket. No `Authorization` header is `"400"` `InvalidRequest`.
+//! - Row Level Security: only the `service_role` JWT and the `sb_secret_…`
+//!   key see everything. A validly signed token with another role (or none)
+//!   and the publishable key are hidden from the objects, as on the real
+//!   server with no policies: reads answer `NoSuchKey`, the bucket route
+//!   `NoSuchBucket`, an upload or single delete `"403"` `AccessDenied`, a
+//!   batch delete `200 []` with nothing deleted. [`mint_jwt`](SupabaseServer::mint_jwt)
+//!   makes such tokens; [`demote_service_key`](SupabaseServer::demote_service_key)
+//!   makes the service keys act like them from then on.
 //! - Routes that do not exist get the web framework's 404 (numeric `statusCode`).
 //! - Upload without `x-upsert: true` over an existing object → `Duplicate`;
 //!   `x-metadata` is base64 JSON; keys outside Storage's allowed characters
@@ -39,6 +49,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
+use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -58,6 +69,8 @@ pub(crate) enum Fault {
     WrappedUnavailable,
     /// HTTP 400 `InvalidRequest` (`"statusCode":"400"`): permanent.
     BadRequest,
+    /// HTTP 544 with Storage's `DatabaseTimeout` body, not wrapped in a 400.
+    DatabaseTimeout,
     /// Answer normally, after this pause.
     Stall(Duration),
 }
@@ -95,12 +108,53 @@ struct State {
     faults: VecDeque<Fault>,
     requests: Vec<Recorded>,
     real_404: bool,
+    /// The service keys act as `authenticated` (see `demote_service_key`).
+    demoted: bool,
 }
 
 struct Keys {
+    /// Signs and checks JWTs (the project's JWT secret).
+    jwt_secret: String,
     service_role: String,
     secret: String,
     publishable: String,
+}
+
+impl Keys {
+    /// A JWT with `claims`, signed with this project's secret.
+    fn mint(&self, claims: &Value) -> String {
+        let part = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        let signed = format!(
+            "{}.{}",
+            part(r#"{"alg":"HS256","typ":"JWT"}"#),
+            part(&claims.to_string())
+        );
+        let signature = self.signature(&signed);
+        format!("{signed}.{signature}")
+    }
+
+    /// Not HMAC, but only a holder of `jwt_secret` can make it, which is all
+    /// the tests need of a signature.
+    fn signature(&self, signed: &str) -> String {
+        let digest = Sha256::digest(format!("{}.{signed}", self.jwt_secret));
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    }
+
+    /// The claims of a JWT signed with this project's secret.
+    fn verify(&self, token: &str) -> Option<serde_json::Map<String, Value>> {
+        let (signed, signature) = token.rsplit_once('.')?;
+        let (_, payload) = signed.split_once('.')?;
+        if signature != self.signature(signed) {
+            return None;
+        }
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()?;
+        match serde_json::from_slice(&json).ok()? {
+            Value::Object(claims) => Some(claims),
+            _ => None,
+        }
+    }
 }
 
 /// A running fake Supabase Storage; stopped on drop.
@@ -114,6 +168,7 @@ pub(crate) struct SupabaseServer {
     pub(crate) secret_key: String,
     /// The publishable key, `sb_publishable_…`.
     pub(crate) publishable_key: String,
+    keys: Arc<Keys>,
     state: Arc<Mutex<State>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -123,16 +178,14 @@ impl SupabaseServer {
     /// Start a server on a free port of 127.0.0.1 with fresh keys and no buckets.
     pub(crate) async fn start() -> SupabaseServer {
         let unique = uuid::Uuid::new_v4().simple().to_string();
-        let jwt_part = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
-        let keys = Arc::new(Keys {
-            service_role: format!(
-                "{}.{}.sig-{unique}",
-                jwt_part(r#"{"alg":"HS256","typ":"JWT"}"#),
-                jwt_part(r#"{"iss":"supabase","role":"service_role"}"#)
-            ),
+        let mut keys = Keys {
+            jwt_secret: uuid::Uuid::new_v4().simple().to_string(),
+            service_role: String::new(),
             secret: format!("sb_secret_{unique}"),
             publishable: format!("sb_publishable_{unique}"),
-        });
+        };
+        keys.service_role = keys.mint(&json!({"iss": "supabase", "role": "service_role"}));
+        let keys = Arc::new(keys);
         let state = Arc::new(Mutex::new(State::default()));
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind 127.0.0.1:0 for the Supabase test server");
@@ -163,6 +216,7 @@ impl SupabaseServer {
             service_role_key: keys.service_role.clone(),
             secret_key: keys.secret.clone(),
             publishable_key: keys.publishable.clone(),
+            keys,
             state,
             stop: Some(stop),
             thread: Some(thread),
@@ -199,6 +253,30 @@ impl SupabaseServer {
         self.state()
             .faults
             .extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// A JWT validly signed for this project with `role` as its role claim
+    /// (none when `None`): `authenticated` is what a signed-in user's token
+    /// carries. Any role but `service_role` is hidden from the objects.
+    pub(crate) fn mint_jwt(&self, role: Option<&str>) -> String {
+        let mut claims = json!({"iss": "supabase", "sub": uuid::Uuid::new_v4().to_string()});
+        if let Some(role) = role {
+            claims["role"] = json!(role);
+        }
+        self.keys.mint(&claims)
+    }
+
+    /// A JWT validly signed for this project with exactly `claims` (`exp`
+    /// is checked, in seconds since 1970).
+    pub(crate) fn mint_jwt_claims(&self, claims: &Value) -> String {
+        self.keys.mint(claims)
+    }
+
+    /// From now on the `service_role` key and the `sb_secret_…` key act like
+    /// an `authenticated` token: hidden from every object and bucket, as a
+    /// key that lost its privilege (or was never the service key) would be.
+    pub(crate) fn demote_service_key(&self) {
+        self.state().demoted = true;
     }
 
     /// Answer "object/bucket not found" with a real 404 instead of the usual 400.
@@ -344,6 +422,11 @@ fn fault_answer(fault: Fault) -> Answer {
             &json!({"statusCode": "400", "code": "InvalidRequest", "error": "InvalidRequest",
                     "message": "Invalid request"}),
         ),
+        Fault::DatabaseTimeout => json_answer(
+            StatusCode::from_u16(544).expect("544 is a valid status"),
+            &json!({"statusCode": "544", "code": "DatabaseTimeout", "error": "DatabaseTimeout",
+                    "message": "Database query timeout"}),
+        ),
         Fault::Stall(_) => unreachable!("stalls answer normally"),
     }
 }
@@ -402,14 +485,19 @@ fn route_not_found(method: &Method, path: &str) -> Answer {
 /// Who a request acts as.
 enum Caller {
     ServiceRole,
-    /// An invalid or missing token (what Storage says about it).
+    /// A valid token that Row Level Security hides the objects from
+    /// (`authenticated`, `anon`, no role).
+    Restricted,
+    /// No `Authorization` header.
+    NoToken,
+    /// An invalid token (what Storage says about it).
     Invalid(&'static str),
     /// Stopped by the gateway, with its answer.
     Refused(Answer),
 }
 
 /// The gateway's checks, then the token.
-fn caller(keys: &Keys, headers: &HeaderMap) -> Caller {
+fn caller(keys: &Keys, demoted: bool, headers: &HeaderMap) -> Caller {
     let Some(apikey) = headers.get("apikey").and_then(|v| v.to_str().ok()) else {
         return Caller::Refused(gateway_401(
             "No API key found in request",
@@ -425,9 +513,12 @@ fn caller(keys: &Keys, headers: &HeaderMap) -> Caller {
             "Double check your Supabase `anon` or `service_role` API key.",
         ));
     }
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let Some(authorization) = headers.get(header::AUTHORIZATION) else {
+        return Caller::NoToken;
+    };
+    let bearer = authorization
+        .to_str()
+        .ok()
         .and_then(|v| {
             v.get(..7)
                 .filter(|p| p.eq_ignore_ascii_case("bearer "))
@@ -441,12 +532,30 @@ fn caller(keys: &Keys, headers: &HeaderMap) -> Caller {
         ));
     }
     if bearer.is_empty() {
-        Caller::Invalid("jwt must be provided")
-    } else if bearer == keys.service_role || bearer == keys.secret {
-        Caller::ServiceRole
-    } else {
-        Caller::Invalid("invalid signature")
+        return Caller::Invalid("jwt must be provided");
     }
+    let service = |is_service: bool| {
+        if is_service && !demoted {
+            Caller::ServiceRole
+        } else {
+            Caller::Restricted
+        }
+    };
+    if bearer == keys.secret || bearer == keys.publishable {
+        return service(bearer == keys.secret);
+    }
+    let Some(claims) = keys.verify(bearer) else {
+        return Caller::Invalid("invalid signature");
+    };
+    let now = chrono::Utc::now().timestamp();
+    if claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .is_some_and(|exp| exp <= now)
+    {
+        return Caller::Invalid("\"exp\" claim timestamp check failed");
+    }
+    service(claims.get("role").and_then(Value::as_str) == Some("service_role"))
 }
 
 /// Which route, with its decoded bucket and key.
@@ -562,9 +671,9 @@ fn route(
     let Some(route) = parse_route(&parts.method, path) else {
         return route_not_found(&parts.method, path);
     };
-    let caller = caller(keys, &parts.headers);
     let mut state = lock(state);
     let real_404 = state.real_404;
+    let caller = caller(keys, state.demoted, &parts.headers);
     let lenient = matches!(
         route,
         Route::Download { lenient: true, .. } | Route::Info { lenient: true, .. }
@@ -572,6 +681,16 @@ fn route(
     match caller {
         Caller::ServiceRole => {}
         Caller::Refused(answer) => return answer,
+        Caller::NoToken => {
+            return storage_error(
+                real_404,
+                400,
+                "InvalidRequest",
+                "InvalidRequest",
+                "headers must have required property 'authorization'",
+            );
+        }
+        Caller::Restricted => return hidden_by_rls(&route, real_404),
         // The lenient routes carry on as the public, who see no private bucket.
         Caller::Invalid(_) if lenient => return no_such_bucket(real_404),
         Caller::Invalid(why) => {
@@ -711,6 +830,31 @@ fn route(
             }
             json_answer(StatusCode::OK, &Value::Array(deleted))
         }
+    }
+}
+
+/// What a token without the service role gets: Row Level Security (no
+/// policies) hides every bucket and object, so reads look like "missing"
+/// and writes are refused, except the batch delete, which deletes nothing.
+fn hidden_by_rls(route: &Route, real_404: bool) -> Answer {
+    match route {
+        Route::Bucket(_) => no_such_bucket(real_404),
+        Route::Download { .. } | Route::Info { .. } => no_such_key(real_404),
+        Route::Upload(..) => storage_error(
+            real_404,
+            403,
+            "AccessDenied",
+            "Unauthorized",
+            "new row violates row-level security policy",
+        ),
+        Route::Delete(..) => storage_error(
+            real_404,
+            403,
+            "AccessDenied",
+            "Unauthorized",
+            "Access denied",
+        ),
+        Route::DeleteMany(_) => json_answer(StatusCode::OK, &json!([])),
     }
 }
 
