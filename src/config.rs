@@ -756,6 +756,16 @@ impl HotConfig {
     pub fn from_env() -> Result<HotConfig> {
         Self::from_lookup(env_lookup)
     }
+
+    /// The settings that hold this store's credentials, for messages that
+    /// say what to check; none for a folder.
+    pub fn credential_variables(&self) -> &'static [&'static str] {
+        match self {
+            HotConfig::Fs { .. } => &[],
+            HotConfig::S3(_) => &[HOT_S3_ACCESS_KEY_ID, HOT_S3_SECRET_ACCESS_KEY],
+            HotConfig::Supabase(_) => &[SUPABASE_SERVICE_ROLE_KEY],
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

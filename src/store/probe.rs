@@ -17,8 +17,10 @@
 //! exist, the probe always tries to delete it.
 //!
 //! [`probe_read_only`] is the version for a store coldsweep only reads and
-//! deletes from (hot): reach the bucket and find one object the catalog
-//! references, without writing anything.
+//! deletes from (hot): reach the bucket, find one object the catalog
+//! references, and delete a fresh name under the probe prefix that cannot
+//! exist, which proves the key may delete there without touching a real
+//! object. Nothing is written.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -53,6 +55,9 @@ pub enum ProbeStep {
     Gone,
     /// An existing object (one the catalog references) is found (read-only probe).
     Find,
+    /// A delete in the bucket is allowed, tried on a name that cannot exist
+    /// (read-only probe).
+    DeleteAbsent,
 }
 
 impl ProbeStep {
@@ -66,6 +71,7 @@ impl ProbeStep {
             ProbeStep::Delete => "delete allowed",
             ProbeStep::Gone => "probe object gone after delete",
             ProbeStep::Find => "object the catalog references found",
+            ProbeStep::DeleteAbsent => "delete allowed (tried on a name that does not exist)",
         }
     }
 
@@ -114,6 +120,10 @@ impl ProbeStep {
             }
             (S::Find, K::PermissionDenied) => {
                 "read not allowed: these credentials may not read objects"
+            }
+            (S::DeleteAbsent, K::PermissionDenied) => {
+                "delete not allowed: these credentials may read but not delete in this bucket, \
+                 so archived blobs could never leave it"
             }
             (_, K::PermissionDenied) => "permission denied",
             (_, K::NotFound) => "not found",
@@ -345,19 +355,44 @@ pub async fn probe(store: &dyn Store, bucket: &str, prefix: &ObjectKey) -> Probe
     report
 }
 
-/// Reach `location`'s bucket and find the object there, writing nothing.
-pub async fn probe_read_only(store: &dyn Store, location: &Location) -> ProbeReport {
+/// Reach `location`'s bucket, find the object there, and delete a fresh
+/// name under `prefix` in that bucket (see the [module docs](self)).
+/// Writes nothing.
+pub async fn probe_read_only(
+    store: &dyn Store,
+    location: &Location,
+    prefix: &ObjectKey,
+) -> ProbeReport {
+    use ProbeStep::*;
+
     let mut report = ProbeReport::new(store, location.clone());
     let reached = store.ping(&location.bucket).await.map(|()| String::new());
-    if !report.record(ProbeStep::Reach, reached) {
-        report.skip(&[ProbeStep::Find], "the bucket is not reachable");
+    if !report.record(Reach, reached) {
+        report.skip(&[Find, DeleteAbsent], "the bucket is not reachable");
         return report;
     }
     let found = store
         .head(location)
         .await
         .map(|meta| format!("{} ({} bytes)", location.key, meta.size));
-    report.record(ProbeStep::Find, found);
+    report.record(Find, found);
+
+    // A uuid under the probe prefix: no real object can have this name.
+    let absent = prefix
+        .join(&format!("absent-{}", uuid::Uuid::new_v4().simple()))
+        .map(|key| Location::new(location.bucket.as_str(), key));
+    let deleted = match absent {
+        // "Not found" is as good as success: the key was let through.
+        Ok(absent) => match store.delete(&absent).await {
+            Ok(()) => Ok(format!("{absent}: the store accepted the delete")),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                Ok(format!("{absent}: the store answered not found"))
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e.context("probe key")),
+    };
+    report.record(DeleteAbsent, deleted);
     report
 }
 
@@ -503,6 +538,7 @@ mod tests {
             ProbeStep::Delete,
             ProbeStep::Gone,
             ProbeStep::Find,
+            ProbeStep::DeleteAbsent,
         ];
         let kinds = [
             ErrorKind::NotFound,

@@ -1,6 +1,7 @@
-//! The start-up probe and `coldsweep check`: against a folder store and the
-//! in-process S3 server, with good settings and each way a deployment is
-//! commonly wrong (bad credentials, missing bucket, read-only bucket).
+//! The start-up probe and `coldsweep check`: against a folder store, the
+//! in-process S3 server and the Supabase test server, with good settings and
+//! each way a deployment is commonly wrong (bad credentials, missing bucket,
+//! read-only bucket, a Supabase key without the service role).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,13 +10,14 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use coldsweep::catalog::{JobRow, SqliteCatalog, TaskRow};
-use coldsweep::store::probe::{ProbeReport, ProbeStep, StepOutcome, probe};
-use coldsweep::store::{FsStore, PutOptions, S3Store, Store, exists};
+use coldsweep::store::probe::{ProbeReport, ProbeStep, StepOutcome, probe, probe_read_only};
+use coldsweep::store::{FsStore, PutOptions, S3Store, Store, SupabaseStore, exists};
 use coldsweep::{Catalog, ErrorKind, Location, ObjectKey};
 
 use crate::cli::{Ran, coldsweep, files_under, run};
 use crate::faults::FaultyStore;
 use crate::harness::s3::S3Server;
+use crate::harness::supabase::SupabaseServer;
 
 const COLD: &str = "cold-archive";
 const HOT: &str = "task-html";
@@ -373,6 +375,10 @@ async fn check_passes_a_good_deployment_and_changes_nothing() {
         ("delete allowed", ""),
         ("probe object gone after delete", ""),
         ("task-html: object the catalog references found", HOT_PATH),
+        (
+            "task-html: delete allowed (tried on a name that does not exist)",
+            "task-html/.coldsweep-probe/absent-",
+        ),
     ] {
         let starts = if what.starts_with("Cold store") {
             "Cold store"
@@ -385,7 +391,7 @@ async fn check_passes_a_good_deployment_and_changes_nothing() {
     assert_line(&ran, "task-html: bucket reachable", "✓", "");
     assert!(!ran.stdout.contains('✗'), "{}", ran.show());
     assert!(
-        ran.stdout.contains("All 11 checks passed."),
+        ran.stdout.contains("All 12 checks passed."),
         "{}",
         ran.show()
     );
@@ -415,7 +421,7 @@ async fn check_names_refused_credentials() {
         "",
     );
     assert!(
-        ran.stdout.contains("1 of 6 checks failed."),
+        ran.stdout.contains("1 of 7 checks failed."),
         "{}",
         ran.show()
     );
@@ -457,7 +463,7 @@ async fn check_names_a_read_only_bucket() {
         assert_line(&ran, skipped, "-", "not tried, nothing was written");
     }
     assert!(
-        ran.stdout.contains("1 of 7 checks failed."),
+        ran.stdout.contains("1 of 8 checks failed."),
         "{}",
         ran.show()
     );
@@ -576,4 +582,203 @@ async fn run_refuses_to_start_when_the_cold_bucket_is_read_only() {
         "{}",
         ran.show()
     );
+}
+
+// ---------------------------------------------------------------------------
+// The hot store's read-only probe, and `check` with an S3 or Supabase hot store.
+
+const READ_ONLY_STEPS: [ProbeStep; 3] =
+    [ProbeStep::Reach, ProbeStep::Find, ProbeStep::DeleteAbsent];
+
+fn expect_read_only(outcomes: [&str; 3]) -> Vec<(ProbeStep, String)> {
+    READ_ONLY_STEPS
+        .into_iter()
+        .zip(outcomes.map(str::to_owned))
+        .collect()
+}
+
+fn hot_location() -> Location {
+    Location::new(HOT, ObjectKey::new(HOT_PATH).unwrap())
+}
+
+#[tokio::test]
+async fn read_only_probe_deletes_a_name_that_cannot_exist_and_nothing_else() {
+    // Folder.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(HOT)).unwrap();
+    let fs = FsStore::open_existing(dir.path()).unwrap();
+    std::fs::create_dir_all(dir.path().join(HOT).join("jobs/j1/tasks/t1")).unwrap();
+    std::fs::write(dir.path().join(HOT).join(HOT_PATH), b"kept").unwrap();
+    let report = probe_read_only(&fs, &hot_location(), &prefix()).await;
+    assert_eq!(outcomes(&report), expect_read_only(["P"; 3]), "{report:#?}");
+    assert_eq!(files_under(&dir.path().join(HOT)).len(), 1);
+
+    // S3: writable, then read-only (reads allowed, deletes refused).
+    let server = S3Server::start().await;
+    server.create_bucket(HOT);
+    let s3 = s3_store(&server);
+    s3.put(
+        &hot_location(),
+        Bytes::from_static(b"kept"),
+        &PutOptions::default(),
+    )
+    .await
+    .unwrap();
+    let report = probe_read_only(&s3, &hot_location(), &prefix()).await;
+    assert_eq!(outcomes(&report), expect_read_only(["P"; 3]), "{report:#?}");
+    server.make_read_only(HOT);
+    let report = probe_read_only(&s3, &hot_location(), &prefix()).await;
+    assert_eq!(
+        outcomes(&report),
+        expect_read_only(["P", "P", "F permission_denied"]),
+        "{report:#?}"
+    );
+    let failure = report.failure().unwrap();
+    assert!(
+        failure.reason().unwrap().starts_with("delete not allowed"),
+        "{failure:?}"
+    );
+    assert_eq!(files_under(&server.root().join(HOT)).len(), 1);
+
+    // Supabase: the service key passes; once demoted, the bucket is hidden.
+    let supabase = SupabaseServer::start().await;
+    supabase.create_bucket(HOT);
+    supabase.seed(HOT, HOT_PATH, b"kept");
+    let store = SupabaseStore::new(&supabase.config()).unwrap();
+    supabase.clear_requests();
+    let report = probe_read_only(&store, &hot_location(), &prefix()).await;
+    assert_eq!(outcomes(&report), expect_read_only(["P"; 3]), "{report:#?}");
+    let deletes: Vec<_> = supabase
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == hyper::Method::DELETE)
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert!(
+        deletes[0].starts_with("/storage/v1/object/task-html/.coldsweep-probe/absent-"),
+        "{deletes:?}"
+    );
+    supabase.demote_service_key();
+    let report = probe_read_only(&store, &hot_location(), &prefix()).await;
+    assert_eq!(
+        outcomes(&report),
+        expect_read_only(["F bucket_not_found", "S", "S"]),
+        "{report:#?}"
+    );
+    assert_eq!(supabase.object_count(HOT), 1);
+}
+
+/// `check` with `HOT_STORE=supabase` against `server`, whose bucket holds
+/// the deployment's hot blob.
+fn supabase_hot(server: &SupabaseServer) -> Vec<(&'static str, String)> {
+    server.create_bucket(HOT);
+    server.seed(HOT, HOT_PATH, b"\x1f\x8bnot-really-gzip");
+    vec![
+        ("HOT_STORE", "supabase".into()),
+        ("SUPABASE_URL", server.url.clone()),
+        ("SUPABASE_SERVICE_ROLE_KEY", server.service_role_key.clone()),
+        ("SUPABASE_PUBLISHABLE_KEY", server.publishable_key.clone()),
+    ]
+}
+
+fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+#[tokio::test]
+async fn check_names_the_supabase_key_when_it_cannot_see_the_bucket() {
+    let d = Deployment::new().await;
+    let server = SupabaseServer::start().await;
+    let env = supabase_hot(&server);
+    let ran = d.check(&borrowed(&env));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert_line(
+        &ran,
+        "Hot store supabase",
+        "Hot store",
+        "nothing is written",
+    );
+    assert_line(&ran, "task-html: delete allowed", "✓", "absent-");
+
+    server.demote_service_key();
+    let ran = d.check(&borrowed(&env));
+    assert_eq!(ran.code, Some(1), "{}", ran.show());
+    assert_line(
+        &ran,
+        "task-html: bucket reachable",
+        "✗",
+        "check the bucket name, and that SUPABASE_SERVICE_ROLE_KEY holds the service_role key",
+    );
+    assert_line(
+        &ran,
+        "task-html: object the catalog references found",
+        "-",
+        "not tried",
+    );
+    assert_line(&ran, "task-html: delete allowed", "-", "not tried");
+    assert!(!ran.stdout.contains("access key id"), "{}", ran.show());
+    for key in [&server.service_role_key, &server.publishable_key] {
+        assert!(!ran.stdout.contains(key.as_str()) && !ran.stderr.contains(key.as_str()));
+    }
+    assert_eq!(server.object_count(HOT), 1, "nothing was deleted");
+}
+
+#[tokio::test]
+async fn check_names_the_hot_s3_keys_when_they_may_not_delete() {
+    let d = Deployment::new().await;
+    d.server.create_bucket(HOT);
+    s3_store(&d.server)
+        .put(
+            &hot_location(),
+            Bytes::from_static(b"kept"),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let hot = |secret: &str| {
+        vec![
+            ("HOT_STORE", "s3".to_owned()),
+            ("HOT_S3_ENDPOINT", d.server.endpoint.clone()),
+            ("HOT_S3_ACCESS_KEY_ID", d.server.access_key.clone()),
+            ("HOT_S3_SECRET_ACCESS_KEY", secret.to_owned()),
+        ]
+    };
+    let good = hot(&d.server.secret_key);
+    let ran = d.check(&borrowed(&good));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+
+    d.server.make_read_only(HOT);
+    let ran = d.check(&borrowed(&good));
+    assert_eq!(ran.code, Some(1), "{}", ran.show());
+    assert_line(&ran, "task-html: bucket reachable", "✓", "");
+    assert_line(
+        &ran,
+        "task-html: object the catalog references found",
+        "✓",
+        HOT_PATH,
+    );
+    assert_line(
+        &ran,
+        "task-html: delete allowed",
+        "✗",
+        "delete not allowed: check HOT_S3_ACCESS_KEY_ID and HOT_S3_SECRET_ACCESS_KEY",
+    );
+    assert!(
+        ran.stdout.contains("1 of 12 checks failed."),
+        "{}",
+        ran.show()
+    );
+
+    let wrong = format!("wrong-{}", d.server.secret_key);
+    let ran = d.check(&borrowed(&hot(&wrong)));
+    assert_eq!(ran.code, Some(1), "{}", ran.show());
+    assert_line(
+        &ran,
+        "task-html: bucket reachable",
+        "✗",
+        "credentials refused: check HOT_S3_ACCESS_KEY_ID and HOT_S3_SECRET_ACCESS_KEY",
+    );
+    assert!(!ran.stdout.contains(&wrong), "{}", ran.show());
+    assert_eq!(files_under(&d.server.root().join(HOT)).len(), 1);
 }

@@ -2,8 +2,10 @@
 //!
 //! Checks the catalog (connects, migrations applied, rows readable), the cold
 //! store (the library's full probe: upload, read back, verify, delete) and
-//! the hot store (each bucket the catalog references is reachable and one of
-//! its objects is found; nothing is written), one line per check.
+//! the hot store (each bucket the catalog references is reachable, one of
+//! its objects is found, and a delete of a name that cannot exist is
+//! allowed; nothing is written), one line per check. Hot-store failures name
+//! the settings to look at (`SUPABASE_SERVICE_ROLE_KEY`, `HOT_S3_…`).
 //! Exit code 0 when all pass, 1 when any fails, 2 for bad settings.
 
 use std::fmt;
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use coldsweep::catalog::{Catalog, HotBucket};
-use coldsweep::config::{Config, VerifyMode};
+use coldsweep::config::{Config, HotConfig, VerifyMode};
 use coldsweep::store::Store;
 use coldsweep::store::probe::{ProbeReport, ProbeStep, StepOutcome, probe, probe_read_only};
 use coldsweep::{ErrorKind, Location, ObjectKey};
@@ -37,7 +39,14 @@ pub(crate) async fn check(settings: Settings) -> anyhow::Result<ExitCode> {
     let mut report = Report::default();
     let hot_buckets = check_catalog(&settings, &mut report).await?;
     check_cold(cold.as_ref(), &config, &probe_prefix, &mut report).await;
-    check_hot(hot.as_ref(), hot_buckets, &mut report).await;
+    check_hot(
+        hot.as_ref(),
+        &hot_config,
+        &probe_prefix,
+        hot_buckets,
+        &mut report,
+    )
+    .await;
 
     out!();
     if report.failed == 0 {
@@ -125,14 +134,19 @@ impl Report {
         out!("  · {text}");
     }
 
-    /// One line per step of a store probe.
-    fn probe_steps(&mut self, probe: &ProbeReport, label: &str) {
+    /// One line per step of a store probe; `reason` puts a failure in words.
+    fn probe_steps(
+        &mut self,
+        probe: &ProbeReport,
+        label: &str,
+        reason: impl Fn(ProbeStep, ErrorKind) -> String,
+    ) {
         for step in &probe.steps {
             let what = format!("{label}{}", step.step.title());
             match &step.outcome {
                 StepOutcome::Passed(detail) => self.pass(&what, detail),
                 StepOutcome::Failed(e) => {
-                    self.fail(&what, step.step.reason(e.kind()), &e.to_string())
+                    self.fail(&what, &reason(step.step, e.kind()), &e.to_string())
                 }
                 StepOutcome::Skipped(why) => self.skip(&what, why),
                 _ => self.skip(&what, "unknown outcome"),
@@ -225,7 +239,7 @@ async fn check_cold(cold: &dyn Store, config: &Config, prefix: &ObjectKey, repor
         "Cold store {}:{} (probe object {})",
         config.provider, config.bucket, probe.location.key
     ));
-    report.probe_steps(&probe, "");
+    report.probe_steps(&probe, "", |step, kind| step.reason(kind).to_owned());
     if let Some(left) = probe.left_behind() {
         report.note(format_args!(
             "the probe object may still be at {left}: delete it by hand"
@@ -248,7 +262,13 @@ async fn check_cold(cold: &dyn Store, config: &Config, prefix: &ObjectKey, repor
     ));
 }
 
-async fn check_hot(hot: &dyn Store, buckets: Option<Vec<HotBucket>>, report: &mut Report) {
+async fn check_hot(
+    hot: &dyn Store,
+    hot_config: &HotConfig,
+    prefix: &ObjectKey,
+    buckets: Option<Vec<HotBucket>>,
+    report: &mut Report,
+) {
     report.section(format_args!(
         "Hot store {} (read only: nothing is written)",
         hot.provider()
@@ -277,12 +297,50 @@ async fn check_hot(hot: &dyn Store, buckets: Option<Vec<HotBucket>>, report: &mu
                 continue;
             }
         };
-        let probe = probe_read_only(hot, &Location::new(bucket.bucket.clone(), key)).await;
-        report.probe_steps(&probe, &label);
+        let location = Location::new(bucket.bucket.clone(), key);
+        let probe = probe_read_only(hot, &location, prefix).await;
+        report.probe_steps(&probe, &label, |step, kind| {
+            hot_reason(hot_config, step, kind)
+        });
     }
     if buckets.len() > HOT_BUCKETS_CHECKED {
         report.note(format_args!(
             "only the first {HOT_BUCKETS_CHECKED} buckets were checked"
         ));
+    }
+}
+
+/// Why a hot-store step failed, naming the settings to check: the
+/// library's words are about any store, and the cold store's credentials
+/// are other variables.
+fn hot_reason(hot: &HotConfig, step: ProbeStep, kind: ErrorKind) -> String {
+    use ErrorKind as K;
+    use ProbeStep as S;
+    let keys = hot.credential_variables().join(" and ");
+    let supabase = matches!(hot, HotConfig::Supabase(_));
+    match (step, kind) {
+        _ if keys.is_empty() => step.reason(kind).to_owned(),
+        // Row Level Security answers a key without the service role exactly
+        // as if the bucket were missing.
+        (S::Reach, K::BucketNotFound | K::NotFound) if supabase => format!(
+            "bucket not found: check the bucket name, and that {keys} holds the service_role \
+             key or a secret key (sb_secret_…): Supabase hides buckets and objects from any \
+             other key as if they did not exist"
+        ),
+        (S::Reach, K::PermissionDenied) => {
+            format!("credentials refused: check {keys}, and that they may read this bucket")
+        }
+        (S::Find, K::PermissionDenied) => {
+            format!("read not allowed: check {keys}, and that they may read objects")
+        }
+        (S::Find, K::NotFound) if supabase => format!(
+            "{}; with Supabase, also that {keys} holds the service_role key",
+            step.reason(kind)
+        ),
+        (S::DeleteAbsent, K::PermissionDenied) => format!(
+            "delete not allowed: check {keys}; they may read but not delete in this bucket, \
+             so archived blobs could never leave it"
+        ),
+        _ => step.reason(kind).to_owned(),
     }
 }
