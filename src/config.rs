@@ -133,6 +133,10 @@ const ARCHIVE_BLOB_TIMEOUT: &str = "ARCHIVE_BLOB_TIMEOUT";
 const ARCHIVE_LEASE: &str = "ARCHIVE_LEASE";
 const ARCHIVE_VERIFY: &str = "ARCHIVE_VERIFY";
 const ARCHIVE_PROBE_PREFIX: &str = "ARCHIVE_PROBE_PREFIX";
+const ARCHIVE_LOST_AFTER: &str = "ARCHIVE_LOST_AFTER";
+const ARCHIVE_MISSING_STOP_COUNT: &str = "ARCHIVE_MISSING_STOP_COUNT";
+const ARCHIVE_MISSING_STOP_PERCENT: &str = "ARCHIVE_MISSING_STOP_PERCENT";
+const ARCHIVE_MAX_ATTEMPTS: &str = "ARCHIVE_MAX_ATTEMPTS";
 const ARCHIVE_FS_ROOT: &str = "ARCHIVE_FS_ROOT";
 const ARCHIVE_ENDPOINT: &str = "ARCHIVE_ENDPOINT";
 const ARCHIVE_REGION: &str = "ARCHIVE_REGION";
@@ -157,6 +161,10 @@ const DEFAULT_CONCURRENCY: &str = "5";
 const DEFAULT_BLOB_TIMEOUT: &str = "5m";
 const DEFAULT_LEASE: &str = "15m";
 const DEFAULT_VERIFY: &str = "auto";
+const DEFAULT_LOST_AFTER: &str = "1h";
+const DEFAULT_MISSING_STOP_COUNT: &str = "10";
+const DEFAULT_MISSING_STOP_PERCENT: &str = "10";
+const DEFAULT_MAX_ATTEMPTS: &str = "5";
 /// Where start-up probe objects go; see [`crate::store::probe`].
 pub const DEFAULT_PROBE_PREFIX: &str = ".coldsweep-probe";
 const DEFAULT_REGION: &str = "auto";
@@ -243,6 +251,26 @@ pub const VARIABLES: &[Variable] = &[
         ARCHIVE_VERIFY,
         Some(DEFAULT_VERIFY),
         "how a cold copy is proven: auto (the store's MD5 ETag where its profile trusts it, else read back) or read-back (always)",
+    ),
+    var(
+        ARCHIVE_LOST_AFTER,
+        Some(DEFAULT_LOST_AFTER),
+        "a blob missing from both stores is first only suspected (state missing); a sweep at least this long later that finds it still missing, both stores healthy, records it lost",
+    ),
+    var(
+        ARCHIVE_MISSING_STOP_COUNT,
+        Some(DEFAULT_MISSING_STOP_COUNT),
+        "a sweep in which more than this many blobs look missing, and more than ARCHIVE_MISSING_STOP_PERCENT of those it tried, stops and records nothing (a wrong setting, not loss)",
+    ),
+    var(
+        ARCHIVE_MISSING_STOP_PERCENT,
+        Some(DEFAULT_MISSING_STOP_PERCENT),
+        "the share (0 to 100) of the blobs a sweep tried that may look missing before it stops; see ARCHIVE_MISSING_STOP_COUNT",
+    ),
+    var(
+        ARCHIVE_MAX_ATTEMPTS,
+        Some(DEFAULT_MAX_ATTEMPTS),
+        "a blob that fails this many times with the same kind of permanent error, while other blobs move, is quarantined with the reason (1 to 1000)",
     ),
     var(
         ARCHIVE_PROBE_PREFIX,
@@ -375,6 +403,17 @@ pub struct Config {
     /// back and deletes its probe object (`ARCHIVE_PROBE_PREFIX`); never
     /// inside the archive's own `jobs/` layout.
     pub probe_prefix: ObjectKey,
+    /// How long a blob stays only suspected missing before a later sweep
+    /// that still cannot find it records it lost (`ARCHIVE_LOST_AFTER`).
+    pub lost_after: Duration,
+    /// Missing blobs a sweep accepts before the share test applies
+    /// (`ARCHIVE_MISSING_STOP_COUNT`).
+    pub missing_stop_count: u64,
+    /// Percent of the blobs tried that may look missing before a sweep
+    /// stops (`ARCHIVE_MISSING_STOP_PERCENT`).
+    pub missing_stop_percent: u8,
+    /// Permanent failures of one blob before it is quarantined (`ARCHIVE_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
 }
 
 /// How the archiver proves a cold copy identical to the hot bytes.
@@ -444,6 +483,10 @@ impl Default for Config {
             verify: VerifyMode::Auto,
             probe_prefix: ObjectKey::new(DEFAULT_PROBE_PREFIX)
                 .expect("the default probe prefix is a valid key"),
+            lost_after: Duration::from_secs(3600),
+            missing_stop_count: 10,
+            missing_stop_percent: 10,
+            max_attempts: 5,
         }
     }
 }
@@ -526,6 +569,28 @@ impl Config {
             &vars.or_default(ARCHIVE_PROBE_PREFIX, DEFAULT_PROBE_PREFIX),
             &path_prefix,
         )?;
+        let lost_after = parse_duration(
+            ARCHIVE_LOST_AFTER,
+            &vars.or_default(ARCHIVE_LOST_AFTER, DEFAULT_LOST_AFTER),
+        )?;
+        let missing_stop_count = parse_whole(
+            ARCHIVE_MISSING_STOP_COUNT,
+            &vars.or_default(ARCHIVE_MISSING_STOP_COUNT, DEFAULT_MISSING_STOP_COUNT),
+            0,
+            u64::from(u32::MAX),
+        )?;
+        let missing_stop_percent = parse_whole(
+            ARCHIVE_MISSING_STOP_PERCENT,
+            &vars.or_default(ARCHIVE_MISSING_STOP_PERCENT, DEFAULT_MISSING_STOP_PERCENT),
+            0,
+            100,
+        )?;
+        let max_attempts = parse_whole(
+            ARCHIVE_MAX_ATTEMPTS,
+            &vars.or_default(ARCHIVE_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS),
+            1,
+            1000,
+        )?;
 
         Ok(Some(Config {
             provider,
@@ -540,6 +605,10 @@ impl Config {
             lease,
             verify,
             probe_prefix,
+            lost_after,
+            missing_stop_count,
+            missing_stop_percent: missing_stop_percent as u8,
+            max_attempts: max_attempts as u32,
         }))
     }
 
@@ -1123,6 +1192,10 @@ mod tests {
             ("ARCHIVE_LEASE", "2h"),
             ("ARCHIVE_VERIFY", "Read-Back"),
             ("ARCHIVE_PROBE_PREFIX", "/ops/probe/"),
+            ("ARCHIVE_LOST_AFTER", "30m"),
+            ("ARCHIVE_MISSING_STOP_COUNT", "0"),
+            ("ARCHIVE_MISSING_STOP_PERCENT", "100"),
+            ("ARCHIVE_MAX_ATTEMPTS", "1"),
         ])
         .unwrap()
         .unwrap();
@@ -1140,6 +1213,10 @@ mod tests {
                 lease: Duration::from_secs(7200),
                 verify: VerifyMode::ReadBack,
                 probe_prefix: ObjectKey::new("ops/probe").unwrap(),
+                lost_after: Duration::from_secs(1800),
+                missing_stop_count: 0,
+                missing_stop_percent: 100,
+                max_attempts: 1,
             }
         );
         assert_eq!(

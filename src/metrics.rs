@@ -8,16 +8,16 @@
 //!
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
-//! | `coldsweep_blobs_total` | counter | `source`, `outcome` | blobs a sweep finished with, by outcome: `archived` (moved, verified, hot deleted), `completed` (an interrupted move finished), `quarantined` (hot bytes disagree with the catalog; left hot), `lost` (in neither store), `failed` (error; retried next interval), `released` (claim handed back at shutdown) |
-//! | `coldsweep_blob_errors_total` | counter | `source`, `kind` | `failed` blobs by error kind: `not_found`, `permission_denied`, `integrity`, `transient`, `invalid_input`, `unexpected` |
+//! | `coldsweep_blobs_total` | counter | `source`, `outcome` | blobs a sweep finished with, by outcome: `archived` (moved, verified, hot deleted), `completed` (an interrupted move finished), `quarantined` (hot bytes disagree with the catalog, or the blob alone failed `ARCHIVE_MAX_ATTEMPTS` times; left hot), `missing` (in neither store on a first look: a suspicion, looked at again after `ARCHIVE_LOST_AFTER`), `lost` (still in neither store on that later look, both stores proven healthy), `failed` (error; retried next interval), `released` (claim handed back at shutdown) |
+//! | `coldsweep_blob_errors_total` | counter | `source`, `kind` | `failed` blobs by error kind: `not_found`, `bucket_not_found`, `permission_denied`, `integrity`, `transient`, `invalid_input`, `unexpected` |
 //! | `coldsweep_blob_retries_total` | counter | `source` | times a blob's move was started over after a transient error, within its time limit (a blob that then succeeds is not `failed`) |
-//! | `coldsweep_sweep_errors_total` | counter | `step`, `kind` | sweep-level steps that failed: `step` is `mark_jobs` (the job marker) or `claim` (finding candidates); `kind` as above |
+//! | `coldsweep_sweep_errors_total` | counter | `step`, `kind` | sweep-level steps that failed: `step` is `mark_jobs` (the job marker), `claim` (finding candidates) or `health` (a store could not prove it sees its bucket, or implausibly many blobs looked missing: the sweep stopped and recorded nothing); `kind` as above |
 //! | `coldsweep_archived_bytes_total` | counter | `source` | stored (compressed) bytes of `archived` blobs |
 //! | `coldsweep_sweeps_total` | counter | — | sweeps finished |
 //! | `coldsweep_sweep_duration_seconds` | histogram | — | wall time of one sweep (job marker and every source) |
 //! | `coldsweep_blob_duration_seconds` | histogram | `source` | wall time of one blob's move, whatever its outcome (`released` excluded) |
 //! | `coldsweep_last_sweep_end_timestamp_seconds` | gauge | — | Unix time the last sweep ended; alert when it stops advancing |
-//! | `coldsweep_catalog_blobs` | gauge | `state` | tasks with HTML per state, catalog-wide: `hot`, `pending_hot_delete` (switched to cold, hot copy not yet deleted), `archived`, `quarantined`, `lost`. The states partition the tasks, so `sum` is meaningful |
+//! | `coldsweep_catalog_blobs` | gauge | `state` | tasks with HTML per state, catalog-wide: `hot`, `pending_hot_delete` (switched to cold, hot copy not yet deleted), `archived`, `quarantined`, `missing`, `lost`. The states partition the tasks, so `sum` is meaningful |
 //! | `coldsweep_catalog_failing_blobs` | gauge | — | catalog-wide: still-hot tasks whose last attempt failed (a subset of `hot`/`pending_hot_delete`) |
 //! | `coldsweep_catalog_leased_blobs` | gauge | — | catalog-wide: tasks under a live claim by any worker |
 //! | `coldsweep_scrub_objects_total` | counter | `result` | archived blobs a [scrub](crate::scrub) checked, by `result`: `ok`, `missing` (not in the cold store), `corrupt` (size or digest disagree), `unreadable` (any other error) |
@@ -86,7 +86,7 @@ pub fn describe() {
     describe_counter!(
         BLOBS_TOTAL,
         "Blobs a sweep finished with, by source and outcome \
-         (archived, completed, quarantined, lost, failed, released)."
+         (archived, completed, quarantined, missing, lost, failed, released)."
     );
     describe_counter!(
         BLOB_ERRORS_TOTAL,
@@ -98,7 +98,7 @@ pub fn describe() {
     );
     describe_counter!(
         SWEEP_ERRORS_TOTAL,
-        "Failed sweep-level steps (mark_jobs, claim) by error kind."
+        "Failed sweep-level steps (mark_jobs, claim, health) by error kind."
     );
     describe_counter!(
         ARCHIVED_BYTES_TOTAL,
@@ -116,7 +116,8 @@ pub fn describe() {
     );
     describe_gauge!(
         CATALOG_BLOBS,
-        "Tasks with HTML per state (hot, pending_hot_delete, archived, quarantined, lost), \
+        "Tasks with HTML per state (hot, pending_hot_delete, archived, quarantined, missing, \
+         lost), \
          catalog-wide; the same on every worker."
     );
     describe_gauge!(
@@ -139,16 +140,18 @@ pub(crate) enum BlobOutcome {
     Archived,
     Completed,
     Quarantined,
+    Missing,
     Lost,
     Failed,
     Released,
 }
 
 impl BlobOutcome {
-    const ALL: [BlobOutcome; 6] = [
+    const ALL: [BlobOutcome; 7] = [
         BlobOutcome::Archived,
         BlobOutcome::Completed,
         BlobOutcome::Quarantined,
+        BlobOutcome::Missing,
         BlobOutcome::Lost,
         BlobOutcome::Failed,
         BlobOutcome::Released,
@@ -159,6 +162,7 @@ impl BlobOutcome {
             BlobOutcome::Archived => "archived",
             BlobOutcome::Completed => "completed",
             BlobOutcome::Quarantined => "quarantined",
+            BlobOutcome::Missing => "missing",
             BlobOutcome::Lost => "lost",
             BlobOutcome::Failed => "failed",
             BlobOutcome::Released => "released",
@@ -171,6 +175,7 @@ impl BlobOutcome {
 pub(crate) enum Step {
     MarkJobs,
     Claim,
+    Health,
 }
 
 /// Create `source`'s outcome series at 0, so the first lost blob is an increase.
@@ -211,6 +216,7 @@ pub(crate) fn sweep_error(step: Step, kind: ErrorKind) {
     let step = match step {
         Step::MarkJobs => "mark_jobs",
         Step::Claim => "claim",
+        Step::Health => "health",
     };
     counter!(SWEEP_ERRORS_TOTAL, "step" => step, "kind" => kind.as_str()).increment(1);
 }
@@ -234,6 +240,7 @@ pub fn catalog_status(status: &CatalogStatus) {
         ("pending_hot_delete", status.pending_hot_delete),
         ("archived", status.archived),
         ("quarantined", status.quarantined),
+        ("missing", status.missing),
         ("lost", status.lost),
     ] {
         gauge!(CATALOG_BLOBS, "state" => state).set(count as f64);

@@ -422,6 +422,8 @@ fn candidate(row: &TaskRow, bucket: &str) -> ArchiveCandidate {
         content_type: row.html_content_type.clone(),
         content_encoding: row.html_content_encoding.clone(),
         archived_at: None,
+        attempts: row.html_archive_attempts,
+        missing_since: row.html_missing_since,
     }
 }
 

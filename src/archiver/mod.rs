@@ -7,6 +7,7 @@
 //! shutdown stops claiming, lets in-flight blobs finish, and hands unstarted
 //! claims back.
 
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -58,7 +59,7 @@ pub struct Problem {
     pub source: String,
     /// The blob's task, or `None` for a sweep-level step (claim, job marker).
     pub task_id: Option<String>,
-    /// What happened: `quarantined`, `lost`, or an error kind.
+    /// What happened: `quarantined`, `missing`, `lost`, `stopped`, or an error kind.
     pub what: ProblemKind,
     /// Human explanation.
     pub message: String,
@@ -67,20 +68,27 @@ pub struct Problem {
 /// Classification of a [`Problem`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProblemKind {
-    /// Hot bytes disagree with the catalog; left hot.
+    /// Hot bytes disagree with the catalog, or the blob alone kept failing; left hot.
     Quarantined,
-    /// Missing from both stores.
+    /// Missing from both stores on a first look: suspected, looked at again later.
+    Missing,
+    /// Still missing from both stores on that later look, both stores healthy.
     Lost,
     /// The move failed with an error of this kind; the blob stays hot and is retried.
     Failed(ErrorKind),
+    /// The sweep stopped before touching more blobs: a store could not prove
+    /// it sees its bucket, or implausibly many blobs looked missing.
+    Stopped,
 }
 
 impl fmt::Display for ProblemKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProblemKind::Quarantined => f.write_str("quarantined"),
+            ProblemKind::Missing => f.write_str("missing"),
             ProblemKind::Lost => f.write_str("lost"),
             ProblemKind::Failed(kind) => write!(f, "failed ({kind})"),
+            ProblemKind::Stopped => f.write_str("stopped"),
         }
     }
 }
@@ -98,27 +106,38 @@ pub struct SweepReport {
     pub bytes: u64,
     /// Blobs quarantined.
     pub quarantined: u64,
+    /// Blobs seen missing from both stores for the first time (suspected).
+    pub missing: u64,
     /// Blobs found lost.
     pub lost: u64,
     /// Blobs or steps that failed (retried later).
     pub failed: u64,
-    /// Claims handed back unstarted because of shutdown.
+    /// Claims handed back unstarted because of shutdown or a stopped sweep.
     pub released: u64,
+    /// Whether the sweep stopped early because a store's health could not be
+    /// proven or implausibly many blobs looked missing (the reason is a problem).
+    pub stopped: bool,
     /// Every non-success, in the order seen.
     pub problems: Vec<Problem>,
 }
 
 impl SweepReport {
-    /// True when nothing failed, was quarantined or was lost.
+    /// True when nothing failed, was quarantined, missing or lost, and the sweep ran to its end.
     pub fn is_clean(&self) -> bool {
-        self.failed == 0 && self.quarantined == 0 && self.lost == 0
+        self.failed == 0
+            && self.quarantined == 0
+            && self.missing == 0
+            && self.lost == 0
+            && !self.stopped
     }
 
     fn problem(&mut self, source: &str, task_id: Option<&str>, what: ProblemKind, message: String) {
         match what {
             ProblemKind::Quarantined => self.quarantined += 1,
+            ProblemKind::Missing => self.missing += 1,
             ProblemKind::Lost => self.lost += 1,
             ProblemKind::Failed(_) => self.failed += 1,
+            ProblemKind::Stopped => self.stopped = true,
         }
         self.problems.push(Problem {
             source: source.to_owned(),
@@ -134,14 +153,16 @@ impl fmt::Display for SweepReport {
         write!(
             f,
             "archived {} blob(s) ({} bytes), finished {} interrupted move(s), \
-             quarantined {}, lost {}, failed {}, marked {} job(s) archived",
+             quarantined {}, missing {}, lost {}, failed {}, marked {} job(s) archived{}",
             self.archived,
             self.bytes,
             self.completed,
             self.quarantined,
+            self.missing,
             self.lost,
             self.failed,
-            self.jobs_archived
+            self.jobs_archived,
+            if self.stopped { "; stopped early" } else { "" }
         )
     }
 }
@@ -179,6 +200,10 @@ enum BlobResult {
     Failed(Error),
     Released,
 }
+
+/// Longest wait for the writes that hand claims back or record failures at
+/// shutdown: with the catalog down, shutdown must still finish in seconds.
+const SHUTDOWN_WRITES: Duration = Duration::from_secs(5);
 
 impl Archiver {
     /// An archiver moving `sources`' blobs from `hot` to `cold` (bucket
@@ -285,28 +310,41 @@ impl Archiver {
     }
 
     /// One sweep that stops claiming and starting blobs once `stop` is cancelled.
+    ///
+    /// Jobs are marked before the sources are swept (finishing what other
+    /// workers emptied) and again after, so a job this sweep empties is
+    /// `archived` when it returns.
     pub async fn sweep_until(&self, stop: &CancellationToken) -> SweepReport {
         let started = Instant::now();
         let mut report = SweepReport::default();
+        self.mark_jobs(&mut report).await;
+        for source in &self.sources {
+            self.sweep_source(source.as_ref(), stop, &mut report).await;
+            if report.stopped {
+                break;
+            }
+        }
+        if report.archived + report.completed > 0 {
+            self.mark_jobs(&mut report).await;
+        }
+        metrics::sweep(started.elapsed(), (self.clock)());
+        report
+    }
+
+    async fn mark_jobs(&self, report: &mut SweepReport) {
         match self.job_marker.mark_archived_jobs().await {
-            Ok(n) => report.jobs_archived = n,
+            Ok(n) => report.jobs_archived += n,
             Err(e) => {
                 metrics::sweep_error(Step::MarkJobs, e.kind());
                 report.problem(
                     "job_marker",
                     None,
                     ProblemKind::Failed(e.kind()),
-                    e.to_string(),
+                    error_text(&e),
                 );
             }
         }
-        for source in &self.sources {
-            self.sweep_source(source.as_ref(), stop, &mut report).await;
-        }
-        metrics::sweep(started.elapsed(), (self.clock)());
-        report
     }
-
     /// Best effort: a failure is logged, and the gauges keep their last values.
     async fn refresh_status_gauges(&self) {
         let Some(catalog) = &self.status_gauges else {
@@ -329,6 +367,7 @@ impl Archiver {
         // next sweep, so blobs failing during this one cannot keep it going.
         let sweep_start = (self.clock)();
         metrics::source_swept(source.name());
+        let mut tally = Tally::default();
         while !stop.is_cancelled() {
             let lease = self.lease(sweep_start);
             let claim = match source.claim(batch_size, &lease).await {
@@ -340,7 +379,7 @@ impl Archiver {
                         source.name(),
                         None,
                         ProblemKind::Failed(e.kind()),
-                        e.to_string(),
+                        error_text(&e),
                     );
                     return;
                 }
@@ -357,20 +396,319 @@ impl Archiver {
                     row.reason,
                 );
             }
-            let mut results = futures::stream::iter(claim.candidates)
+            // No blob of a bucket is touched before the hot store proves it
+            // sees that bucket: a wrong root, bucket, region or key must stop
+            // the sweep, not make every blob look missing.
+            if let Err(e) = self
+                .prove_hot_buckets(&claim.candidates, &mut tally.proven)
+                .await
+            {
+                self.hand_back(source, &claim.candidates, report).await;
+                self.stop_sweep(source.name(), &e, report);
+                return;
+            }
+            let results: Vec<_> = futures::stream::iter(claim.candidates)
                 .map(|candidate| async move {
                     let started = Instant::now();
                     let result = self.process(source, &candidate, stop).await;
                     (candidate, result, started.elapsed())
                 })
-                .buffer_unordered(self.config.concurrency);
-            while let Some((candidate, result, elapsed)) = results.next().await {
-                record(report, source.name(), &candidate, result, elapsed);
+                .buffer_unordered(self.config.concurrency)
+                .collect()
+                .await;
+            if let Err(e) = self.settle(source, results, stop, &mut tally, report).await {
+                self.stop_sweep(source.name(), &e, report);
+                return;
             }
             if claimed < batch_size {
                 return;
             }
         }
+    }
+
+    /// Ping every hot bucket of `candidates` not proven yet in this sweep.
+    async fn prove_hot_buckets(
+        &self,
+        candidates: &[ArchiveCandidate],
+        proven: &mut HashSet<String>,
+    ) -> Result<()> {
+        let buckets: BTreeSet<&str> = candidates
+            .iter()
+            .map(|c| c.storage_bucket.as_str())
+            .filter(|b| !proven.contains(*b))
+            .collect();
+        for bucket in buckets {
+            match self.hot.ping(bucket).await {
+                Ok(()) => {
+                    proven.insert(bucket.to_owned());
+                }
+                // A name no store accepts is the row's fault, not the store's:
+                // its blobs are quarantined one by one, never judged missing.
+                Err(e) if e.kind() == ErrorKind::InvalidInput => {}
+                Err(e) => {
+                    return Err(Error::new(
+                        e.kind(),
+                        format!(
+                            "the hot store ({}) cannot prove it sees bucket {bucket:?} that the \
+                             catalog references: {}; no blob was touched. Check {} and run \
+                             `coldsweep check`",
+                            self.hot.provider(),
+                            error_text(&e),
+                            hot_settings(self.hot.provider()),
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Record a batch's results: failures released (or quarantined when a
+    /// blob alone keeps failing), suspected-missing blobs judged once the
+    /// stores are proven healthy, shutdown claims handed back. An `Err`
+    /// stops the sweep; nothing was recorded for the blobs it names.
+    async fn settle(
+        &self,
+        source: &dyn ArchiveSource,
+        results: Vec<(ArchiveCandidate, BlobResult, Duration)>,
+        stop: &CancellationToken,
+        tally: &mut Tally,
+        report: &mut SweepReport,
+    ) -> Result<()> {
+        let mut suspects = Vec::new();
+        let mut failures = Vec::new();
+        let mut released = Vec::new();
+        for (candidate, result, elapsed) in results {
+            match result {
+                BlobResult::Done(Outcome::Missing { reason }) => {
+                    suspects.push((candidate, reason, elapsed))
+                }
+                BlobResult::Failed(error) => failures.push((candidate, error, elapsed)),
+                BlobResult::Released => released.push(candidate),
+                BlobResult::Done(outcome) => record(
+                    report,
+                    source.name(),
+                    &candidate,
+                    Settled::Done(outcome),
+                    elapsed,
+                ),
+            }
+        }
+        tally.tried += (suspects.len() + failures.len()) as u64;
+
+        // Other blobs moved: the settings work, so a blob failing for good
+        // on its own is a problem of that blob.
+        let others_moved = report.archived + report.completed > 0;
+        let settled = futures::future::join_all(failures.into_iter().map(
+            |(candidate, error, elapsed)| async move {
+                let settled = self
+                    .settle_failure(source, &candidate, error, others_moved)
+                    .await;
+                (candidate, settled, elapsed)
+            },
+        ));
+        // At shutdown (the catalog may be down) the lease expiry covers what
+        // a short wait could not record.
+        let settled = if stop.is_cancelled() {
+            tokio::time::timeout(SHUTDOWN_WRITES, settled)
+                .await
+                .unwrap_or_default()
+        } else {
+            settled.await
+        };
+        for (candidate, settled, elapsed) in settled {
+            record(report, source.name(), &candidate, settled, elapsed);
+        }
+        self.hand_back(source, &released, report).await;
+
+        if suspects.is_empty() {
+            return Ok(());
+        }
+        tally.suspects += suspects.len() as u64;
+        let judged = self.judge_missing(&suspects, tally).await;
+        if judged.is_err() {
+            let candidates: Vec<_> = suspects.into_iter().map(|(c, _, _)| c).collect();
+            self.hand_back(source, &candidates, report).await;
+            return judged;
+        }
+        for (candidate, reason, elapsed) in suspects {
+            let settled = self.record_missing(source, &candidate, reason).await;
+            record(report, source.name(), &candidate, settled, elapsed);
+        }
+        Ok(())
+    }
+
+    /// Whether a verdict on `suspects` may be recorded: not when implausibly
+    /// many blobs of this sweep look missing, and only once both stores
+    /// prove again that they see the buckets in question.
+    async fn judge_missing(
+        &self,
+        suspects: &[(ArchiveCandidate, String, Duration)],
+        tally: &Tally,
+    ) -> Result<()> {
+        let stop_count = self.config.missing_stop_count;
+        let stop_percent = u64::from(self.config.missing_stop_percent);
+        if tally.suspects > stop_count && tally.suspects * 100 > stop_percent * tally.tried {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "{} of the {} blobs this sweep tried are in neither store: more than \
+                     ARCHIVE_MISSING_STOP_COUNT ({stop_count}) and more than \
+                     ARCHIVE_MISSING_STOP_PERCENT ({stop_percent}%). That is far more likely a \
+                     wrong setting (the hot store's root, bucket, endpoint or key: {}; or the cold \
+                     store's) than real loss, so nothing was recorded. Run `coldsweep check`; if \
+                     these blobs are really gone, raise ARCHIVE_MISSING_STOP_COUNT for one sweep",
+                    tally.suspects,
+                    tally.tried,
+                    hot_settings(self.hot.provider()),
+                ),
+            ));
+        }
+        let buckets: BTreeSet<&str> = suspects
+            .iter()
+            .map(|(c, _, _)| c.storage_bucket.as_str())
+            .collect();
+        for bucket in buckets {
+            self.hot.ping(bucket).await.map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!(
+                        "blobs look missing, but the hot store ({}) cannot prove it sees bucket \
+                         {bucket:?}: {}; nothing was recorded. Check {}",
+                        self.hot.provider(),
+                        error_text(&e),
+                        hot_settings(self.hot.provider()),
+                    ),
+                )
+            })?;
+        }
+        self.cold.ping(&self.config.bucket).await.map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!(
+                    "blobs look missing, but the cold store ({}) cannot prove it sees bucket {:?}: \
+                     {}; nothing was recorded. Check ARCHIVE_BUCKET, ARCHIVE_ENDPOINT and the \
+                     ARCHIVE_* credentials",
+                    self.cold.provider(),
+                    self.config.bucket,
+                    error_text(&e),
+                ),
+            )
+        })
+    }
+
+    /// A blob in neither store, both stores healthy: a first sighting (or
+    /// one too soon after it) is recorded as `missing` and looked at again
+    /// after `lost_after`; a later one records the verdict `lost`.
+    async fn record_missing(
+        &self,
+        source: &dyn ArchiveSource,
+        candidate: &ArchiveCandidate,
+        reason: String,
+    ) -> Settled {
+        let now = (self.clock)();
+        let lost_after =
+            chrono::Duration::from_std(self.config.lost_after).unwrap_or(chrono::Duration::MAX);
+        let written = match candidate.missing_since {
+            Some(since) if now - since >= lost_after => {
+                let reason = format!("{reason}; missing since {}", since.to_rfc3339());
+                source
+                    .mark_lost(candidate, &reason)
+                    .await
+                    .map(|()| Settled::Lost(reason))
+            }
+            _ => source
+                .mark_missing(candidate, &reason, now, now + lost_after)
+                .await
+                .map(|()| Settled::Missing(reason)),
+        };
+        written.unwrap_or_else(|e| Settled::Failed(e.context("recording a missing blob")))
+    }
+
+    /// Release a failed blob to be retried after `interval`, or quarantine
+    /// it when it failed `max_attempts` times for a reason of its own while
+    /// `others_moved` shows the settings work.
+    async fn settle_failure(
+        &self,
+        source: &dyn ArchiveSource,
+        candidate: &ArchiveCandidate,
+        error: Error,
+        others_moved: bool,
+    ) -> Settled {
+        let now = (self.clock)();
+        let attempts = i64::from(candidate.attempts) + 1;
+        let own_fault = !error.is_retryable()
+            && matches!(
+                error.kind(),
+                ErrorKind::InvalidInput | ErrorKind::Unexpected | ErrorKind::Integrity
+            );
+        if own_fault && others_moved && attempts >= i64::from(self.config.max_attempts) {
+            let reason = format!(
+                "failed {attempts} times while other blobs moved; last error: {}",
+                error_text(&error)
+            );
+            return match source.mark_quarantined(candidate, &reason).await {
+                Ok(()) => Settled::Done(Outcome::Quarantined { reason }),
+                Err(e) => {
+                    tracing::warn!(task_id = %candidate.task_id, error = %e, "recording a quarantine failed; the claim expires with its lease");
+                    Settled::Failed(error)
+                }
+            };
+        }
+        let retry_at =
+            now + chrono::Duration::from_std(self.config.interval).unwrap_or(chrono::Duration::MAX);
+        if let Err(e) = source
+            .release(candidate, &error_text(&error), retry_at)
+            .await
+        {
+            tracing::warn!(task_id = %candidate.task_id, error = %e, "recording failure failed; the claim expires with its lease");
+        }
+        Settled::Failed(error)
+    }
+
+    /// Give claims back untouched in one write, under a short time limit
+    /// (an unreturned claim expires with its lease anyway).
+    async fn hand_back(
+        &self,
+        source: &dyn ArchiveSource,
+        candidates: &[ArchiveCandidate],
+        report: &mut SweepReport,
+    ) {
+        if candidates.is_empty() {
+            return;
+        }
+        report.released += candidates.len() as u64;
+        for _ in candidates {
+            metrics::blob(source.name(), BlobOutcome::Released, Duration::ZERO);
+        }
+        let handed = tokio::time::timeout(
+            SHUTDOWN_WRITES,
+            source.hand_back(candidates, &self.worker_id),
+        )
+        .await;
+        match handed {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(source = source.name(), error = %e, "handing back claims failed; they expire with their lease")
+            }
+            Err(_) => {
+                tracing::warn!(
+                    source = source.name(),
+                    "handing back claims timed out; they expire with their lease"
+                )
+            }
+        }
+    }
+
+    fn stop_sweep(&self, source: &str, error: &Error, report: &mut SweepReport) {
+        tracing::error!(source, kind = %error.kind(), "sweep stopped: {}", error.message());
+        metrics::sweep_error(Step::Health, error.kind());
+        report.problem(
+            source,
+            None,
+            ProblemKind::Stopped,
+            error.message().to_owned(),
+        );
     }
 
     /// A lease long enough for a whole batch to drain through the semaphore,
@@ -395,14 +733,7 @@ impl Archiver {
         candidate: &ArchiveCandidate,
         stop: &CancellationToken,
     ) -> BlobResult {
-        let now = (self.clock)();
         if stop.is_cancelled() {
-            if let Err(e) = source
-                .release(candidate, "shutdown before start", now)
-                .await
-            {
-                tracing::warn!(task_id = %candidate.task_id, error = %e, "handing back claim failed; it expires with its lease");
-            }
             return BlobResult::Released;
         }
         let pipeline = pipeline::Pipeline {
@@ -413,19 +744,10 @@ impl Archiver {
             verify: self.config.verify,
             source,
         };
-        let result = match self.run_with_retries(&pipeline, candidate, stop).await {
-            Ok(outcome) => return BlobResult::Done(outcome),
-            Err(e) => e,
-        };
-        let retry_at =
-            now + chrono::Duration::from_std(self.config.interval).unwrap_or(chrono::Duration::MAX);
-        if let Err(e) = source
-            .release(candidate, &result.to_string(), retry_at)
-            .await
-        {
-            tracing::warn!(task_id = %candidate.task_id, error = %e, "recording failure failed; the claim expires with its lease");
+        match self.run_with_retries(&pipeline, candidate, stop).await {
+            Ok(outcome) => BlobResult::Done(outcome),
+            Err(e) => BlobResult::Failed(e),
         }
-        BlobResult::Failed(result)
     }
 
     /// Run the pipeline, repeating it after a transient error with back-off
@@ -484,52 +806,98 @@ fn blob_retry(limit: Duration) -> Retry {
     }
 }
 
+/// How one blob ended once its result is recorded in the catalog.
+enum Settled {
+    Done(Outcome),
+    Missing(String),
+    Lost(String),
+    Failed(Error),
+}
+
+/// A sweep's running counts for one source.
+#[derive(Default)]
+struct Tally {
+    /// Hot buckets proven reachable in this sweep.
+    proven: HashSet<String>,
+    /// Blobs tried (released ones excluded).
+    tried: u64,
+    /// Blobs that looked missing from both stores.
+    suspects: u64,
+}
+
+/// An error's message and causes, without the kind (problem lines show it apart).
+fn error_text(error: &Error) -> String {
+    let mut text = error.message().to_owned();
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        text.push_str(&format!(": {e}"));
+        cause = e.source();
+    }
+    text
+}
+
+/// The settings that point the archiver at a hot store of `provider`.
+fn hot_settings(provider: &str) -> &'static str {
+    match provider {
+        "fs" => "HOT_FS_ROOT (and the catalog's html_storage_bucket)",
+        "supabase" => {
+            "SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY (a service_role or sb_secret_ key), and \
+             the catalog's html_storage_bucket"
+        }
+        _ => {
+            "HOT_S3_ENDPOINT, HOT_S3_REGION, HOT_S3_ACCESS_KEY_ID, HOT_S3_SECRET_ACCESS_KEY and \
+             the catalog's html_storage_bucket"
+        }
+    }
+}
+
 /// Count one blob's result in the report and the metrics, and log it.
 fn record(
     report: &mut SweepReport,
     source: &str,
     candidate: &ArchiveCandidate,
-    result: BlobResult,
+    settled: Settled,
     elapsed: Duration,
 ) {
     let task = candidate.task_id.as_str();
-    let outcome = match result {
-        BlobResult::Done(Outcome::Archived { bytes }) => {
+    let outcome = match settled {
+        Settled::Done(Outcome::Archived { bytes }) => {
             tracing::debug!(source, task_id = task, bytes, "archived");
             report.archived += 1;
             report.bytes += bytes;
             metrics::archived_bytes(source, bytes);
             BlobOutcome::Archived
         }
-        BlobResult::Done(Outcome::Completed) => {
+        Settled::Done(Outcome::Completed) => {
             tracing::info!(source, task_id = task, "finished an interrupted move");
             report.completed += 1;
             BlobOutcome::Completed
         }
-        BlobResult::Done(Outcome::Quarantined { reason }) => {
+        Settled::Done(Outcome::Quarantined { reason }) => {
             tracing::warn!(source, task_id = task, %reason, "quarantined: left hot");
             report.problem(source, Some(task), ProblemKind::Quarantined, reason);
             BlobOutcome::Quarantined
         }
-        BlobResult::Done(Outcome::Lost { reason }) => {
+        Settled::Done(Outcome::Missing { reason }) | Settled::Missing(reason) => {
+            tracing::warn!(source, task_id = task, %reason, "missing from both stores: suspected, looked at again later");
+            report.problem(source, Some(task), ProblemKind::Missing, reason);
+            BlobOutcome::Missing
+        }
+        Settled::Lost(reason) => {
             tracing::error!(source, task_id = task, %reason, "LOST: blob is in neither store");
             report.problem(source, Some(task), ProblemKind::Lost, reason);
             BlobOutcome::Lost
         }
-        BlobResult::Failed(e) => {
+        Settled::Failed(e) => {
             tracing::warn!(source, task_id = task, kind = %e.kind(), error = %e, "move failed; will retry");
             metrics::blob_error(source, e.kind());
             report.problem(
                 source,
                 Some(task),
                 ProblemKind::Failed(e.kind()),
-                e.to_string(),
+                error_text(&e),
             );
             BlobOutcome::Failed
-        }
-        BlobResult::Released => {
-            report.released += 1;
-            BlobOutcome::Released
         }
     };
     metrics::blob(source, outcome, elapsed);

@@ -31,8 +31,10 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
-    /// Neither store holds a good copy.
-    Lost {
+    /// Neither store holds a good copy. Nothing is recorded yet: the sweep
+    /// decides, once it has proven both stores healthy and seen how many
+    /// blobs look missing, whether this is a first suspicion or a verdict.
+    Missing {
         /// Why.
         reason: String,
     },
@@ -74,6 +76,7 @@ impl Pipeline<'_> {
 
         match self.hot.get(&hot_location).await {
             Ok(bytes) => {
+                self.found(candidate).await?;
                 self.move_blob(candidate, &hot_location, &cold_location, bytes)
                     .await
             }
@@ -167,6 +170,7 @@ impl Pipeline<'_> {
     ) -> Result<Outcome> {
         match verify::cold_copy_alone(self.cold, cold_location, candidate).await? {
             Some(Ok(_)) => {
+                self.found(candidate).await?;
                 self.switch_to_cold(candidate, cold_location).await?;
                 self.source.on_hot_deleted(candidate).await?;
                 Ok(Outcome::Completed)
@@ -176,18 +180,24 @@ impl Pipeline<'_> {
                     "hot copy missing and cold copy {cold_location} is bad: {}",
                     mismatch.0
                 );
-                self.source.mark_lost(candidate, &reason).await?;
-                Ok(Outcome::Lost { reason })
+                Ok(Outcome::Missing { reason })
             }
             None => {
                 let reason = format!(
                     "missing from hot ({}/{}) and cold ({cold_location})",
                     candidate.storage_bucket, candidate.storage_path
                 );
-                self.source.mark_lost(candidate, &reason).await?;
-                Ok(Outcome::Lost { reason })
+                Ok(Outcome::Missing { reason })
             }
         }
+    }
+
+    /// The blob exists after all: an earlier suspicion that it was missing is dropped.
+    async fn found(&self, candidate: &ArchiveCandidate) -> Result<()> {
+        if candidate.missing_since.is_some() {
+            self.source.clear_missing(candidate).await?;
+        }
+        Ok(())
     }
 
     async fn switch_to_cold(&self, candidate: &ArchiveCandidate, cold: &Location) -> Result<()> {

@@ -228,6 +228,8 @@ mod tests {
             content_type: Some("text/html".into()),
             content_encoding: Some("gzip".into()),
             archived_at: None,
+            attempts: 0,
+            missing_since: None,
         }
     }
 

@@ -53,7 +53,8 @@ macro_rules! insert_task_sql {
                 id, job_id, html_storage_bucket, html_storage_path, html_content_type,
                 html_content_encoding, html_size_bytes, html_compressed_size_bytes, html_sha256,
                 html_captured_at, html_archive_provider, html_archive_bucket, html_archive_key,
-                html_archived_at, html_archive_state, html_archive_error, html_archive_attempts)
+                html_archived_at, html_archive_state, html_archive_error, html_archive_attempts,
+                html_missing_since, html_lease_expires_at)
              VALUES ",
             $values
         )
@@ -93,7 +94,11 @@ pub enum BlobState {
     Archived,
     /// Hot bytes disagreed with the catalog; kept hot, not moved again until reset.
     Quarantined,
-    /// Missing from both stores.
+    /// Seen missing from both stores once: a suspicion, re-checked by a
+    /// later sweep before it becomes [`BlobState::Lost`].
+    Missing,
+    /// Missing from both stores on two sweeps at least `ARCHIVE_LOST_AFTER`
+    /// apart, with both stores proven healthy each time.
     Lost,
     /// No HTML recorded for the task.
     None,
@@ -106,6 +111,7 @@ impl BlobState {
             BlobState::Hot => "hot",
             BlobState::Archived => "archived",
             BlobState::Quarantined => "quarantined",
+            BlobState::Missing => "missing",
             BlobState::Lost => "lost",
             BlobState::None => "none",
         }
@@ -180,12 +186,17 @@ pub struct TaskRow {
     pub html_archive_key: Option<String>,
     /// When the catalog was switched to cold.
     pub html_archived_at: Option<DateTime<Utc>>,
-    /// `quarantined` or `lost`; NULL otherwise.
+    /// `quarantined`, `missing` or `lost`; NULL otherwise.
     pub html_archive_state: Option<String>,
     /// Last error or the reason for the state.
     pub html_archive_error: Option<String>,
     /// Failed attempts so far.
     pub html_archive_attempts: i32,
+    /// When the blob was first seen missing from both stores (state `missing` or `lost`).
+    pub html_missing_since: Option<DateTime<Utc>>,
+    /// End of the row's lease (owned) or back-off (ownerless): when a
+    /// failing or missing blob is tried again.
+    pub html_lease_expires_at: Option<DateTime<Utc>>,
 }
 
 impl TaskRow {
@@ -193,6 +204,7 @@ impl TaskRow {
     pub fn state(&self) -> BlobState {
         match self.html_archive_state.as_deref() {
             Some("lost") => return BlobState::Lost,
+            Some("missing") => return BlobState::Missing,
             Some("quarantined") => return BlobState::Quarantined,
             _ => {}
         }
@@ -246,15 +258,133 @@ pub struct CatalogStatus {
     pub archived: i64,
     /// Quarantined tasks.
     pub quarantined: i64,
+    /// Tasks seen missing from both stores once (suspected, re-checked later).
+    pub missing: i64,
     /// Lost tasks.
     pub lost: i64,
     /// Tasks currently claimed by a live lease.
     pub leased: i64,
     /// Tasks whose last attempt failed (still hot, will be retried).
     pub failing: i64,
+    /// Failing tasks whose back-off has not ended: no sweep takes them before it does.
+    pub waiting: i64,
     /// Jobs marked `archived`.
     pub archived_jobs: i64,
 }
+
+/// Which rows `coldsweep reset` puts back into play. A row matches when it
+/// is in one of `states` (any of them when empty), and belongs to one of
+/// `jobs` and is one of `tasks` where those are given. Rows under a live
+/// lease (a worker is moving them) never match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResetFilter {
+    /// States to reset; empty means all of them.
+    pub states: Vec<ResetState>,
+    /// Only rows of these jobs (all jobs when empty).
+    pub jobs: Vec<String>,
+    /// Only these tasks (all tasks when empty).
+    pub tasks: Vec<String>,
+}
+
+/// A state [`ResetFilter`] can select.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResetState {
+    /// Recorded `lost`.
+    Lost,
+    /// Recorded `missing` (suspected lost).
+    Missing,
+    /// Recorded `quarantined`.
+    Quarantined,
+    /// Still hot with a recorded failure and back-off.
+    Failing,
+}
+
+impl ResetState {
+    /// Every state, in the order `coldsweep reset --help` lists them.
+    pub const ALL: [ResetState; 4] = [
+        ResetState::Lost,
+        ResetState::Missing,
+        ResetState::Quarantined,
+        ResetState::Failing,
+    ];
+
+    /// `lost`, `missing`, `quarantined` or `failing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetState::Lost => "lost",
+            ResetState::Missing => "missing",
+            ResetState::Quarantined => "quarantined",
+            ResetState::Failing => "failing",
+        }
+    }
+
+    /// The SQL condition on `tasks` for this state (fixed text, no input).
+    fn condition(self) -> &'static str {
+        match self {
+            ResetState::Lost => "html_archive_state = 'lost'",
+            ResetState::Missing => "html_archive_state = 'missing'",
+            ResetState::Quarantined => "html_archive_state = 'quarantined'",
+            ResetState::Failing => {
+                "(html_archive_state IS NULL AND html_storage_path IS NOT NULL
+                  AND html_archive_error IS NOT NULL)"
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for ResetState {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        ResetState::ALL
+            .into_iter()
+            .find(|state| state.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "state {s:?}: expected one of {}",
+                        ResetState::ALL.map(ResetState::as_str).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+impl ResetFilter {
+    /// The `WHERE` clause for this filter, with the backend's placeholders
+    /// for the job and task lists (`jobs_param`, `tasks_param`: the SQL
+    /// that turns one bound list into a set, e.g. `ANY($1)`), and the live
+    /// lease test against `now_param`.
+    fn where_clause(&self, jobs_param: &str, tasks_param: &str, live_lease: &str) -> String {
+        let states = if self.states.is_empty() {
+            &ResetState::ALL[..]
+        } else {
+            &self.states[..]
+        };
+        let mut clause = format!(
+            "({}) AND NOT ({live_lease})",
+            states
+                .iter()
+                .map(|s| s.condition())
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        );
+        if !self.jobs.is_empty() {
+            clause.push_str(&format!(" AND job_id {jobs_param}"));
+        }
+        if !self.tasks.is_empty() {
+            clause.push_str(&format!(" AND id {tasks_param}"));
+        }
+        clause
+    }
+}
+
+/// What a reset clears: the state and its reason, the attempts, the
+/// missing-since time and any back-off.
+const RESET_SET: &str = "html_archive_state = NULL, html_archive_error = NULL,
+     html_archive_attempts = 0, html_missing_since = NULL,
+     html_lease_owner = NULL, html_lease_expires_at = NULL";
 
 /// A hot bucket the catalog references, with one of its hot objects (for
 /// `coldsweep check`, which looks that object up in the hot store).
@@ -326,6 +456,47 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// Set `html_archive_state` (`lost` / `quarantined`) with a reason; clears the lease.
     async fn mark_state(&self, task_id: &str, state: BlobState, reason: &str) -> Result<()>;
+
+    /// Record a first (or repeated, too early) sighting of a blob missing
+    /// from both stores: state `missing`, `html_missing_since` kept if
+    /// already set, else `seen_at`; the row is hidden from claims until
+    /// `recheck_at` (an ownerless back-off), when a sweep looks again.
+    async fn mark_missing(
+        &self,
+        task_id: &str,
+        reason: &str,
+        seen_at: DateTime<Utc>,
+        recheck_at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// The blob was found again: forget a `missing` state (other states are kept).
+    async fn clear_missing(&self, task_id: &str) -> Result<()>;
+
+    /// Hand claims back untouched, in one statement: the rows held by
+    /// `owner` among `task_ids` lose their lease, and neither their
+    /// attempts nor their last error change (handing back is not failing).
+    /// Returns how many rows were handed back.
+    async fn hand_back(&self, task_ids: &[String], owner: &str) -> Result<u64>;
+
+    /// The rows `filter` selects (at most `limit`, by id) and how many there are in all.
+    async fn reset_preview(
+        &self,
+        filter: &ResetFilter,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(u64, Vec<TaskRow>)>;
+
+    /// Put the rows `filter` selects back into play: state, reason,
+    /// attempts, missing-since and back-off cleared. Returns how many.
+    async fn reset(&self, filter: &ResetFilter, now: DateTime<Utc>) -> Result<u64>;
+
+    /// End the back-off of every failing row (not under a live lease), so
+    /// the next sweep retries them at once; attempts and errors are kept.
+    /// Returns how many.
+    async fn retry_failing_now(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Failing rows (hot, last attempt failed), soonest retry first, at most `limit`.
+    async fn failing_tasks(&self, limit: usize) -> Result<Vec<TaskRow>>;
 
     /// Release a claim after a failure: count the attempt, keep the error, and
     /// hide the row from claims until `retry_at` (set `html_lease_expires_at`
@@ -531,6 +702,8 @@ where
     &'r str: ColumnIndex<R>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
+    i32: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
 {
     let archived_at = archived_at(
         row.try_get("html_archive_provider")?,
@@ -548,6 +721,8 @@ where
         content_type: row.try_get("html_content_type")?,
         content_encoding: row.try_get("html_content_encoding")?,
         archived_at,
+        attempts: row.try_get("html_archive_attempts")?,
+        missing_since: row.try_get("html_missing_since")?,
     })
 }
 
@@ -612,6 +787,8 @@ where
         .bind(&task.html_archive_state)
         .bind(&task.html_archive_error)
         .bind(task.html_archive_attempts)
+        .bind(task.html_missing_since)
+        .bind(task.html_lease_expires_at)
 }
 
 #[cfg(test)]

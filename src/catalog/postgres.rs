@@ -19,9 +19,9 @@ use sqlx::{AssertSqlSafe, Connection, FromRow, Row};
 
 use super::{
     BlobState, Catalog, CatalogStatus, Claim, HotBucket, JobRetention, JobRow, Lease,
-    MIGRATIONS_TABLE, TaskRow, Unreadable, bind_task, candidate_from_row, classify, expect_one,
-    migrate_error, missing_migrations, not_found, retention_from_row, settable_state,
-    unreadable_reason, with_own_table,
+    MIGRATIONS_TABLE, RESET_SET, ResetFilter, TaskRow, Unreadable, bind_task, candidate_from_row,
+    classify, expect_one, migrate_error, missing_migrations, not_found, retention_from_row,
+    settable_state, unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::ArchiveCandidate;
@@ -56,12 +56,13 @@ macro_rules! ranked_cte {
 }
 
 /// A task row (`t`) that may be claimed now (`$4`): hot HTML with a known
-/// bucket, no recorded state, no live lease or back-off.
+/// bucket, no recorded state but `missing` (re-checked once its back-off
+/// ends), no live lease or back-off.
 macro_rules! claimable {
     () => {
         "t.html_storage_path IS NOT NULL
          AND t.html_storage_bucket IS NOT NULL
-         AND t.html_archive_state IS NULL
+         AND (t.html_archive_state IS NULL OR t.html_archive_state = 'missing')
          AND (t.html_lease_expires_at IS NULL OR t.html_lease_expires_at < $4)"
     };
 }
@@ -76,7 +77,9 @@ macro_rules! task_columns {
          html_captured_at::timestamptz AS html_captured_at, html_archive_provider,
          html_archive_bucket, html_archive_key,
          html_archived_at::timestamptz AS html_archived_at, html_archive_state,
-         html_archive_error, html_archive_attempts::int4 AS html_archive_attempts"
+         html_archive_error, html_archive_attempts::int4 AS html_archive_attempts,
+         html_missing_since::timestamptz AS html_missing_since,
+         html_lease_expires_at::timestamptz AS html_lease_expires_at"
     };
 }
 
@@ -220,6 +223,8 @@ impl Catalog for PgCatalog {
                       html_size_bytes::int8 AS html_size_bytes,
                       html_content_type, html_content_encoding,
                       html_archive_provider, html_archive_bucket, html_archive_key,
+                      html_archive_attempts::int4 AS html_archive_attempts,
+                      html_missing_since::timestamptz AS html_missing_since,
                       (SELECT COALESCE(j.completed_at, j.created_at)::timestamptz
                        FROM jobs j WHERE j.id = tasks.job_id) AS job_time"
         ))
@@ -351,6 +356,145 @@ impl Catalog for PgCatalog {
         expect_one(done.rows_affected(), task_id)
     }
 
+    async fn mark_missing(
+        &self,
+        task_id: &str,
+        reason: &str,
+        seen_at: DateTime<Utc>,
+        recheck_at: DateTime<Utc>,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE tasks
+             SET html_archive_state = 'missing', html_archive_error = $2,
+                 html_missing_since = COALESCE(html_missing_since, $3),
+                 html_lease_owner = NULL, html_lease_expires_at = $4
+             WHERE id = $1",
+        )
+        .bind(task_id)
+        .bind(reason)
+        .bind(seen_at)
+        .bind(recheck_at)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        expect_one(done.rows_affected(), task_id)
+    }
+
+    async fn clear_missing(&self, task_id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE tasks
+             SET html_archive_state = NULL, html_archive_error = NULL, html_missing_since = NULL
+             WHERE id = $1 AND html_archive_state = 'missing'",
+        )
+        .bind(task_id)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn hand_back(&self, task_ids: &[String], owner: &str) -> Result<u64> {
+        if task_ids.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE tasks SET html_lease_owner = NULL, html_lease_expires_at = NULL
+             WHERE id = ANY($1) AND html_lease_owner = $2",
+        )
+        .bind(task_ids)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn reset_preview(
+        &self,
+        filter: &ResetFilter,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(u64, Vec<TaskRow>)> {
+        let clause = pg_reset_clause(filter);
+        let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) FROM tasks WHERE {clause}"
+        )))
+        .bind(now)
+        .bind(&filter.jobs)
+        .bind(&filter.tasks)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM tasks WHERE {} ORDER BY id COLLATE \"C\" LIMIT $4"
+            ),
+            clause
+        )))
+        .bind(now)
+        .bind(&filter.jobs)
+        .bind(&filter.tasks)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let rows = rows
+            .iter()
+            .map(TaskRow::from_row)
+            .collect::<Result<_, _>>()
+            .map_err(classify)?;
+        Ok((u64::try_from(count).unwrap_or(0), rows))
+    }
+
+    async fn reset(&self, filter: &ResetFilter, now: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE tasks SET {RESET_SET} WHERE {}",
+            pg_reset_clause(filter)
+        )))
+        .bind(now)
+        .bind(&filter.jobs)
+        .bind(&filter.tasks)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn retry_failing_now(&self, now: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE tasks SET html_lease_expires_at = NULL
+             WHERE html_archive_state IS NULL AND html_storage_path IS NOT NULL
+               AND html_archive_error IS NOT NULL AND html_lease_owner IS NULL
+               AND html_lease_expires_at >= $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn failing_tasks(&self, limit: usize) -> Result<Vec<TaskRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks
+              WHERE html_archive_state IS NULL AND html_storage_path IS NOT NULL
+                AND html_archive_error IS NOT NULL
+              ORDER BY html_lease_expires_at NULLS FIRST, id COLLATE \"C\" LIMIT $1"
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(TaskRow::from_row)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
     async fn job_retention(&self) -> Result<Vec<JobRetention>> {
         // Counts follow `TaskRow::state()`: quarantined rows count as hot too.
         let rows = sqlx::query(concat!(
@@ -406,11 +550,15 @@ impl Catalog for PgCatalog {
                 count(*) FILTER (WHERE html_archive_state IS NULL AND html_storage_path IS NULL
                                    AND html_archive_key IS NOT NULL) AS archived,
                 count(*) FILTER (WHERE html_archive_state = 'quarantined') AS quarantined,
+                count(*) FILTER (WHERE html_archive_state = 'missing') AS missing,
                 count(*) FILTER (WHERE html_archive_state = 'lost') AS lost,
                 count(*) FILTER (WHERE html_lease_owner IS NOT NULL
                                    AND html_lease_expires_at >= $1) AS leased,
                 count(*) FILTER (WHERE html_archive_state IS NULL AND html_storage_path IS NOT NULL
                                    AND html_archive_error IS NOT NULL) AS failing,
+                count(*) FILTER (WHERE html_archive_state IS NULL AND html_storage_path IS NOT NULL
+                                   AND html_archive_error IS NOT NULL AND html_lease_owner IS NULL
+                                   AND html_lease_expires_at >= $1) AS waiting,
                 (SELECT count(*) FROM jobs WHERE status = 'archived') AS archived_jobs
              FROM tasks",
         )
@@ -484,6 +632,12 @@ impl Catalog for PgCatalog {
                 "SELECT ",
                 task_columns!(),
                 " FROM tasks WHERE html_archive_state = 'lost'
+                  ORDER BY id COLLATE \"C\" LIMIT $1"
+            ),
+            BlobState::Missing => concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM tasks WHERE html_archive_state = 'missing'
                   ORDER BY id COLLATE \"C\" LIMIT $1"
             ),
             BlobState::None => concat!(
@@ -571,7 +725,7 @@ impl Catalog for PgCatalog {
 
     async fn insert_task(&self, task: &TaskRow) -> Result<()> {
         let query = sqlx::query(insert_task_sql!(
-            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         ));
         bind_task(query, task)
             .execute(&self.pool)
@@ -579,6 +733,15 @@ impl Catalog for PgCatalog {
             .map_err(classify)?;
         Ok(())
     }
+}
+
+/// The reset filter's condition; binds `$1` now, `$2` jobs, `$3` tasks.
+fn pg_reset_clause(filter: &ResetFilter) -> String {
+    filter.where_clause(
+        "= ANY($2)",
+        "= ANY($3)",
+        "html_lease_owner IS NOT NULL AND html_lease_expires_at >= $1",
+    )
 }
 
 /// A claimed row and its job's time (the sort key).

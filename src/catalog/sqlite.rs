@@ -27,9 +27,9 @@ use sqlx::{AssertSqlSafe, FromRow, Row};
 
 use super::{
     BlobState, Catalog, CatalogStatus, Claim, HotBucket, JobRetention, JobRow, Lease,
-    MIGRATIONS_TABLE, TaskRow, Unreadable, bind_task, candidate_from_row, classify, expect_one,
-    migrate_error, missing_migrations, not_found, retention_from_row, settable_state,
-    unreadable_reason, with_own_table,
+    MIGRATIONS_TABLE, RESET_SET, ResetFilter, TaskRow, Unreadable, bind_task, candidate_from_row,
+    classify, expect_one, migrate_error, missing_migrations, not_found, retention_from_row,
+    settable_state, unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::ArchiveCandidate;
@@ -81,12 +81,13 @@ macro_rules! ranked_cte {
 }
 
 /// A task row (`t`) that may be claimed now (`?4`): hot HTML with a known
-/// bucket, no recorded state, no live lease or back-off.
+/// bucket, no recorded state but `missing` (re-checked once its back-off
+/// ends), no live lease or back-off.
 macro_rules! claimable {
     () => {
         "t.html_storage_path IS NOT NULL
          AND t.html_storage_bucket IS NOT NULL
-         AND t.html_archive_state IS NULL
+         AND (t.html_archive_state IS NULL OR t.html_archive_state = 'missing')
          AND (t.html_lease_expires_at IS NULL
               OR julianday(t.html_lease_expires_at) < julianday(?4))"
     };
@@ -98,7 +99,8 @@ macro_rules! task_columns {
         "id, job_id, html_storage_bucket, html_storage_path, html_content_type,
          html_content_encoding, html_size_bytes, html_compressed_size_bytes, html_sha256,
          html_captured_at, html_archive_provider, html_archive_bucket, html_archive_key,
-         html_archived_at, html_archive_state, html_archive_error, html_archive_attempts"
+         html_archived_at, html_archive_state, html_archive_error, html_archive_attempts,
+         html_missing_since, html_lease_expires_at"
     };
 }
 
@@ -249,6 +251,7 @@ impl Catalog for SqliteCatalog {
                       id, job_id, html_storage_bucket, html_storage_path, html_sha256,
                       html_compressed_size_bytes, html_size_bytes,
                       html_content_type, html_content_encoding, html_archive_provider, html_archive_bucket, html_archive_key,
+                      html_archive_attempts, html_missing_since,
                       (SELECT julianday(",
             job_time!("j"),
             ") FROM jobs j WHERE j.id = tasks.job_id) AS job_day,
@@ -402,6 +405,140 @@ impl Catalog for SqliteCatalog {
         expect_one(done.rows_affected(), task_id)
     }
 
+    async fn mark_missing(
+        &self,
+        task_id: &str,
+        reason: &str,
+        seen_at: DateTime<Utc>,
+        recheck_at: DateTime<Utc>,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE tasks
+             SET html_archive_state = 'missing', html_archive_error = ?2,
+                 html_missing_since = COALESCE(html_missing_since, ?3),
+                 html_lease_owner = NULL, html_lease_expires_at = ?4
+             WHERE id = ?1",
+        )
+        .bind(task_id)
+        .bind(reason)
+        .bind(seen_at)
+        .bind(recheck_at)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        expect_one(done.rows_affected(), task_id)
+    }
+
+    async fn clear_missing(&self, task_id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE tasks
+             SET html_archive_state = NULL, html_archive_error = NULL, html_missing_since = NULL
+             WHERE id = ?1 AND html_archive_state = 'missing'",
+        )
+        .bind(task_id)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn hand_back(&self, task_ids: &[String], owner: &str) -> Result<u64> {
+        if task_ids.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE tasks SET html_lease_owner = NULL, html_lease_expires_at = NULL
+             WHERE id IN (SELECT value FROM json_each(?1)) AND html_lease_owner = ?2",
+        )
+        .bind(json_list(task_ids))
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn reset_preview(
+        &self,
+        filter: &ResetFilter,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(u64, Vec<TaskRow>)> {
+        let clause = sqlite_reset_clause(filter);
+        let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) FROM tasks WHERE {clause}"
+        )))
+        .bind(now)
+        .bind(json_list(&filter.jobs))
+        .bind(json_list(&filter.tasks))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM tasks WHERE {} ORDER BY id LIMIT ?4"
+            ),
+            clause
+        )))
+        .bind(now)
+        .bind(json_list(&filter.jobs))
+        .bind(json_list(&filter.tasks))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok((
+            u64::try_from(count).unwrap_or(0),
+            rows.iter().map(task_row_for_report).collect(),
+        ))
+    }
+
+    async fn reset(&self, filter: &ResetFilter, now: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE tasks SET {RESET_SET} WHERE {}",
+            sqlite_reset_clause(filter)
+        )))
+        .bind(now)
+        .bind(json_list(&filter.jobs))
+        .bind(json_list(&filter.tasks))
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn retry_failing_now(&self, now: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE tasks SET html_lease_expires_at = NULL
+             WHERE html_archive_state IS NULL AND html_storage_path IS NOT NULL
+               AND html_archive_error IS NOT NULL AND html_lease_owner IS NULL
+               AND julianday(html_lease_expires_at) >= julianday(?1)",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn failing_tasks(&self, limit: usize) -> Result<Vec<TaskRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks
+              WHERE html_archive_state IS NULL AND html_storage_path IS NOT NULL
+                AND html_archive_error IS NOT NULL
+              ORDER BY julianday(html_lease_expires_at) NULLS FIRST, id LIMIT ?1"
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows.iter().map(task_row_for_report).collect())
+    }
+
     async fn job_retention(&self) -> Result<Vec<JobRetention>> {
         // Counts follow `TaskRow::state()`: quarantined rows count as hot too.
         let rows = sqlx::query(concat!(
@@ -456,7 +593,11 @@ impl Catalog for SqliteCatalog {
                 count(*) FILTER (WHERE html_archive_state IS NULL AND html_storage_path IS NULL
                                    AND html_archive_key IS NOT NULL) AS archived,
                 count(*) FILTER (WHERE html_archive_state = 'quarantined') AS quarantined,
+                count(*) FILTER (WHERE html_archive_state = 'missing') AS missing,
                 count(*) FILTER (WHERE html_archive_state = 'lost') AS lost,
+                count(*) FILTER (WHERE html_archive_state IS NULL AND html_storage_path IS NOT NULL
+                                   AND html_archive_error IS NOT NULL AND html_lease_owner IS NULL
+                                   AND julianday(html_lease_expires_at) >= julianday(?1)) AS waiting,
                 count(*) FILTER (WHERE html_lease_owner IS NOT NULL
                                    AND julianday(html_lease_expires_at) >= julianday(?1)) AS leased,
                 count(*) FILTER (WHERE html_archive_state IS NULL AND html_storage_path IS NOT NULL
@@ -533,6 +674,11 @@ impl Catalog for SqliteCatalog {
                 "SELECT ",
                 task_columns!(),
                 " FROM tasks WHERE html_archive_state = 'lost' ORDER BY id LIMIT ?1"
+            ),
+            BlobState::Missing => concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM tasks WHERE html_archive_state = 'missing' ORDER BY id LIMIT ?1"
             ),
             BlobState::None => concat!(
                 "SELECT ",
@@ -617,7 +763,7 @@ impl Catalog for SqliteCatalog {
 
     async fn insert_task(&self, task: &TaskRow) -> Result<()> {
         let query = sqlx::query(insert_task_sql!(
-            "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+            "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
         ));
         bind_task(query, task)
             .execute(&self.pool)
@@ -664,8 +810,24 @@ fn task_row_for_report(row: &SqliteRow) -> TaskRow {
             html_archive_attempts: int("html_archive_attempts")
                 .and_then(|n| i32::try_from(n).ok())
                 .unwrap_or_default(),
+            html_missing_since: time("html_missing_since"),
+            html_lease_expires_at: time("html_lease_expires_at"),
         }
     })
+}
+
+/// The reset filter's condition; binds `?1` now, `?2` jobs, `?3` tasks (JSON lists).
+fn sqlite_reset_clause(filter: &ResetFilter) -> String {
+    filter.where_clause(
+        "IN (SELECT value FROM json_each(?2))",
+        "IN (SELECT value FROM json_each(?3))",
+        "html_lease_owner IS NOT NULL AND julianday(html_lease_expires_at) >= julianday(?1)",
+    )
+}
+
+/// `ids` as a JSON array, for `json_each`.
+fn json_list(ids: &[String]) -> String {
+    serde_json::to_string(ids).expect("a list of strings is JSON")
 }
 
 /// A claimed row with its job's time as a number and as text (the sort key).

@@ -50,6 +50,10 @@ pub struct ArchiveCandidate {
     /// Set when an earlier sweep already switched the row to cold but did
     /// not finish deleting the hot copy.
     pub archived_at: Option<ArchivedAt>,
+    /// Failed attempts recorded so far.
+    pub attempts: i32,
+    /// When an earlier sweep first found the blob missing from both stores.
+    pub missing_since: Option<DateTime<Utc>>,
 }
 
 /// One kind of archivable data.
@@ -87,8 +91,27 @@ pub trait ArchiveSource: Send + Sync {
     /// Clear the hot reference once the hot copy is gone; ends the lease.
     async fn on_hot_deleted(&self, candidate: &ArchiveCandidate) -> Result<()>;
 
-    /// The blob is in neither store: record it as lost; ends the lease.
+    /// The blob is still in neither store on a later look, both stores
+    /// proven healthy: record it as lost; ends the lease.
     async fn mark_lost(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()>;
+
+    /// The blob is in neither store, seen for the first time (or again too
+    /// soon for a verdict): record the suspicion and look again after
+    /// `recheck_at`; ends the lease.
+    async fn mark_missing(
+        &self,
+        candidate: &ArchiveCandidate,
+        reason: &str,
+        seen_at: DateTime<Utc>,
+        recheck_at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// The blob suspected missing was found after all: drop the suspicion.
+    async fn clear_missing(&self, candidate: &ArchiveCandidate) -> Result<()>;
+
+    /// Hand claims held by `owner` back untouched (not a failure), in one
+    /// write; returns how many.
+    async fn hand_back(&self, candidates: &[ArchiveCandidate], owner: &str) -> Result<u64>;
 
     /// The hot bytes disagree with the catalog: keep them hot, record why; ends the lease.
     async fn mark_quarantined(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()>;

@@ -73,6 +73,27 @@ impl ArchiveSource for TaskHtmlSource {
             .await
     }
 
+    async fn mark_missing(
+        &self,
+        candidate: &ArchiveCandidate,
+        reason: &str,
+        seen_at: DateTime<Utc>,
+        recheck_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.catalog
+            .mark_missing(&candidate.task_id, reason, seen_at, recheck_at)
+            .await
+    }
+
+    async fn clear_missing(&self, candidate: &ArchiveCandidate) -> Result<()> {
+        self.catalog.clear_missing(&candidate.task_id).await
+    }
+
+    async fn hand_back(&self, candidates: &[ArchiveCandidate], owner: &str) -> Result<u64> {
+        let ids: Vec<String> = candidates.iter().map(|c| c.task_id.clone()).collect();
+        self.catalog.hand_back(&ids, owner).await
+    }
+
     async fn mark_quarantined(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()> {
         self.catalog
             .mark_state(&candidate.task_id, BlobState::Quarantined, reason)

@@ -314,9 +314,10 @@ async fn demo_moves_explains_and_converges() {
     }
     let quarantined = catalog.task(TAMPERED_TASK).await.unwrap().unwrap();
     assert_eq!(quarantined.state(), BlobState::Quarantined);
+    // Only suspected on this first look: lost needs a later one.
     assert_eq!(
         catalog.task(MISSING_TASK).await.unwrap().unwrap().state(),
-        BlobState::Lost
+        BlobState::Missing
     );
     catalog.pool().close().await;
 
@@ -892,7 +893,7 @@ async fn plan_moves_nothing_and_status_lists_problems() {
     for expected in [
         "Quarantined (1)",
         TAMPERED_TASK,
-        "Lost (1)",
+        "Missing (1)",
         MISSING_TASK,
         "content digest mismatch",
     ] {

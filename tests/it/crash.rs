@@ -274,6 +274,35 @@ impl ArchiveSource for CrashingSource {
             .await
     }
 
+    async fn mark_missing(
+        &self,
+        candidate: &ArchiveCandidate,
+        reason: &str,
+        seen_at: DateTime<Utc>,
+        recheck_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.crash
+            .guard(
+                None,
+                None,
+                self.inner
+                    .mark_missing(candidate, reason, seen_at, recheck_at),
+            )
+            .await
+    }
+
+    async fn clear_missing(&self, candidate: &ArchiveCandidate) -> Result<()> {
+        self.crash
+            .guard(None, None, self.inner.clear_missing(candidate))
+            .await
+    }
+
+    async fn hand_back(&self, candidates: &[ArchiveCandidate], owner: &str) -> Result<u64> {
+        self.crash
+            .guard(None, None, self.inner.hand_back(candidates, owner))
+            .await
+    }
+
     async fn mark_quarantined(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()> {
         self.crash
             .guard(None, None, self.inner.mark_quarantined(candidate, reason))

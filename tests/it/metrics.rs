@@ -123,21 +123,21 @@ async fn sweeps_count_every_outcome(snapshotter: &Snapshotter) {
         .put(&hot_location("old", "bad"), stored, &Default::default())
         .await
         .unwrap();
-    // In neither store: lost.
+    // In neither store: suspected missing on this first look.
     rig.insert_task("old", "ghost", b"never stored", None).await;
 
     let report = rig.archiver(1).sweep().await;
     assert_eq!(
-        (report.archived, report.quarantined, report.lost),
+        (report.archived, report.quarantined, report.missing),
         (1, 1, 1),
         "{report:?}"
     );
     let m = Metrics::take(snapshotter);
     assert_eq!(m.blobs("archived"), 1, "{m}");
     assert_eq!(m.blobs("quarantined"), 1, "{m}");
-    assert_eq!(m.blobs("lost"), 1, "{m}");
+    assert_eq!(m.blobs("missing"), 1, "{m}");
     // The other outcomes exist at 0, so an alert on their increase works from the start.
-    for outcome in ["completed", "failed", "released"] {
+    for outcome in ["completed", "lost", "failed", "released"] {
         assert_eq!(m.blobs(outcome), 0, "{outcome}\n{m}");
     }
     assert_eq!(
@@ -222,7 +222,8 @@ async fn sweeps_count_every_outcome(snapshotter: &Snapshotter) {
         ("pending_hot_delete", 0.0),
         ("archived", 1.0),
         ("quarantined", 1.0),
-        ("lost", 1.0),
+        ("missing", 1.0),
+        ("lost", 0.0),
     ] {
         assert_eq!(
             m.gauge(CATALOG_BLOBS, &[("state", state)]),

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use coldsweep::archiver::{CatalogJobMarker, ProblemKind};
 use coldsweep::catalog::{BlobState, JobRow, TaskRow};
 use coldsweep::config::{S3Config, VerifyMode};
@@ -70,6 +70,10 @@ impl Rig {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite:{}", dir.path().join("catalog.db").display());
                 let catalog = coldsweep::catalog::connect(&url).await.expect("connect");
+                // Both buckets exist, as a deployment's do (the start-up
+                // probe's upload creates the cold one).
+                std::fs::create_dir_all(dir.path().join("hot").join(HOT_BUCKET)).unwrap();
+                std::fs::create_dir_all(dir.path().join("cold").join(COLD_BUCKET)).unwrap();
                 let hot: Arc<dyn Store> = Arc::new(FsStore::new(dir.path().join("hot")).unwrap());
                 let cold: Arc<dyn Store> = Arc::new(FsStore::new(dir.path().join("cold")).unwrap());
                 catalog.migrate().await.expect("migrate");
@@ -337,6 +341,11 @@ async fn sweep_moves_verified_copies_and_a_rerun_changes_nothing() {
             report.archived, 6,
             "{backend:?}: j1 and j2 have 3 tasks each"
         );
+        // Catches a job marker that only runs at the start of the next sweep.
+        assert_eq!(
+            report.jobs_archived, 2,
+            "{backend:?}: the sweep that empties j1 and j2 marks them"
+        );
 
         for (job, task, bytes) in &all {
             let row = rig.row(task).await;
@@ -381,7 +390,6 @@ async fn sweep_moves_verified_copies_and_a_rerun_changes_nothing() {
         }
         rig.audit(&all).await;
 
-        // The job marker runs at the start of a sweep: the rerun marks j1, j2.
         let again = archiver.sweep().await;
         assert!(again.is_clean(), "{again:?}");
         assert_eq!(
@@ -389,7 +397,7 @@ async fn sweep_moves_verified_copies_and_a_rerun_changes_nothing() {
             (0, 0),
             "{backend:?}: rerun moved something"
         );
-        assert_eq!(again.jobs_archived, 2);
+        assert_eq!(again.jobs_archived, 0);
         let jobs = rig.catalog.job_retention().await.unwrap();
         let status_of = |id: &str| {
             jobs.iter()
@@ -519,32 +527,116 @@ async fn hot_gone_with_a_verified_cold_copy_finishes_the_bookkeeping() {
     }
 }
 
+/// Catches a verdict taken on one answer: a blob in neither store is first
+/// only suspected (`missing`), looked at again no sooner than
+/// `lost_after`, and recorded `lost` by that later sweep; reported loudly,
+/// never re-swept, and the job is never marked archived.
 #[tokio::test]
-async fn missing_from_both_stores_is_marked_lost_loudly() {
+async fn missing_from_both_stores_is_lost_only_on_a_later_look() {
     for backend in BACKENDS {
         let rig = Rig::new(backend).await;
         rig.old_and_new_jobs().await;
         rig.insert_task("old", "ghost", b"never stored", None).await;
+        // Whole microseconds: what Postgres keeps.
+        let start = Utc::now().trunc_subsecs(6);
+        let sweep_at = |offset: chrono::Duration| {
+            let config = rig.config(1);
+            rig.archiver_with(rig.hot.clone(), rig.cold.clone(), config)
+                .with_clock(Arc::new(move || start + offset))
+        };
+        let lost_after = chrono::Duration::from_std(rig.config(1).lost_after).unwrap();
 
-        let report = rig.archiver(1).sweep().await;
-        assert_eq!(report.lost, 1, "{backend:?}: {report:?}");
-        assert!(!report.is_clean());
+        let first = sweep_at(chrono::Duration::zero()).sweep().await;
+        assert_eq!(
+            (first.missing, first.lost),
+            (1, 0),
+            "{backend:?}: {first:?}"
+        );
+        assert!(!first.is_clean());
+        let row = rig.row("ghost").await;
+        assert_eq!(row.state(), BlobState::Missing);
+        assert_eq!(row.html_missing_since, Some(start));
+        assert!(row.html_archive_error.is_some());
+
+        // Too soon: the suspicion waits for its time.
+        let early = sweep_at(lost_after / 2).sweep().await;
+        assert_eq!(
+            (early.missing, early.lost),
+            (0, 0),
+            "{backend:?}: {early:?}"
+        );
+        assert_eq!(rig.row("ghost").await.state(), BlobState::Missing);
+
+        let later = sweep_at(lost_after + chrono::Duration::minutes(1))
+            .sweep()
+            .await;
+        assert_eq!(
+            (later.missing, later.lost),
+            (0, 1),
+            "{backend:?}: {later:?}"
+        );
         let row = rig.row("ghost").await;
         assert_eq!(row.state(), BlobState::Lost);
-        assert!(row.html_archive_error.is_some());
+        assert_eq!(row.html_missing_since, Some(start), "first sighting kept");
         // Lost is not archived: no cold pointer, and the job is not marked archived.
         assert_eq!(row.html_archive_key, None);
         let status = rig.catalog.status(Utc::now()).await.unwrap();
         assert_eq!(
-            (status.lost, status.archived, status.archived_jobs),
-            (1, 0, 0)
+            (
+                status.lost,
+                status.missing,
+                status.archived,
+                status.archived_jobs
+            ),
+            (1, 0, 0, 0)
         );
-        let again = rig.archiver(1).sweep().await;
+        let again = sweep_at(lost_after * 3).sweep().await;
         assert_eq!(
-            (again.lost, again.jobs_archived),
-            (0, 0),
+            (again.lost, again.missing, again.jobs_archived),
+            (0, 0, 0),
             "lost rows are reported once, not re-swept"
         );
+    }
+}
+
+/// Catches a suspicion that outlives the blob's return: a blob seen
+/// missing once and found again on the next look is moved as usual and
+/// loses its `missing` state.
+#[tokio::test]
+async fn a_missing_blob_that_comes_back_is_archived() {
+    for backend in BACKENDS {
+        let rig = Rig::new(backend).await;
+        rig.old_and_new_jobs().await;
+        let bytes = rig.task("old", "back").await;
+        rig.hot.delete(&hot_location("old", "back")).await.unwrap();
+        let start = Utc::now();
+        let first = rig
+            .archiver(1)
+            .with_clock(Arc::new(move || start))
+            .sweep()
+            .await;
+        assert_eq!(first.missing, 1, "{backend:?}: {first:?}");
+
+        rig.hot
+            .put(
+                &hot_location("old", "back"),
+                bytes.clone(),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        let later = start + chrono::Duration::from_std(rig.config(1).lost_after).unwrap() * 2;
+        let second = rig
+            .archiver(1)
+            .with_clock(Arc::new(move || later))
+            .sweep()
+            .await;
+        assert!(second.is_clean(), "{backend:?}: {second:?}");
+        assert_eq!(second.archived, 1);
+        let row = rig.row("back").await;
+        assert_eq!(row.state(), BlobState::Archived);
+        assert_eq!(row.html_missing_since, None);
+        rig.audit(&[("old", "back", bytes)]).await;
     }
 }
 

@@ -80,10 +80,13 @@ pub(crate) fn report_summary(report: &SweepReport) -> String {
         ));
     }
     parts.push(format!("{} quarantined", report.quarantined));
+    if report.missing > 0 {
+        parts.push(format!("{} missing (suspected)", report.missing));
+    }
     parts.push(format!("{} lost", report.lost));
     parts.push(format!("{} failed", report.failed));
     if report.released > 0 {
-        parts.push(format!("{} handed back at shutdown", report.released));
+        parts.push(format!("{} handed back untouched", report.released));
     }
     if report.jobs_archived > 0 {
         parts.push(format!(
@@ -91,18 +94,34 @@ pub(crate) fn report_summary(report: &SweepReport) -> String {
             count(report.jobs_archived, "job", "jobs")
         ));
     }
-    parts.join(", ")
+    let summary = parts.join(", ");
+    if report.stopped {
+        format!("STOPPED EARLY: {summary}")
+    } else {
+        summary
+    }
 }
 
-/// Every problem of a sweep, one per line, indented.
+/// Every problem of a sweep, one per line, indented, in columns as wide
+/// as their widest entry (task ids may be 36-character uuids).
 pub(crate) fn report_problems(report: &SweepReport) -> String {
+    let rows: Vec<(&str, String, &str)> = report
+        .problems
+        .iter()
+        .map(|p| {
+            (
+                p.task_id.as_deref().unwrap_or("(sweep)"),
+                p.what.to_string(),
+                p.message.as_str(),
+            )
+        })
+        .collect();
+    let task_width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let what_width = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
     let mut out = String::new();
-    for problem in &report.problems {
-        let task = problem.task_id.as_deref().unwrap_or("(sweep)");
+    for (task, what, message) in rows {
         out.push_str(&format!(
-            "  {task:<14} {:<12} {}\n",
-            problem.what.to_string(),
-            problem.message
+            "  {task:<task_width$}  {what:<what_width$}  {message}\n"
         ));
     }
     out

@@ -32,6 +32,24 @@ Run it for real:
   ARCHIVE_ENDPOINT=https://<account>.r2.cloudflarestorage.com \\
   ARCHIVE_ACCESS_KEY_ID=… ARCHIVE_SECRET_ACCESS_KEY=… coldsweep run";
 
+const RESET_HELP: &str = "\
+Select rows by state, job or task (the selectors combine: --state lost --job J resets the lost
+blobs of job J), or every row in any of those states with --all. Rows a worker holds right now
+are never touched. Without --yes it only prints what it would change.
+
+What a reset clears: the state and its reason, the failed-attempt count, the missing-since time
+and any retry back-off. The next sweep looks at the blob afresh: a blob still in neither store is
+suspected missing again (and only recorded lost after ARCHIVE_LOST_AFTER), a quarantined blob
+whose bytes still disagree with the catalog is quarantined again.
+
+Examples:
+  coldsweep reset --state lost                 # what would change
+  coldsweep reset --state lost --yes           # do it
+  coldsweep reset --job 2024-05-crawl --yes    # every problem row of one job
+  coldsweep reset --task t-123 --task t-124 --yes
+
+Exit codes: 0 done (or nothing to do), 2 bad arguments or settings.";
+
 #[derive(Parser)]
 #[command(name = "coldsweep", version, about = ABOUT, after_help = AFTER_HELP)]
 struct Cli {
@@ -73,11 +91,15 @@ enum Command {
     },
 
     /// Sweep once and print what happened; exit code 1 if any blob failed, was
-    /// quarantined or lost.
+    /// quarantined, missing or lost, blobs still wait for their retry time, or the sweep stopped.
     Sweep {
         /// Required: run one sweep and exit (for cron jobs and CI). The daemon is `coldsweep run`.
         #[arg(long)]
         once: bool,
+        /// Try blobs whose last attempt failed now, instead of waiting ARCHIVE_INTERVAL after
+        /// the failure.
+        #[arg(long)]
+        retry_failed: bool,
         #[command(flatten)]
         settings: Settings,
     },
@@ -85,8 +107,19 @@ enum Command {
     /// Dry run: show per job whether retention keeps it hot or the next sweep moves it.
     Plan(Settings),
 
-    /// Show where blobs are: counts, and quarantined and lost blobs with their reasons.
+    /// Show where blobs are: counts; quarantined, missing and lost blobs with their reasons;
+    /// failing blobs with their last error and retry time.
     Status(Settings),
+
+    /// Put blobs back into play: clear the lost, missing, quarantined or failing state of the
+    /// rows selected (a dry run unless --yes).
+    #[command(after_help = RESET_HELP)]
+    Reset {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        reset: commands::ResetArgs,
+    },
 
     /// Check the deployment: the catalog, the cold store (upload, read back, verify and delete
     /// a probe object) and the hot store (read only); exit code 1 if any check fails.
@@ -139,11 +172,16 @@ async fn main() -> ExitCode {
 
     let result = match cli.command {
         Command::Run { settings, metrics } => commands::run(settings, metrics).await,
-        Command::Sweep { once, settings } => commands::sweep(once, settings).await,
+        Command::Sweep {
+            once,
+            retry_failed,
+            settings,
+        } => commands::sweep(once, retry_failed, settings).await,
         Command::Plan(settings) => commands::plan(settings).await,
         Command::Status(settings) => commands::status(settings).await,
         Command::Check(settings) => commands::check(settings).await,
         Command::Verify { settings, scrub } => commands::verify(settings, scrub).await,
+        Command::Reset { db, reset } => commands::reset(db, reset).await,
         Command::Migrate(db) => commands::migrate(db).await,
         Command::Demo { dir, reset } => commands::demo(&dir, reset).await,
     };

@@ -189,6 +189,14 @@ pub(crate) struct Settings {
     lease: Option<String>,
     #[arg(long, env = "ARCHIVE_VERIFY", value_name = "MODE", help = help("ARCHIVE_VERIFY"), help_heading = "Archiver")]
     verify: Option<String>,
+    #[arg(long, env = "ARCHIVE_LOST_AFTER", value_name = "DURATION", help = help("ARCHIVE_LOST_AFTER"), help_heading = "Archiver")]
+    lost_after: Option<String>,
+    #[arg(long, env = "ARCHIVE_MISSING_STOP_COUNT", value_name = "N", help = help("ARCHIVE_MISSING_STOP_COUNT"), help_heading = "Archiver")]
+    missing_stop_count: Option<String>,
+    #[arg(long, env = "ARCHIVE_MISSING_STOP_PERCENT", value_name = "PERCENT", help = help("ARCHIVE_MISSING_STOP_PERCENT"), help_heading = "Archiver")]
+    missing_stop_percent: Option<String>,
+    #[arg(long, env = "ARCHIVE_MAX_ATTEMPTS", value_name = "N", help = help("ARCHIVE_MAX_ATTEMPTS"), help_heading = "Archiver")]
+    max_attempts: Option<String>,
 
     #[arg(long, env = "HOT_STORE", value_name = "KIND", help = help("HOT_STORE"), help_heading = "Hot store")]
     hot_store: Option<String>,
@@ -243,6 +251,10 @@ impl Settings {
             "ARCHIVE_BLOB_TIMEOUT" => &self.blob_timeout,
             "ARCHIVE_LEASE" => &self.lease,
             "ARCHIVE_VERIFY" => &self.verify,
+            "ARCHIVE_LOST_AFTER" => &self.lost_after,
+            "ARCHIVE_MISSING_STOP_COUNT" => &self.missing_stop_count,
+            "ARCHIVE_MISSING_STOP_PERCENT" => &self.missing_stop_percent,
+            "ARCHIVE_MAX_ATTEMPTS" => &self.max_attempts,
             "HOT_STORE" => &self.hot_store,
             "HOT_FS_ROOT" => &self.hot_fs_root,
             "HOT_S3_ENDPOINT" => &self.hot_s3_endpoint,

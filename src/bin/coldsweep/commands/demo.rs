@@ -300,15 +300,20 @@ impl Outcome {
     /// which would be a bug); returns how many problems were unexpected.
     async fn print_problems(&self, catalog: &dyn Catalog) -> anyhow::Result<usize> {
         let quarantined = catalog.tasks_in_state(BlobState::Quarantined, 20).await?;
+        let missing = catalog.tasks_in_state(BlobState::Missing, 20).await?;
         let lost = catalog.tasks_in_state(BlobState::Lost, 20).await?;
-        if !quarantined.is_empty() || !lost.is_empty() {
-            let when = if self.report.quarantined + self.report.lost > 0 {
+        if !quarantined.is_empty() || !missing.is_empty() || !lost.is_empty() {
+            let when = if self.report.quarantined + self.report.missing + self.report.lost > 0 {
                 "found by this sweep"
             } else {
                 "found by an earlier run; they stay put until someone fixes them"
             };
             out!("Problems ({when}):");
-            for (label, tasks) in [("QUARANTINED", &quarantined), ("LOST", &lost)] {
+            for (label, tasks) in [
+                ("QUARANTINED", &quarantined),
+                ("MISSING", &missing),
+                ("LOST", &lost),
+            ] {
                 for task in tasks {
                     let note = if task.id == TAMPERED_TASK || task.id == MISSING_TASK {
                         " (deliberate)"
@@ -326,8 +331,10 @@ impl Outcome {
                 }
             }
             out!(
-                "  Quarantined blobs stay hot and are not retried; lost ones are reported by \
-                 `coldsweep status` until resolved."
+                "  Quarantined blobs stay hot and are not retried. A missing blob is only \
+                 suspected lost: a sweep at least ARCHIVE_LOST_AFTER later looks again and records \
+                 it lost if it is still in neither store. `coldsweep status` lists them, and \
+                 `coldsweep reset` puts them back into play once fixed."
             );
             out!();
         }
@@ -340,8 +347,8 @@ impl Outcome {
                 let task = p.task_id.as_deref();
                 let deliberate = match p.what {
                     ProblemKind::Quarantined => task == Some(TAMPERED_TASK),
-                    ProblemKind::Lost => task == Some(MISSING_TASK),
-                    ProblemKind::Failed(_) => false,
+                    ProblemKind::Missing | ProblemKind::Lost => task == Some(MISSING_TASK),
+                    ProblemKind::Failed(_) | ProblemKind::Stopped => false,
                 };
                 !deliberate
             })

@@ -15,12 +15,14 @@ use crate::settings::{BadSettings, DbArgs, MetricsArgs, Settings, redact_url};
 mod check;
 mod demo;
 mod plan;
+mod reset;
 mod status;
 mod verify;
 
 pub(crate) use check::{check, probe_cold};
 pub(crate) use demo::{DEFAULT_DIR as DEMO_DIR, demo};
 pub(crate) use plan::plan;
+pub(crate) use reset::{ResetArgs, reset};
 pub(crate) use status::status;
 pub(crate) use verify::{VerifyArgs, verify};
 
@@ -99,7 +101,11 @@ fn serve_metrics(addr: SocketAddr) -> anyhow::Result<()> {
 }
 
 /// `coldsweep sweep --once`.
-pub(crate) async fn sweep(once: bool, settings: Settings) -> anyhow::Result<ExitCode> {
+pub(crate) async fn sweep(
+    once: bool,
+    retry_failed: bool,
+    settings: Settings,
+) -> anyhow::Result<ExitCode> {
     if !once {
         return Err(BadSettings(
             "`coldsweep sweep` runs a single pass and needs --once; \
@@ -111,6 +117,14 @@ pub(crate) async fn sweep(once: bool, settings: Settings) -> anyhow::Result<Exit
     let mut shutdown = Shutdown::listen()?;
     let ready = settings.ready().await?;
     let target = format!("{}:{}", ready.config.provider, ready.config.bucket);
+    let catalog = ready.catalog.clone();
+    if retry_failed {
+        let n = catalog.retry_failing_now(chrono::Utc::now()).await?;
+        out!(
+            "Retrying now: {} whose back-off had not ended.",
+            format::count(n, "failing blob", "failing blobs")
+        );
+    }
     let archiver = Archiver::task_html(ready.config, ready.catalog, ready.hot, ready.cold);
 
     // A signal stops new blobs; blobs in flight finish and are reported.
@@ -132,15 +146,39 @@ pub(crate) async fn sweep(once: bool, settings: Settings) -> anyhow::Result<Exit
         out!("Problems ({}):", report.problems.len());
         out!("{}", format::report_problems(&report).trim_end());
     }
-    if report.is_clean() {
-        Ok(ExitCode::SUCCESS)
-    } else {
+    // Blobs that failed in an earlier sweep and wait for their back-off
+    // were not tried at all: the work is not done.
+    let waiting = match catalog.status(chrono::Utc::now()).await {
+        Ok(status) => status.waiting,
+        Err(e) => {
+            tracing::warn!(error = %e, "counting blobs waiting for a retry failed");
+            0
+        }
+    };
+    if waiting > 0 {
         out!(
-            "Quarantined and lost blobs stay where they are until fixed; failed ones are retried \
-             next sweep. `coldsweep status` lists them."
+            "{} for its retry time (ARCHIVE_INTERVAL after its last failure) and {} not tried; \
+             `coldsweep status` lists them, `coldsweep sweep --once --retry-failed` tries them now.",
+            format::count(waiting as u64, "blob waits", "blobs wait"),
+            if waiting == 1 { "was" } else { "were" }
         );
-        Ok(ExitCode::FAILURE)
     }
+    if report.is_clean() && waiting == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.stopped {
+        out!(
+            "The sweep stopped before recording anything for the blobs it could not account for; \
+             fix the setting named above and run it again."
+        );
+    } else if !report.is_clean() {
+        out!(
+            "Quarantined, missing and lost blobs stay where they are until fixed (`coldsweep \
+             reset` puts them back into play); failed ones are retried next sweep. `coldsweep \
+             status` lists them."
+        );
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 /// `coldsweep migrate`.

@@ -105,10 +105,23 @@ pub(crate) async fn plan(settings: Settings) -> anyhow::Result<ExitCode> {
     let mut total_blobs = 0i64;
     let mut total_bytes = 0u64;
     let mut moving_jobs = 0usize;
+    // As wide as the longest job id (uuids are 36 characters) or status.
+    let id_width = jobs
+        .iter()
+        .map(|j| j.job.id.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(20);
+    let status_width = jobs
+        .iter()
+        .map(|j| j.job.status.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(10);
     for ((domain_id, organisation_id), jobs) in groups(jobs) {
         out!("{}", group_label(domain_id, organisation_id));
         out!(
-            "  {:>4}  {:<20} {:<10} {:>6} {:>8}  decision",
+            "  {:>4}  {:<id_width$} {:<status_width$} {:>6} {:>8}  decision",
             "rank",
             "job",
             "status",
@@ -118,7 +131,7 @@ pub(crate) async fn plan(settings: Settings) -> anyhow::Result<ExitCode> {
         for job in &jobs {
             let rank = job.rank.map_or("-".to_owned(), |r| r.to_string());
             out!(
-                "  {rank:>4}  {:<20} {:<10} {:>6} {:>8}  {}",
+                "  {rank:>4}  {:<id_width$} {:<status_width$} {:>6} {:>8}  {}",
                 job.job.id,
                 job.job.status,
                 job.hot_tasks,

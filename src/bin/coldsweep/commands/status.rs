@@ -29,12 +29,26 @@ pub(crate) async fn status(settings: Settings) -> anyhow::Result<ExitCode> {
             counts.quarantined,
             "bytes disagree with the catalog; kept hot",
         ),
-        ("lost", counts.lost, "in neither store"),
+        (
+            "missing",
+            counts.missing,
+            "in neither store on one look; looked at again after ARCHIVE_LOST_AFTER",
+        ),
+        (
+            "lost",
+            counts.lost,
+            "in neither store on two looks, stores healthy",
+        ),
         ("leased", counts.leased, "being moved by a worker right now"),
         (
             "failing",
             counts.failing,
             "last attempt failed; retried later",
+        ),
+        (
+            "waiting",
+            counts.waiting,
+            "failing blobs whose retry time has not come",
         ),
         (
             "jobs archived",
@@ -47,8 +61,56 @@ pub(crate) async fn status(settings: Settings) -> anyhow::Result<ExitCode> {
     }
 
     list(catalog.as_ref(), BlobState::Quarantined, counts.quarantined).await?;
+    list(catalog.as_ref(), BlobState::Missing, counts.missing).await?;
     list(catalog.as_ref(), BlobState::Lost, counts.lost).await?;
+    failing(catalog.as_ref(), counts.failing).await?;
+    if counts.quarantined + counts.missing + counts.lost + counts.failing > 0 {
+        out!(
+            "\nOnce the cause is fixed, `coldsweep reset --state <state>` puts them back into \
+             play; `coldsweep sweep --once --retry-failed` retries failing blobs now."
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Failing blobs, soonest retry first: when each is tried again and why it failed.
+async fn failing(catalog: &dyn Catalog, total: i64) -> anyhow::Result<()> {
+    if total == 0 {
+        return Ok(());
+    }
+    let tasks = catalog.failing_tasks(LIST_LIMIT).await?;
+    let now = chrono::Utc::now();
+    out!("\nFailing ({total}):");
+    for task in &tasks {
+        let retry = match task.html_lease_expires_at {
+            Some(at) if at > now => format!(
+                "retried after {} (in {})",
+                at.format("%Y-%m-%d %H:%M:%S UTC"),
+                humantime::format_duration(std::time::Duration::from_secs(
+                    (at - now).num_seconds().max(0) as u64
+                ))
+            ),
+            _ => "retried by the next sweep".to_owned(),
+        };
+        out!(
+            "  task {} (job {}), {} failed, {retry}: {}",
+            task.id,
+            task.job_id,
+            crate::format::count(
+                task.html_archive_attempts.max(0) as u64,
+                "attempt",
+                "attempts"
+            ),
+            task.html_archive_error
+                .as_deref()
+                .unwrap_or("no error recorded")
+        );
+    }
+    let shown = tasks.len() as i64;
+    if total > shown {
+        out!("  … and {} more", total - shown);
+    }
+    Ok(())
 }
 
 async fn list(catalog: &dyn Catalog, state: BlobState, total: i64) -> anyhow::Result<()> {
