@@ -59,8 +59,29 @@ pub struct PutOptions {
     pub content_type: Option<String>,
     /// `Content-Encoding` to store (`gzip` for task HTML).
     pub content_encoding: Option<String>,
-    /// User metadata (`x-amz-meta-*`): coldsweep writes `task_id`, `job_id`, `sha256`.
+    /// User metadata (`x-amz-meta-*`): coldsweep writes the keys in [`meta`].
+    /// Values may be any UTF-8; each backend stores them so they read back
+    /// equal (the S3 and folder stores percent-encode them, see `store::opendal`).
     pub metadata: BTreeMap<String, String>,
+}
+
+/// User-metadata keys coldsweep records with every upload.
+///
+/// Hyphenated: a default nginx drops request headers whose names contain
+/// `_`, so `x-amz-meta-task_id` never reached a store behind one and the
+/// signed upload failed.
+pub mod meta {
+    /// The catalog's task id.
+    pub const TASK_ID: &str = "task-id";
+    /// The catalog's job id.
+    pub const JOB_ID: &str = "job-id";
+    /// Hex SHA-256 of the decoded content, as in the catalog (`html_sha256`).
+    pub const SHA256: &str = "sha256";
+    /// Hex SHA-256 of the bytes as stored.
+    pub const STORED_SHA256: &str = "stored-sha256";
+    /// [`STORED_SHA256`] as earlier versions wrote it; still read, so their
+    /// copies still verify.
+    pub const LEGACY_STORED_SHA256: &str = "stored_sha256";
 }
 
 /// What a store reports about an object without reading it.
@@ -86,6 +107,16 @@ impl ObjectMeta {
         let mut md5 = [0u8; 16];
         hex::decode_to_slice(etag, &mut md5).ok()?;
         Some(md5)
+    }
+
+    /// The SHA-256 of the stored bytes recorded at upload, under
+    /// [`meta::STORED_SHA256`] or, for copies made by earlier versions,
+    /// [`meta::LEGACY_STORED_SHA256`].
+    pub fn stored_sha256(&self) -> Option<&str> {
+        self.metadata
+            .get(meta::STORED_SHA256)
+            .or_else(|| self.metadata.get(meta::LEGACY_STORED_SHA256))
+            .map(String::as_str)
     }
 }
 

@@ -5,6 +5,15 @@
 //! Backends decide which operator serves a bucket and which path names an
 //! object in it; everything else (options, metadata, retries, error kinds) is here.
 //!
+//! User-metadata values are percent-encoded on the way in and decoded on the
+//! way out: every byte outside visible ASCII (`!`..`~`), and `%` itself,
+//! becomes `%XX`. A header value must be visible ASCII for the request
+//! signer (a raw `t-ü` made it refuse the request, and the row was retried
+//! forever), and OpenDAL drops such values when it reads headers back. A
+//! value that does not decode to UTF-8 is returned as stored. Keys are
+//! passed as they are (coldsweep's own are plain ASCII, see
+//! [`meta`](super::meta)).
+//!
 //! Retries are a loop here rather than OpenDAL's `RetryLayer`: that layer
 //! marks every error it returns `Persistent`, a 400 as much as a 503 that
 //! outlived its retries, which erases the temporary/permanent status that
@@ -16,6 +25,7 @@ use std::future::Future;
 use ::opendal::options::WriteOptions;
 use ::opendal::{Buffer, ErrorKind as OdKind, Metadata, Operator};
 use bytes::Bytes;
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
 pub(super) use super::retry::Retry;
 use super::{ObjectMeta, PutOptions};
@@ -69,7 +79,7 @@ impl Adapter {
                 options
                     .metadata
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.clone(), encode_value(v)))
                     .collect(),
             );
         }
@@ -167,7 +177,26 @@ pub(super) fn check_bucket(bucket: &str) -> Result<()> {
     }
 }
 
-/// Map OpenDAL's metadata to ours: ETag without quotes or weak prefix.
+/// Bytes a metadata value may not carry as they are: besides the controls
+/// (and every non-ASCII byte, which `utf8_percent_encode` always encodes),
+/// space, which servers trim, and `%`, so decoding is exact.
+const METADATA_VALUE: &AsciiSet = &CONTROLS.add(b' ').add(b'%');
+
+/// A user-metadata value as sent: visible ASCII only (see the module docs).
+fn encode_value(value: &str) -> String {
+    utf8_percent_encode(value, METADATA_VALUE).to_string()
+}
+
+/// A user-metadata value as read back; one that does not decode to UTF-8
+/// (written by something else) is kept as stored.
+fn decode_value(value: &str) -> String {
+    percent_decode_str(value)
+        .decode_utf8()
+        .map_or_else(|_| value.to_owned(), |v| v.into_owned())
+}
+
+/// Map OpenDAL's metadata to ours: ETag without quotes or weak prefix,
+/// metadata values decoded.
 fn object_meta(meta: &Metadata) -> ObjectMeta {
     ObjectMeta {
         size: meta.content_length(),
@@ -180,7 +209,7 @@ fn object_meta(meta: &Metadata) -> ObjectMeta {
             .user_metadata()
             .map(|m| {
                 m.into_iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .map(|(k, v)| (k.to_owned(), decode_value(v)))
                     .collect()
             })
             .unwrap_or_default(),
@@ -314,6 +343,31 @@ mod tests {
             .unwrap_err();
         assert_eq!(calls, 1);
         assert_eq!(kind_of(&err), ErrorKind::Unexpected);
+    }
+
+    #[test]
+    fn metadata_values_travel_as_visible_ascii_and_come_back_equal() {
+        for value in [
+            "t-1",
+            "t-ü",
+            "j-日本",
+            "a_b",
+            "50%",
+            "%41",
+            "two words",
+            "tab\there",
+            "",
+        ] {
+            let sent = encode_value(value);
+            assert!(
+                sent.bytes().all(|b| b.is_ascii_graphic()),
+                "{value:?} sent as {sent:?}"
+            );
+            assert_eq!(decode_value(&sent), value);
+        }
+        assert_eq!(encode_value("t-ü"), "t-%C3%BC");
+        // Not UTF-8 once decoded: kept as stored rather than mangled.
+        assert_eq!(decode_value("%FF"), "%FF");
     }
 
     #[test]

@@ -27,8 +27,9 @@ use std::io::Write as _;
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
+use super::meta;
 use super::{Location, ObjectMeta, PutOptions, Store, exists};
-use crate::archiver::verify::{Digest, STORED_SHA256};
+use crate::archiver::verify::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ObjectKey;
 
@@ -362,9 +363,8 @@ pub async fn probe_read_only(store: &dyn Store, location: &Location) -> ProbeRep
 }
 
 /// The probe object's bytes and upload options: gzip with the same kinds of
-/// headers and metadata a real upload carries (`task_id`, `job_id`,
-/// `sha256` of the decoded content, `stored_sha256`), so a provider that
-/// refuses any of them refuses the probe too.
+/// headers and metadata a real upload carries (the keys of [`meta`]), so a
+/// provider (or proxy) that refuses any of them refuses the probe too.
 fn probe_object(name: &str) -> (Bytes, PutOptions) {
     let text = format!(
         "coldsweep start-up probe {name}\n\
@@ -375,13 +375,16 @@ fn probe_object(name: &str) -> (Bytes, PutOptions) {
         .expect("writing to a Vec cannot fail");
     let body = Bytes::from(gz.finish().expect("writing to a Vec cannot fail"));
     let metadata = BTreeMap::from([
-        ("task_id".to_owned(), format!("probe-{name}")),
-        ("job_id".to_owned(), "coldsweep-probe".to_owned()),
+        (meta::TASK_ID.to_owned(), format!("probe-{name}")),
+        (meta::JOB_ID.to_owned(), "coldsweep-probe".to_owned()),
         (
-            "sha256".to_owned(),
+            meta::SHA256.to_owned(),
             hex::encode(Sha256::digest(text.as_bytes())),
         ),
-        (STORED_SHA256.to_owned(), Digest::of(&body).sha256_hex()),
+        (
+            meta::STORED_SHA256.to_owned(),
+            Digest::of(&body).sha256_hex(),
+        ),
     ]);
     let options = PutOptions {
         content_type: Some(PROBE_CONTENT_TYPE.to_owned()),
@@ -424,12 +427,15 @@ async fn verify(
             ),
         ));
     }
-    if let Some(sha) = meta.metadata.get(STORED_SHA256)
+    if let Some(sha) = meta.stored_sha256()
         && !sha.eq_ignore_ascii_case(&written.sha256_hex())
     {
         return Err(Error::new(
             ErrorKind::Integrity,
-            format!("{location}: the store returns {STORED_SHA256} {sha}, not the one uploaded"),
+            format!(
+                "{location}: the store returns {} {sha}, not the one uploaded",
+                super::meta::STORED_SHA256
+            ),
         ));
     }
     let etag_is_md5 = meta.etag_md5() == Some(written.md5);
@@ -544,15 +550,21 @@ mod tests {
             .expect("the probe body is gzip");
         assert!(text.contains("abc"));
         assert_eq!(options.content_encoding.as_deref(), Some("gzip"));
-        for key in ["task_id", "job_id", "sha256", STORED_SHA256] {
+        for key in [
+            meta::TASK_ID,
+            meta::JOB_ID,
+            meta::SHA256,
+            meta::STORED_SHA256,
+        ] {
             assert!(options.metadata.contains_key(key), "{key}");
+            assert!(!key.contains('_'), "{key}: proxies drop headers with `_`");
         }
         assert_eq!(
-            options.metadata["sha256"],
+            options.metadata[meta::SHA256],
             hex::encode(Sha256::digest(text.as_bytes()))
         );
         assert_eq!(
-            options.metadata[STORED_SHA256],
+            options.metadata[meta::STORED_SHA256],
             Digest::of(&body).sha256_hex()
         );
     }
