@@ -21,6 +21,7 @@ pub mod probe;
 pub mod profile;
 pub(crate) mod retry;
 pub mod s3;
+mod s3_answer;
 pub mod supabase;
 
 pub use fs::FsStore;
@@ -184,7 +185,10 @@ pub fn cold_store(
     use crate::config::ColdConfig;
     Ok(match config {
         ColdConfig::Fs { root } => std::sync::Arc::new(FsStore::new(root.clone())?),
-        ColdConfig::S3(s3) => std::sync::Arc::new(S3Store::new(provider.as_str(), s3)?),
+        ColdConfig::S3(s3) => std::sync::Arc::new(
+            S3Store::new(provider.as_str(), s3)?
+                .with_region_variable(crate::config::ARCHIVE_REGION),
+        ),
     })
 }
 
@@ -205,7 +209,9 @@ pub fn hot_store(config: &crate::config::HotConfig) -> Result<std::sync::Arc<dyn
                 _ => e,
             })?,
         ),
-        HotConfig::S3(s3) => std::sync::Arc::new(S3Store::new("s3", s3)?),
+        HotConfig::S3(s3) => std::sync::Arc::new(
+            S3Store::new("s3", s3)?.with_region_variable(crate::config::HOT_S3_REGION),
+        ),
         HotConfig::Supabase(supabase) => std::sync::Arc::new(SupabaseStore::new(supabase)?),
     })
 }

@@ -336,11 +336,9 @@ async fn s3_refuses_an_upload_damaged_in_transit() {
         .await
         .expect_err("a damaged upload must be refused");
     assert!(relay.flipped(), "the relay never saw the body");
-    // OpenDAL reports S3's BadDigest (400) as a plain error, not a retryable one.
-    assert!(
-        matches!(err.kind(), ErrorKind::Integrity | ErrorKind::Unexpected),
-        "{err}"
-    );
+    // S3's BadDigest (400): an integrity error a new upload may cure.
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.is_retryable(), "{err}");
 
     // The relay damages only once: the same upload now goes through intact.
     store
