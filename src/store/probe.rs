@@ -77,19 +77,26 @@ impl ProbeStep {
         match (self, kind) {
             (S::Reach, K::PermissionDenied) => {
                 "credentials refused: check the access key id and secret, and that they may \
-                 list this bucket"
+                 list this bucket (if the detail says the signature did not match, also that \
+                 no proxy changes or drops request headers)"
             }
             (S::Reach, K::NotFound | K::BucketNotFound) => {
                 "bucket not found: check the bucket name and the endpoint"
             }
             (S::Write, K::PermissionDenied) => {
-                "write not allowed: these credentials reach the bucket but may not upload to it"
+                "write not allowed: these credentials reach the bucket but may not upload to \
+                 it, or the upload's signature did not match because something between \
+                 coldsweep and the store (a proxy) changed or dropped its headers; see the detail"
             }
             (S::Write, K::NotFound | K::BucketNotFound) => "bucket not found when uploading",
-            (S::Write, K::Integrity) => "the store refused the upload's checksum",
+            (S::Write, K::Integrity) => {
+                "the store refused the upload's checksum (Content-MD5): the body changed on \
+                 the way (a proxy or a damaged connection); the archiver uploads such blobs \
+                 again, but a proxy that rewrites bodies fails every time"
+            }
             (S::Write, K::Unexpected) => {
-                "upload refused: the store rejected the request as sent (R2 and B2 refuse \
-                 some checksum headers; see the detail)"
+                "upload refused: the store rejected the request as sent; its answer is in \
+                 the detail"
             }
             (S::Read, K::PermissionDenied) => {
                 "read not allowed: these credentials may upload but not download"
@@ -123,7 +130,10 @@ impl ProbeStep {
                 "the store did not answer in time or was unavailable (network, throttling or a \
                  server error); try again"
             }
-            (_, K::InvalidInput) => "a setting or name was rejected before any request was sent",
+            (_, K::InvalidInput) => {
+                "a setting was rejected: a name coldsweep refuses, or a signing region the \
+                 store does not accept (the detail names the region to set)"
+            }
             (_, K::Integrity) => "the bytes do not match",
             _ => "the store refused the request (see the detail)",
         }
@@ -535,11 +545,18 @@ mod tests {
                 .reason(ErrorKind::NotFound)
                 .starts_with("bucket not found")
         );
+        let write = |kind| ProbeStep::Write.reason(kind);
+        assert!(write(ErrorKind::PermissionDenied).contains("signature did not match"));
+        assert!(write(ErrorKind::PermissionDenied).contains("proxy"));
+        assert!(write(ErrorKind::Integrity).contains("checksum"));
+        assert!(write(ErrorKind::InvalidInput).contains("region"));
         assert!(
-            ProbeStep::Write
-                .reason(ErrorKind::PermissionDenied)
-                .starts_with("write not allowed")
+            ProbeStep::Reach
+                .reason(ErrorKind::InvalidInput)
+                .contains("region")
         );
+        // No guess about providers the detail does not name.
+        assert!(!write(ErrorKind::Unexpected).contains("R2"));
     }
 
     #[test]
