@@ -5,7 +5,7 @@
 //! cold store holds its bytes. [`scrub`] walks those rows — all of them, one
 //! job's, or a deterministic sample — fetches each cold object and checks the
 //! stored size and the digest of the decoded content against the catalog
-//! (the archiver's own check), plus the `stored_sha256` recorded at upload
+//! (the archiver's own check), plus the `stored-sha256` recorded at upload (`stored_sha256` in copies made by earlier versions)
 //! where the store keeps it. Failures are classified: **missing** (the store
 //! says not found), **corrupt** (size or digest disagree) and **unreadable**
 //! (any other error, by [`ErrorKind`]: permission, transient, …).
@@ -26,7 +26,7 @@ use std::fmt;
 use futures::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::archiver::verify::{Digest, STORED_SHA256, check_against_catalog};
+use crate::archiver::verify::{Digest, check_against_catalog};
 use crate::catalog::{Catalog, TaskRow};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ObjectKey;
@@ -393,7 +393,7 @@ async fn check(cold: &dyn Store, row: &TaskRow) -> Outcome {
         Ok(meta) => meta,
         Err(e) => return Outcome::error(&e.context("head after a successful read"), read),
     };
-    if let Some(sha) = meta.metadata.get(STORED_SHA256) {
+    if let Some(sha) = meta.stored_sha256() {
         let actual = Digest::of(&bytes).sha256_hex();
         if !sha.eq_ignore_ascii_case(&actual) {
             return Outcome::problem(

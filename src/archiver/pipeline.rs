@@ -225,15 +225,16 @@ impl Pipeline<'_> {
     }
 
     fn put_options(&self, candidate: &ArchiveCandidate, digest: &Digest) -> PutOptions {
+        use crate::store::meta;
         // `sha256` keeps the seed's meaning (digest of the decoded content, as
-        // in the catalog); `stored_sha256` is of the bytes as stored.
+        // in the catalog); `stored-sha256` is of the bytes as stored.
         let mut metadata = BTreeMap::from([
-            ("task_id".to_owned(), candidate.task_id.clone()),
-            ("job_id".to_owned(), candidate.job_id.clone()),
-            (verify::STORED_SHA256.to_owned(), digest.sha256_hex()),
+            (meta::TASK_ID.to_owned(), candidate.task_id.clone()),
+            (meta::JOB_ID.to_owned(), candidate.job_id.clone()),
+            (meta::STORED_SHA256.to_owned(), digest.sha256_hex()),
         ]);
         if let Some(sha) = &candidate.sha256 {
-            metadata.insert("sha256".to_owned(), sha.trim().to_ascii_lowercase());
+            metadata.insert(meta::SHA256.to_owned(), sha.trim().to_ascii_lowercase());
         }
         PutOptions {
             content_type: candidate.content_type.clone(),

@@ -11,9 +11,6 @@ use crate::error::{ErrorKind, Result};
 use crate::source::ArchiveCandidate;
 use crate::store::{Location, Store};
 
-/// User-metadata key holding the hex SHA-256 of the bytes as stored.
-pub(crate) const STORED_SHA256: &str = "stored_sha256";
-
 /// Size and digests of a blob's stored bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Digest {
@@ -159,8 +156,7 @@ pub(crate) async fn cold_holds(
         return Ok(false);
     }
     let metadata_agrees = meta
-        .metadata
-        .get(STORED_SHA256)
+        .stored_sha256()
         .is_none_or(|sha| sha.eq_ignore_ascii_case(&digest.sha256_hex()));
     if mode == VerifyMode::Auto
         && cold.etag_proves_md5()
@@ -194,7 +190,7 @@ pub(crate) async fn cold_copy_alone(
         return Ok(Some(Err(mismatch)));
     }
     let meta = cold.head(location).await?;
-    if let Some(sha) = meta.metadata.get(STORED_SHA256)
+    if let Some(sha) = meta.stored_sha256()
         && !sha.eq_ignore_ascii_case(&Digest::of(&bytes).sha256_hex())
     {
         return Ok(Some(Err(Mismatch(format!(

@@ -21,6 +21,7 @@ pub mod probe;
 pub mod profile;
 pub(crate) mod retry;
 pub mod s3;
+mod s3_answer;
 pub mod supabase;
 
 pub use fs::FsStore;
@@ -59,8 +60,29 @@ pub struct PutOptions {
     pub content_type: Option<String>,
     /// `Content-Encoding` to store (`gzip` for task HTML).
     pub content_encoding: Option<String>,
-    /// User metadata (`x-amz-meta-*`): coldsweep writes `task_id`, `job_id`, `sha256`.
+    /// User metadata (`x-amz-meta-*`): coldsweep writes the keys in [`meta`].
+    /// Values may be any UTF-8; each backend stores them so they read back
+    /// equal (the S3 and folder stores percent-encode them, see `store::opendal`).
     pub metadata: BTreeMap<String, String>,
+}
+
+/// User-metadata keys coldsweep records with every upload.
+///
+/// Hyphenated: a default nginx drops request headers whose names contain
+/// `_`, so `x-amz-meta-task_id` never reached a store behind one and the
+/// signed upload failed.
+pub mod meta {
+    /// The catalog's task id.
+    pub const TASK_ID: &str = "task-id";
+    /// The catalog's job id.
+    pub const JOB_ID: &str = "job-id";
+    /// Hex SHA-256 of the decoded content, as in the catalog (`html_sha256`).
+    pub const SHA256: &str = "sha256";
+    /// Hex SHA-256 of the bytes as stored.
+    pub const STORED_SHA256: &str = "stored-sha256";
+    /// [`STORED_SHA256`] as earlier versions wrote it; still read, so their
+    /// copies still verify.
+    pub const LEGACY_STORED_SHA256: &str = "stored_sha256";
 }
 
 /// What a store reports about an object without reading it.
@@ -86,6 +108,16 @@ impl ObjectMeta {
         let mut md5 = [0u8; 16];
         hex::decode_to_slice(etag, &mut md5).ok()?;
         Some(md5)
+    }
+
+    /// The SHA-256 of the stored bytes recorded at upload, under
+    /// [`meta::STORED_SHA256`] or, for copies made by earlier versions,
+    /// [`meta::LEGACY_STORED_SHA256`].
+    pub fn stored_sha256(&self) -> Option<&str> {
+        self.metadata
+            .get(meta::STORED_SHA256)
+            .or_else(|| self.metadata.get(meta::LEGACY_STORED_SHA256))
+            .map(String::as_str)
     }
 }
 
@@ -153,7 +185,10 @@ pub fn cold_store(
     use crate::config::ColdConfig;
     Ok(match config {
         ColdConfig::Fs { root } => std::sync::Arc::new(FsStore::new(root.clone())?),
-        ColdConfig::S3(s3) => std::sync::Arc::new(S3Store::new(provider.as_str(), s3)?),
+        ColdConfig::S3(s3) => std::sync::Arc::new(
+            S3Store::new(provider.as_str(), s3)?
+                .with_region_variable(crate::config::ARCHIVE_REGION),
+        ),
     })
 }
 
@@ -174,7 +209,9 @@ pub fn hot_store(config: &crate::config::HotConfig) -> Result<std::sync::Arc<dyn
                 _ => e,
             })?,
         ),
-        HotConfig::S3(s3) => std::sync::Arc::new(S3Store::new("s3", s3)?),
+        HotConfig::S3(s3) => std::sync::Arc::new(
+            S3Store::new("s3", s3)?.with_region_variable(crate::config::HOT_S3_REGION),
+        ),
         HotConfig::Supabase(supabase) => std::sync::Arc::new(SupabaseStore::new(supabase)?),
     })
 }

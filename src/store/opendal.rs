@@ -5,6 +5,15 @@
 //! Backends decide which operator serves a bucket and which path names an
 //! object in it; everything else (options, metadata, retries, error kinds) is here.
 //!
+//! User-metadata values are percent-encoded on the way in and decoded on the
+//! way out: every byte outside visible ASCII (`!`..`~`), and `%` itself,
+//! becomes `%XX`. A header value must be visible ASCII for the request
+//! signer (a raw `t-ü` made it refuse the request, and the row was retried
+//! forever), and OpenDAL drops such values when it reads headers back. A
+//! value that does not decode to UTF-8 is returned as stored. Keys are
+//! passed as they are (coldsweep's own are plain ASCII, see
+//! [`meta`](super::meta)).
+//!
 //! Retries are a loop here rather than OpenDAL's `RetryLayer`: that layer
 //! marks every error it returns `Persistent`, a 400 as much as a 503 that
 //! outlived its retries, which erases the temporary/permanent status that
@@ -16,8 +25,10 @@ use std::future::Future;
 use ::opendal::options::WriteOptions;
 use ::opendal::{Buffer, ErrorKind as OdKind, Metadata, Operator};
 use bytes::Bytes;
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
 pub(super) use super::retry::Retry;
+use super::s3_answer::{Refusal, S3Answer, answer_of};
 use super::{ObjectMeta, PutOptions};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -69,7 +80,7 @@ impl Adapter {
                 options
                     .metadata
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.clone(), encode_value(v)))
                     .collect(),
             );
         }
@@ -167,7 +178,26 @@ pub(super) fn check_bucket(bucket: &str) -> Result<()> {
     }
 }
 
-/// Map OpenDAL's metadata to ours: ETag without quotes or weak prefix.
+/// Bytes a metadata value may not carry as they are: besides the controls
+/// (and every non-ASCII byte, which `utf8_percent_encode` always encodes),
+/// space, which servers trim, and `%`, so decoding is exact.
+const METADATA_VALUE: &AsciiSet = &CONTROLS.add(b' ').add(b'%');
+
+/// A user-metadata value as sent: visible ASCII only (see the module docs).
+fn encode_value(value: &str) -> String {
+    utf8_percent_encode(value, METADATA_VALUE).to_string()
+}
+
+/// A user-metadata value as read back; one that does not decode to UTF-8
+/// (written by something else) is kept as stored.
+fn decode_value(value: &str) -> String {
+    percent_decode_str(value)
+        .decode_utf8()
+        .map_or_else(|_| value.to_owned(), |v| v.into_owned())
+}
+
+/// Map OpenDAL's metadata to ours: ETag without quotes or weak prefix,
+/// metadata values decoded.
 fn object_meta(meta: &Metadata) -> ObjectMeta {
     ObjectMeta {
         size: meta.content_length(),
@@ -180,15 +210,21 @@ fn object_meta(meta: &Metadata) -> ObjectMeta {
             .user_metadata()
             .map(|m| {
                 m.into_iter()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .map(|(k, v)| (k.to_owned(), decode_value(v)))
                     .collect()
             })
             .unwrap_or_default(),
     }
 }
 
-/// The kind of an OpenDAL error, decided by OpenDAL's kind and status only.
+/// The kind of an OpenDAL error: by the S3 answer behind it when the HTTP
+/// layer kept one ([`s3_answer`](super::s3_answer)), else by OpenDAL's kind
+/// and status.
 ///
+/// - A wrong signing region is `InvalidInput`: a setting to change.
+/// - A refused `Content-MD5` (`BadDigest`) is `Integrity`; [`classify`]
+///   marks it retryable, since a new upload may arrive intact.
+/// - `SignatureDoesNotMatch` is `PermissionDenied`.
 /// - A missing bucket (`NoSuchBucket`, which OpenDAL reports as
 ///   `ConfigInvalid`) is `BucketNotFound`, never `NotFound`: it says nothing
 ///   about the object. S3 `HEAD` cannot tell a missing bucket from a missing
@@ -198,6 +234,13 @@ fn object_meta(meta: &Metadata) -> ObjectMeta {
 ///   sweep may succeed. (`Persistent` is not read: OpenDAL's `RetryLayer`
 ///   stamps it on permanent errors too, see the module docs.)
 pub(super) fn kind_of(err: &::opendal::Error) -> ErrorKind {
+    if let Some(refusal) = refusal_of(err) {
+        return match refusal.1 {
+            Refusal::WrongRegion => ErrorKind::InvalidInput,
+            Refusal::BadDigest => ErrorKind::Integrity,
+            Refusal::SignatureMismatch => ErrorKind::PermissionDenied,
+        };
+    }
     match err.kind() {
         OdKind::NotFound | OdKind::IsADirectory | OdKind::NotADirectory => ErrorKind::NotFound,
         OdKind::ConfigInvalid => ErrorKind::BucketNotFound,
@@ -208,14 +251,40 @@ pub(super) fn kind_of(err: &::opendal::Error) -> ErrorKind {
     }
 }
 
-/// Our error for an OpenDAL error, keeping it as the source.
+fn refusal_of(err: &::opendal::Error) -> Option<(&S3Answer, Refusal)> {
+    let answer = answer_of(err)?;
+    Some((answer, answer.refusal()?))
+}
+
+/// Our error for an OpenDAL error, keeping it as the source; the message
+/// says what to do where the cause is known.
 pub(super) fn classify(err: ::opendal::Error, doing: impl fmt::Display) -> Error {
     let kind = kind_of(&err);
-    let message = match err.kind() {
-        OdKind::ConfigInvalid => format!("{doing}: bucket missing or misconfigured"),
-        _ => doing.to_string(),
+    let refusal = refusal_of(&err);
+    let message = match refusal {
+        Some((answer, Refusal::WrongRegion)) => {
+            format!("{doing}: wrong signing region: {}", answer.region_advice())
+        }
+        Some((_, Refusal::BadDigest)) => format!(
+            "{doing}: the store refused the upload's Content-MD5 (BadDigest): the body \
+             changed on the way; a new upload may arrive intact"
+        ),
+        Some((_, Refusal::SignatureMismatch)) => format!(
+            "{doing}: the request signature did not match: check the secret key, and that \
+             no proxy between coldsweep and the store changes or drops request headers"
+        ),
+        None if err.kind() == OdKind::ConfigInvalid => {
+            format!("{doing}: bucket missing or misconfigured")
+        }
+        None => doing.to_string(),
     };
-    Error::new(kind, message).with_source(err)
+    let retryable = matches!(refusal, Some((_, Refusal::BadDigest)));
+    let error = Error::new(kind, message).with_source(err);
+    if retryable {
+        error.set_retryable()
+    } else {
+        error
+    }
 }
 
 #[cfg(test)]
@@ -262,8 +331,68 @@ mod tests {
             let shown = err.to_string();
             let ours = classify(err, "get b/k");
             assert_eq!(ours.kind(), want, "{shown}");
+            assert!(
+                !ours.is_retryable() || want == ErrorKind::Transient,
+                "{shown}"
+            );
             assert!(std::error::Error::source(&ours).is_some());
         }
+    }
+
+    #[test]
+    fn s3_answers_decide_kind_retry_and_advice() {
+        use super::super::s3_answer::refused;
+        let answer = |status, code: &str, region: Option<&str>| S3Answer {
+            status,
+            code: Some(code.to_owned()),
+            region: region.map(str::to_owned),
+            signed_region: "auto".to_owned(),
+            region_variable: Some("HOT_S3_REGION".to_owned()),
+        };
+        // (answer, kind, retryable, words the message must carry)
+        let cases = [
+            (
+                answer(400, "AuthorizationHeaderMalformed", Some("eu-west-1")),
+                ErrorKind::InvalidInput,
+                false,
+                "the store expects region eu-west-1: set HOT_S3_REGION=eu-west-1",
+            ),
+            (
+                answer(400, "IllegalLocationConstraintException", None),
+                ErrorKind::InvalidInput,
+                false,
+                "set HOT_S3_REGION to the bucket's region",
+            ),
+            (
+                answer(301, "PermanentRedirect", Some("us-west-2")),
+                ErrorKind::InvalidInput,
+                false,
+                "set HOT_S3_REGION=us-west-2",
+            ),
+            (
+                answer(400, "BadDigest", None),
+                ErrorKind::Integrity,
+                true,
+                "Content-MD5",
+            ),
+            (
+                answer(403, "SignatureDoesNotMatch", None),
+                ErrorKind::PermissionDenied,
+                false,
+                "no proxy between coldsweep and the store changes or drops request headers",
+            ),
+        ];
+        for (answer, kind, retryable, says) in cases {
+            let shown = answer.to_string();
+            let ours = classify(refused(answer).with_operation("write"), "put b/k");
+            assert_eq!(ours.kind(), kind, "{shown}");
+            assert_eq!(ours.is_retryable(), retryable, "{shown}");
+            assert!(ours.message().contains(says), "{shown}: {ours}");
+            assert!(ours.message().starts_with("put b/k: "), "{ours}");
+        }
+        // Codes without a refusal of their own keep OpenDAL's judgement.
+        let other = refused(answer(403, "AccessDenied", None));
+        assert_eq!(classify(other, "x").kind(), ErrorKind::Unexpected);
     }
 
     #[test]
@@ -314,6 +443,31 @@ mod tests {
             .unwrap_err();
         assert_eq!(calls, 1);
         assert_eq!(kind_of(&err), ErrorKind::Unexpected);
+    }
+
+    #[test]
+    fn metadata_values_travel_as_visible_ascii_and_come_back_equal() {
+        for value in [
+            "t-1",
+            "t-ü",
+            "j-日本",
+            "a_b",
+            "50%",
+            "%41",
+            "two words",
+            "tab\there",
+            "",
+        ] {
+            let sent = encode_value(value);
+            assert!(
+                sent.bytes().all(|b| b.is_ascii_graphic()),
+                "{value:?} sent as {sent:?}"
+            );
+            assert_eq!(decode_value(&sent), value);
+        }
+        assert_eq!(encode_value("t-ü"), "t-%C3%BC");
+        // Not UTF-8 once decoded: kept as stored rather than mangled.
+        assert_eq!(decode_value("%FF"), "%FF");
     }
 
     #[test]

@@ -29,8 +29,9 @@ use std::io::Write as _;
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
+use super::meta;
 use super::{Location, ObjectMeta, PutOptions, Store, exists};
-use crate::archiver::verify::{Digest, STORED_SHA256};
+use crate::archiver::verify::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ObjectKey;
 
@@ -82,19 +83,26 @@ impl ProbeStep {
         match (self, kind) {
             (S::Reach, K::PermissionDenied) => {
                 "credentials refused: check the access key id and secret, and that they may \
-                 list this bucket"
+                 list this bucket (if the detail says the signature did not match, also that \
+                 no proxy changes or drops request headers)"
             }
             (S::Reach, K::NotFound | K::BucketNotFound) => {
                 "bucket not found: check the bucket name and the endpoint"
             }
             (S::Write, K::PermissionDenied) => {
-                "write not allowed: these credentials reach the bucket but may not upload to it"
+                "write not allowed: these credentials reach the bucket but may not upload to \
+                 it, or the upload's signature did not match because something between \
+                 coldsweep and the store (a proxy) changed or dropped its headers; see the detail"
             }
             (S::Write, K::NotFound | K::BucketNotFound) => "bucket not found when uploading",
-            (S::Write, K::Integrity) => "the store refused the upload's checksum",
+            (S::Write, K::Integrity) => {
+                "the store refused the upload's checksum (Content-MD5): the body changed on \
+                 the way (a proxy or a damaged connection); the archiver uploads such blobs \
+                 again, but a proxy that rewrites bodies fails every time"
+            }
             (S::Write, K::Unexpected) => {
-                "upload refused: the store rejected the request as sent (R2 and B2 refuse \
-                 some checksum headers; see the detail)"
+                "upload refused: the store rejected the request as sent; its answer is in \
+                 the detail"
             }
             (S::Read, K::PermissionDenied) => {
                 "read not allowed: these credentials may upload but not download"
@@ -132,7 +140,10 @@ impl ProbeStep {
                 "the store did not answer in time or was unavailable (network, throttling or a \
                  server error); try again"
             }
-            (_, K::InvalidInput) => "a setting or name was rejected before any request was sent",
+            (_, K::InvalidInput) => {
+                "a setting was rejected: a name coldsweep refuses, or a signing region the \
+                 store does not accept (the detail names the region to set)"
+            }
             (_, K::Integrity) => "the bytes do not match",
             _ => "the store refused the request (see the detail)",
         }
@@ -397,9 +408,8 @@ pub async fn probe_read_only(
 }
 
 /// The probe object's bytes and upload options: gzip with the same kinds of
-/// headers and metadata a real upload carries (`task_id`, `job_id`,
-/// `sha256` of the decoded content, `stored_sha256`), so a provider that
-/// refuses any of them refuses the probe too.
+/// headers and metadata a real upload carries (the keys of [`meta`]), so a
+/// provider (or proxy) that refuses any of them refuses the probe too.
 fn probe_object(name: &str) -> (Bytes, PutOptions) {
     let text = format!(
         "coldsweep start-up probe {name}\n\
@@ -410,13 +420,16 @@ fn probe_object(name: &str) -> (Bytes, PutOptions) {
         .expect("writing to a Vec cannot fail");
     let body = Bytes::from(gz.finish().expect("writing to a Vec cannot fail"));
     let metadata = BTreeMap::from([
-        ("task_id".to_owned(), format!("probe-{name}")),
-        ("job_id".to_owned(), "coldsweep-probe".to_owned()),
+        (meta::TASK_ID.to_owned(), format!("probe-{name}")),
+        (meta::JOB_ID.to_owned(), "coldsweep-probe".to_owned()),
         (
-            "sha256".to_owned(),
+            meta::SHA256.to_owned(),
             hex::encode(Sha256::digest(text.as_bytes())),
         ),
-        (STORED_SHA256.to_owned(), Digest::of(&body).sha256_hex()),
+        (
+            meta::STORED_SHA256.to_owned(),
+            Digest::of(&body).sha256_hex(),
+        ),
     ]);
     let options = PutOptions {
         content_type: Some(PROBE_CONTENT_TYPE.to_owned()),
@@ -459,12 +472,15 @@ async fn verify(
             ),
         ));
     }
-    if let Some(sha) = meta.metadata.get(STORED_SHA256)
+    if let Some(sha) = meta.stored_sha256()
         && !sha.eq_ignore_ascii_case(&written.sha256_hex())
     {
         return Err(Error::new(
             ErrorKind::Integrity,
-            format!("{location}: the store returns {STORED_SHA256} {sha}, not the one uploaded"),
+            format!(
+                "{location}: the store returns {} {sha}, not the one uploaded",
+                super::meta::STORED_SHA256
+            ),
         ));
     }
     let etag_is_md5 = meta.etag_md5() == Some(written.md5);
@@ -565,11 +581,18 @@ mod tests {
                 .reason(ErrorKind::NotFound)
                 .starts_with("bucket not found")
         );
+        let write = |kind| ProbeStep::Write.reason(kind);
+        assert!(write(ErrorKind::PermissionDenied).contains("signature did not match"));
+        assert!(write(ErrorKind::PermissionDenied).contains("proxy"));
+        assert!(write(ErrorKind::Integrity).contains("checksum"));
+        assert!(write(ErrorKind::InvalidInput).contains("region"));
         assert!(
-            ProbeStep::Write
-                .reason(ErrorKind::PermissionDenied)
-                .starts_with("write not allowed")
+            ProbeStep::Reach
+                .reason(ErrorKind::InvalidInput)
+                .contains("region")
         );
+        // No guess about providers the detail does not name.
+        assert!(!write(ErrorKind::Unexpected).contains("R2"));
     }
 
     #[test]
@@ -580,15 +603,21 @@ mod tests {
             .expect("the probe body is gzip");
         assert!(text.contains("abc"));
         assert_eq!(options.content_encoding.as_deref(), Some("gzip"));
-        for key in ["task_id", "job_id", "sha256", STORED_SHA256] {
+        for key in [
+            meta::TASK_ID,
+            meta::JOB_ID,
+            meta::SHA256,
+            meta::STORED_SHA256,
+        ] {
             assert!(options.metadata.contains_key(key), "{key}");
+            assert!(!key.contains('_'), "{key}: proxies drop headers with `_`");
         }
         assert_eq!(
-            options.metadata["sha256"],
+            options.metadata[meta::SHA256],
             hex::encode(Sha256::digest(text.as_bytes()))
         );
         assert_eq!(
-            options.metadata[STORED_SHA256],
+            options.metadata[meta::STORED_SHA256],
             Digest::of(&body).sha256_hex()
         );
     }

@@ -8,20 +8,27 @@
 //! upload checksum and whether the ETag proves the stored MD5 — comes from
 //! its [`Profile`]. With `Content-MD5` (every profile but `supabase-s3`) a
 //! body damaged in transit is refused rather than stored.
+//!
+//! Refusals that need telling apart — a wrong signing region, a refused
+//! checksum, a signature that did not match — are read from the S3 error
+//! answer at the HTTP layer (`store::s3_answer`), never from message text.
+//! A wrong region names the setting to change; see
+//! [`S3Store::with_region_variable`].
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ::opendal::Operator;
 use ::opendal::layers::TimeoutLayer;
 use ::opendal::services::S3;
+use ::opendal::{HttpTransporter, Operator};
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::opendal::{Adapter, Retry, check_bucket};
 use super::profile::Profile;
+use super::s3_answer::AnswerReader;
 use super::{Location, ObjectMeta, PutOptions, Store};
 use crate::config::{ChecksumMode, Provider, S3Config, Secret};
 use crate::error::{Error, ErrorKind, Result};
@@ -44,6 +51,8 @@ pub struct S3Store {
     profile: Profile,
     endpoint: Option<String>,
     region: String,
+    /// The setting that names `region`, for advice when the store wants another.
+    region_variable: Option<String>,
     access_key_id: String,
     secret_access_key: Secret,
     /// One operator per bucket (OpenDAL binds a bucket at build time); they
@@ -110,6 +119,7 @@ impl S3Store {
             profile,
             endpoint,
             region: region.to_owned(),
+            region_variable: None,
             access_key_id: access_key_id.clone(),
             secret_access_key: secret_access_key.clone(),
             buckets: Mutex::new(HashMap::new()),
@@ -117,6 +127,20 @@ impl S3Store {
         // Building is local (no request): do it once so bad settings fail at start-up.
         store.build("coldsweep-settings-check")?;
         Ok(store)
+    }
+
+    /// Name the setting that holds this store's signing region
+    /// (`ARCHIVE_REGION`, `HOT_S3_REGION`): when the store answers that the
+    /// region is wrong, the error says to set it, with the store's region
+    /// when the store names it.
+    pub fn with_region_variable(mut self, name: impl Into<String>) -> Self {
+        self.region_variable = Some(name.into());
+        // Operators built so far (none, unless used already) would not know it.
+        self.buckets
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        self
     }
 
     fn build(&self, bucket: &str) -> Result<Adapter> {
@@ -136,17 +160,25 @@ impl S3Store {
         if let Some(endpoint) = &self.endpoint {
             builder = builder.endpoint(endpoint);
         }
-        let op = Operator::new(builder)
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "{}: S3 settings rejected for bucket {bucket:?}",
-                        self.provider()
-                    ),
-                )
-                .with_source(e)
-            })?
+        let op = Operator::new(builder).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{}: S3 settings rejected for bucket {bucket:?}",
+                    self.provider()
+                ),
+            )
+            .with_source(e)
+        })?;
+        // Below every layer, so each attempt's answer is read before OpenDAL's.
+        let base = op.base_context().clone();
+        let reader = AnswerReader::new(
+            base.http_transport().clone(),
+            &self.region,
+            self.region_variable.clone(),
+        );
+        let op = op
+            .with_context(base.with_http_transport(HttpTransporter::new(reader)))
             // A timed-out attempt is a temporary error, so the adapter retries it.
             .layer(
                 TimeoutLayer::new()
@@ -204,6 +236,7 @@ impl fmt::Debug for S3Store {
             .field("checksum", &self.profile.checksum)
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
+            .field("region_variable", &self.region_variable)
             .field("buckets", &buckets)
             .finish_non_exhaustive()
     }

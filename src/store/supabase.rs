@@ -1080,7 +1080,7 @@ mod tests {
         let meta = object_meta(
             br#"{"id":"1","name":"k","version":"v","bucket_id":"b","size":42,
                 "content_type":"text/html","cache_control":"no-cache",
-                "etag":"\"0123abcd\"","metadata":{"task_id":"t1","n":3},
+                "etag":"\"0123abcd\"","metadata":{"task-id":"t1","n":3},
                 "last_modified":"2026-01-01T00:00:00Z","created_at":"2026-01-01T00:00:00Z"}"#,
         )
         .unwrap();
@@ -1088,7 +1088,7 @@ mod tests {
         assert_eq!(meta.etag.as_deref(), Some("0123abcd"));
         assert_eq!(meta.content_type.as_deref(), Some("text/html"));
         assert_eq!(meta.content_encoding, None);
-        assert_eq!(meta.metadata.get("task_id").map(String::as_str), Some("t1"));
+        assert_eq!(meta.metadata.get("task-id").map(String::as_str), Some("t1"));
         assert_eq!(meta.metadata.get("n").map(String::as_str), Some("3"));
         let bare = object_meta(br#"{"size":0,"metadata":null,"etag":null}"#).unwrap();
         assert!(bare.metadata.is_empty() && bare.etag.is_none());

@@ -457,7 +457,7 @@ async fn check_names_a_read_only_bucket() {
         &ran,
         "write allowed",
         "✗",
-        "write not allowed: these credentials reach the bucket but may not upload to it",
+        "write not allowed: these credentials reach the bucket but may not upload to it,",
     );
     for skipped in ["read allowed", "read back identical", "delete allowed"] {
         assert_line(&ran, skipped, "-", "not tried, nothing was written");

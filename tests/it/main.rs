@@ -14,6 +14,7 @@ mod harness;
 mod metrics;
 mod pipeline;
 mod profiles;
+mod s3_answers;
 mod schedule;
 mod scrub;
 mod secrets;

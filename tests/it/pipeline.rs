@@ -12,7 +12,7 @@ use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use coldsweep::archiver::{CatalogJobMarker, ProblemKind};
 use coldsweep::catalog::{BlobState, JobRow, TaskRow};
 use coldsweep::config::{S3Config, VerifyMode};
-use coldsweep::store::{FsStore, S3Store, exists};
+use coldsweep::store::{self, FsStore, S3Store, exists};
 use coldsweep::{
     ArchiveSource, Archiver, Catalog, Config, ErrorKind, KeyPrefix, Location, ObjectKey, Provider,
     Store, TaskHtmlSource, task_html_object_path,
@@ -367,10 +367,13 @@ async fn sweep_moves_verified_copies_and_a_rerun_changes_nothing() {
                 let meta = rig.cold.head(&cold_location(job, task)).await.unwrap();
                 if !meta.metadata.is_empty() {
                     assert_eq!(
-                        meta.metadata.get("task_id").map(String::as_str),
+                        meta.metadata.get(store::meta::TASK_ID).map(String::as_str),
                         Some(*task)
                     );
-                    assert_eq!(meta.metadata.get("job_id").map(String::as_str), Some(*job));
+                    assert_eq!(
+                        meta.metadata.get(store::meta::JOB_ID).map(String::as_str),
+                        Some(*job)
+                    );
                 }
                 assert!(
                     !exists(rig.hot.as_ref(), &hot_location(job, task))

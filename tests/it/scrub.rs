@@ -12,7 +12,7 @@ use bytes::Bytes;
 use coldsweep::catalog::TaskRow;
 use coldsweep::error::{Error, ErrorKind, Result};
 use coldsweep::scrub::{ScrubOptions, ScrubProblemKind, ScrubReport, in_sample, scrub};
-use coldsweep::store::{Location, ObjectMeta, PutOptions, Store};
+use coldsweep::store::{Location, ObjectMeta, PutOptions, Store, meta};
 use coldsweep::{Catalog, ObjectKey};
 
 use crate::cli::{coldsweep, run};
@@ -238,28 +238,35 @@ async fn scrub_reports_exactly_the_missing_and_the_corrupt_blob() {
         );
 
         // Bytes that match the catalog but not the digest recorded at upload
-        // (a stored_sha256 the store keeps): corrupt too.
-        let relabelled = &rows[9];
-        let location = cold_location(relabelled);
-        let bytes = rig.cold.get(&location).await.unwrap();
-        let mut put = PutOptions::default();
-        put.metadata
-            .insert("stored_sha256".to_owned(), "00".repeat(32));
-        rig.cold.put(&location, bytes, &put).await.unwrap();
-        let kept = rig.cold.head(&location).await.unwrap();
-        assert!(
-            kept.metadata.contains_key("stored_sha256"),
-            "{backend:?}: the store drops user metadata"
-        );
+        // (a stored-sha256 the store keeps): corrupt too. Copies made by
+        // earlier versions carry it as `stored_sha256`, which is still read.
+        let relabelled = [
+            (&rows[9], meta::STORED_SHA256),
+            (&rows[8], meta::LEGACY_STORED_SHA256),
+        ];
+        for (row, key) in relabelled {
+            let location = cold_location(row);
+            let bytes = rig.cold.get(&location).await.unwrap();
+            let mut put = PutOptions::default();
+            put.metadata.insert(key.to_owned(), "00".repeat(32));
+            rig.cold.put(&location, bytes, &put).await.unwrap();
+            let kept = rig.cold.head(&location).await.unwrap();
+            assert!(
+                kept.metadata.contains_key(key),
+                "{backend:?}: the store drops user metadata"
+            );
+        }
         let report = scrub(rig.catalog.as_ref(), rig.cold.as_ref(), &options(3, 5))
             .await
             .unwrap();
-        assert_eq!(
-            problems(&report).get(&relabelled.id),
-            Some(&ScrubProblemKind::Corrupt),
-            "{backend:?}: {report:?}"
-        );
-        assert_eq!(report.corrupt, 2);
+        for (row, key) in relabelled {
+            assert_eq!(
+                problems(&report).get(&row.id),
+                Some(&ScrubProblemKind::Corrupt),
+                "{backend:?} {key}: {report:?}"
+            );
+        }
+        assert_eq!(report.corrupt, 3);
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use bytes::Bytes;
-use coldsweep::store::{self, FsStore, Location, PutOptions, S3Store, Store};
+use coldsweep::store::{self, FsStore, Location, PutOptions, S3Store, Store, meta};
 use coldsweep::{ErrorKind, ObjectKey};
 use md5::{Digest, Md5};
 
@@ -82,10 +82,11 @@ fn task_options() -> PutOptions {
         content_type: Some("text/html; charset=utf-8".into()),
         content_encoding: Some("gzip".into()),
         metadata: BTreeMap::from([
-            ("task_id".into(), "task-7".into()),
-            ("job_id".into(), "job-3".into()),
+            // Ids may be any UTF-8, and `_`, ` ` and `%` must survive too.
+            (meta::TASK_ID.into(), "task-ü 7_%41".into()),
+            (meta::JOB_ID.into(), "job-日本".into()),
             (
-                "sha256".into(),
+                meta::SHA256.into(),
                 "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
             ),
         ]),
@@ -225,7 +226,7 @@ pub(crate) async fn overwrite_replaces(store: &dyn Store, bucket: &str, keeps: K
         .expect("first put");
     let second = Bytes::from_static(b"shorter second body");
     let options = PutOptions {
-        metadata: BTreeMap::from([("job_id".into(), "job-4".into())]),
+        metadata: BTreeMap::from([(meta::JOB_ID.into(), "job-4".into())]),
         ..PutOptions::default()
     };
     store
@@ -245,10 +246,10 @@ pub(crate) async fn overwrite_replaces(store: &dyn Store, bucket: &str, keeps: K
     }
     if keeps.user_metadata {
         assert_eq!(
-            meta.metadata.get("job_id").map(String::as_str),
+            meta.metadata.get(meta::JOB_ID).map(String::as_str),
             Some("job-4")
         );
-        for stale in ["task_id", "sha256"] {
+        for stale in [meta::TASK_ID, meta::SHA256] {
             assert!(
                 !meta.metadata.contains_key(stale),
                 "{at}: stale {stale}: {meta:?}"
@@ -343,11 +344,9 @@ async fn s3_refuses_an_upload_damaged_in_transit() {
         .await
         .expect_err("a damaged upload must be refused");
     assert!(relay.flipped(), "the relay never saw the body");
-    // OpenDAL reports S3's BadDigest (400) as a plain error, not a retryable one.
-    assert!(
-        matches!(err.kind(), ErrorKind::Integrity | ErrorKind::Unexpected),
-        "{err}"
-    );
+    // S3's BadDigest (400): an integrity error a new upload may cure.
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert!(err.is_retryable(), "{err}");
 
     // The relay damages only once: the same upload now goes through intact.
     store

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use coldsweep::catalog::BlobState;
 use coldsweep::config::{HotConfig, SupabaseConfig};
 use coldsweep::store::supabase::MAX_DELETE_BATCH;
-use coldsweep::store::{Location, PutOptions, Store, SupabaseStore, exists, hot_store};
+use coldsweep::store::{Location, PutOptions, Store, SupabaseStore, exists, hot_store, meta};
 use coldsweep::{ErrorKind, ObjectKey, task_html_object_path};
 use hyper::Method;
 
@@ -437,8 +437,8 @@ async fn uploads_upsert_and_carry_type_and_metadata_as_supabase_reads_them() {
         content_type: Some("text/html; charset=utf-8".into()),
         content_encoding: Some("gzip".into()),
         metadata: BTreeMap::from([
-            ("task_id".into(), "t-1".into()),
-            ("sha256".into(), "ab".repeat(32)),
+            (meta::TASK_ID.into(), "t-ü".into()),
+            (meta::SHA256.into(), "ab".repeat(32)),
         ]),
     };
     server.clear_requests();

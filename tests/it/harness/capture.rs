@@ -297,3 +297,107 @@ impl S3Route for StripPrefix {
         Ok(out)
     }
 }
+
+/// A relay that drops every request header whose name contains `_`, as a
+/// default nginx does (`underscores_in_headers off`), and forwards the rest
+/// of each request, and every answer, unchanged.
+pub(crate) struct UnderscoreDroppingRelay {
+    /// `http://127.0.0.1:<port>` of the relay.
+    pub(crate) endpoint: String,
+    dropped: Arc<Mutex<Vec<String>>>,
+    _relay: super::Relay,
+}
+
+impl UnderscoreDroppingRelay {
+    /// Relay to `upstream`, tasks on the caller's runtime.
+    pub(crate) async fn start(upstream: &str) -> UnderscoreDroppingRelay {
+        let dropped = Arc::new(Mutex::new(Vec::new()));
+        let sink = dropped.clone();
+        let relay = super::Relay::start(upstream, move |client, server| {
+            let sink = sink.clone();
+            async move { drop_underscores(client, server, &sink).await }
+        })
+        .await;
+        UnderscoreDroppingRelay {
+            endpoint: relay.endpoint(),
+            dropped,
+            _relay: relay,
+        }
+    }
+
+    /// Names of the headers dropped so far, lower case.
+    pub(crate) fn dropped(&self) -> Vec<String> {
+        self.dropped.lock().expect("dropped headers").clone()
+    }
+}
+
+async fn drop_underscores(
+    client: TcpStream,
+    server: TcpStream,
+    dropped: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    let up = async {
+        let mut pending = Vec::new();
+        // Body bytes of the current request still to pass through as they are.
+        let mut body_left = 0usize;
+        // After a chunked body nothing more is parsed; bytes pass unchanged.
+        let mut raw = false;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = from_client.read(&mut buf).await?;
+            if n == 0 {
+                return to_server.shutdown().await;
+            }
+            pending.extend_from_slice(&buf[..n]);
+            loop {
+                if raw {
+                    to_server.write_all(&pending).await?;
+                    pending.clear();
+                    break;
+                }
+                if body_left > 0 {
+                    let take = body_left.min(pending.len());
+                    to_server.write_all(&pending[..take]).await?;
+                    pending.drain(..take);
+                    body_left -= take;
+                    if body_left > 0 {
+                        break;
+                    }
+                }
+                let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    break;
+                };
+                let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                pending.drain(..end + 4);
+                let mut out = String::new();
+                for (i, line) in head.split("\r\n").enumerate() {
+                    let name = line.split(':').next().unwrap_or_default().trim();
+                    if i > 0 && name.contains('_') {
+                        dropped
+                            .lock()
+                            .expect("dropped headers")
+                            .push(name.to_ascii_lowercase());
+                        continue;
+                    }
+                    let lower = name.to_ascii_lowercase();
+                    let value = line.split_once(':').map(|(_, v)| v.trim());
+                    if lower == "content-length" {
+                        body_left = value.and_then(|v| v.parse().ok()).unwrap_or(0);
+                    }
+                    if lower == "transfer-encoding" {
+                        raw = true;
+                    }
+                    out.push_str(line);
+                    out.push_str("\r\n");
+                }
+                out.push_str("\r\n");
+                to_server.write_all(out.as_bytes()).await?;
+            }
+        }
+    };
+    let down = tokio::io::copy(&mut from_server, &mut to_client);
+    let (up, down) = tokio::join!(up, down);
+    up.and(down.map(|_| ()))
+}
