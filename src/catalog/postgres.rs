@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Connection, Executor, FromRow, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, FromRow, Row};
 
 use super::{
     BlobState, Catalog, CatalogStatus, Claim, HotBucket, JobRetention, JobRow, Lease,
@@ -170,11 +170,19 @@ impl Catalog for PgCatalog {
     /// tried again after a pause, until [`PgCatalog::with_lock_wait_limit`].
     async fn migrate(&self) -> Result<()> {
         let context = "connecting to the Postgres catalog to migrate it";
-        // Named, so a DBA sees who waits in pg_stat_activity.
+        // Named, so a DBA sees who waits in pg_stat_activity. No statement
+        // log: a wait or an index build would print a whole migration file
+        // as a "slow statement" warning.
         let options = (*self.pool.connect_options())
             .clone()
-            .application_name("coldsweep migrate");
+            .application_name("coldsweep migrate")
+            .disable_statement_logging();
         let mut conn = PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| classify(e).context(context))?;
+        // Re-running a migration on an existing schema makes Postgres send an
+        // "already exists, skipping" NOTICE per object, which sqlx logs.
+        conn.execute("SET client_min_messages = warning")
             .await
             .map_err(|e| classify(e).context(context))?;
         let started = Instant::now();

@@ -1,7 +1,7 @@
 //! `migrate` on a live Postgres application database: it keeps coldsweep's
 //! bookkeeping out of the API roles' reach, never stalls the application
-//! behind a lock it queues for, and repairs what an interrupted index build
-//! left.
+//! behind a lock it queues for, repairs what an interrupted index build left,
+//! and does not print Postgres's notices.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,7 @@ use coldsweep::{Catalog, ErrorKind};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
+use crate::cli::{coldsweep, run};
 use crate::harness::pg::{PgTestDb, fresh_database};
 
 /// The application's tables as the seed had them: no coldsweep columns yet.
@@ -279,4 +280,21 @@ async fn an_index_build_left_invalid_is_built_again() {
     catalog.migrate().await.expect("migrate again");
     assert_eq!(index(&mut conn, name).await, (true, wanted));
     catalog.check_migrations().await.unwrap();
+}
+
+#[tokio::test]
+async fn migrate_prints_no_notices() {
+    let db = app_database().await;
+    for round in ["first", "second"] {
+        let ran = run(coldsweep()
+            .arg("migrate")
+            .env("DATABASE_URL", db.url())
+            .env("RUST_LOG", "debug"));
+        assert_eq!(ran.code, Some(0), "{round}: {}", ran.show());
+        assert!(
+            !ran.stderr.contains("already exists, skipping"),
+            "{round}: {}",
+            ran.show()
+        );
+    }
 }
