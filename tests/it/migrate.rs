@@ -113,6 +113,21 @@ async fn api_roles_can_neither_read_nor_delete_the_migrations_table() {
         conn.execute("RESET ROLE").await.unwrap();
     }
 
+    // A role granted everything (as a sweep under another role than the
+    // migrating one would be) reads every record but cannot delete one.
+    conn.execute("SET ROLE service_role").await.unwrap();
+    let seen: i64 = sqlx::query_scalar(applied)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(seen, recorded);
+    let deleted = sqlx::query("DELETE FROM _coldsweep_migrations")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(deleted.rows_affected(), 0);
+    conn.execute("RESET ROLE").await.unwrap();
+
     let still: i64 = sqlx::query_scalar(applied)
         .fetch_one(&mut conn)
         .await
