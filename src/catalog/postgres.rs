@@ -6,16 +6,18 @@
 //! each other, and the lease columns let a dead worker's claim expire.
 //! Migrations are embedded from `migrations/postgres` and recorded in
 //! `_coldsweep_migrations`, apart from any `_sqlx_migrations` the
-//! application keeps for its own.
+//! application keeps for its own. They run on a live application database,
+//! so a migration never queues for a lock for long (see [`PgCatalog::migrate`]).
 
 use std::fmt;
 use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Connection, FromRow, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, FromRow, Row};
 
 use super::{
     BlobState, Catalog, CatalogStatus, Claim, HotBucket, JobRetention, JobRow, Lease,
@@ -32,6 +34,23 @@ const NAME: &str = "Postgres";
 /// The embedded migrations, recorded in [`MIGRATIONS_TABLE`].
 static MIGRATOR: LazyLock<Migrator> =
     LazyLock::new(|| with_own_table(&sqlx::migrate!("migrations/postgres")));
+
+/// How long a migration that takes an exclusive lock (ALTER TABLE) may
+/// queue for it. While it queues, every other query on that table queues
+/// behind it, the application's plain SELECTs included.
+const LOCK_TIMEOUT: &str = "1s";
+
+/// How long an index build (`CREATE INDEX CONCURRENTLY`) may wait for other
+/// transactions. Its waits block no reads or writes, and giving up throws
+/// the build away, so it gets longer than [`LOCK_TIMEOUT`].
+const BUILD_LOCK_TIMEOUT: &str = "30s";
+
+/// Pauses between attempts while a lock is busy: the first, and the longest.
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+const LONGEST_PAUSE: Duration = Duration::from_secs(10);
+
+/// How long `migrate` keeps trying while locks are busy, by default.
+const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(5 * 60);
 
 /// Rank of every terminal job within its (domain, organisation), newest = 1.
 /// `PARTITION BY` groups NULL organisations together; `COLLATE "C"` makes the
@@ -87,6 +106,7 @@ macro_rules! task_columns {
 #[derive(Clone)]
 pub struct PgCatalog {
     pool: PgPool,
+    lock_wait_limit: Duration,
 }
 
 impl fmt::Debug for PgCatalog {
@@ -116,12 +136,22 @@ impl PgCatalog {
             .max_connections(10)
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     /// Use an existing pool.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            lock_wait_limit: LOCK_WAIT_LIMIT,
+        }
+    }
+
+    /// How long [`Catalog::migrate`] keeps retrying while other sessions
+    /// hold locks it needs (default 5 minutes) before it fails.
+    pub fn with_lock_wait_limit(mut self, limit: Duration) -> Self {
+        self.lock_wait_limit = limit;
+        self
     }
 
     /// The underlying pool.
@@ -136,11 +166,67 @@ impl Catalog for PgCatalog {
         "postgres"
     }
 
+    /// Apply the pending migrations on one connection of their own, each
+    /// with a short `lock_timeout`: a migration that would queue for its
+    /// lock behind a long transaction (and stall the application's queries
+    /// on that table behind itself) gives up instead, rolls back, and is
+    /// tried again after a pause, until [`PgCatalog::with_lock_wait_limit`].
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR
-            .run(&self.pool)
+        let context = "connecting to the Postgres catalog to migrate it";
+        // Named, so a DBA sees who waits in pg_stat_activity. No statement
+        // log: a wait or an index build would print a whole migration file
+        // as a "slow statement" warning.
+        let options = (*self.pool.connect_options())
+            .clone()
+            .application_name("coldsweep migrate")
+            .disable_statement_logging();
+        let mut conn = PgConnection::connect_with(&options)
             .await
-            .map_err(|e| migrate_error(NAME, e))
+            .map_err(|e| classify(e).context(context))?;
+        // Re-running a migration on an existing schema makes Postgres send an
+        // "already exists, skipping" NOTICE per object, which sqlx logs.
+        conn.execute("SET client_min_messages = warning")
+            .await
+            .map_err(|e| classify(e).context(context))?;
+        let started = Instant::now();
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let busy = match migrate_once(&mut conn).await {
+                Ok(()) => break,
+                Err(e) if lock_busy(&e) => e,
+                Err(e) => return Err(migrate_error(NAME, e)),
+            };
+            // A failed attempt leaves sqlx's session-level advisory lock
+            // held (its transaction is rolled back on the next query).
+            conn.execute("SELECT pg_advisory_unlock_all()")
+                .await
+                .map_err(|e| migrate_error(NAME, MigrateError::Execute(e)))?;
+            let which = match &busy {
+                MigrateError::ExecuteMigration(_, version) => format!("migration {version}"),
+                _ => "the migration lock".to_owned(),
+            };
+            if started.elapsed() + pause > self.lock_wait_limit {
+                return Err(Error::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "applying {NAME} catalog migrations: gave up after {}s waiting for a lock \
+                         ({which}): a long transaction holds the jobs or tasks table (or another \
+                         `coldsweep migrate` is running); end it and run `coldsweep migrate` again",
+                        started.elapsed().as_secs()
+                    ),
+                )
+                .with_source(busy));
+            }
+            tracing::info!(
+                waiting_for = %which,
+                retry_in_s = pause.as_secs(),
+                "a long transaction holds a lock the catalog migration needs (or another \
+                 `coldsweep migrate` is running); rolled back, will try again"
+            );
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LONGEST_PAUSE);
+        }
+        conn.close().await.map_err(|e| classify(e).context(context))
     }
 
     async fn check_migrations(&self) -> Result<()> {
@@ -742,6 +828,75 @@ fn pg_reset_clause(filter: &ResetFilter) -> String {
         "= ANY($3)",
         "html_lease_owner IS NOT NULL AND html_lease_expires_at >= $1",
     )
+}
+
+/// One attempt at every pending migration, in order.
+async fn migrate_once(conn: &mut PgConnection) -> std::result::Result<(), MigrateError> {
+    drop_invalid_indexes(conn).await?;
+    for migration in MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+    {
+        // Per migration, as the lock it waits for differs; one already
+        // applied costs sqlx's few bookkeeping queries.
+        let timeout = if migration.no_tx {
+            BUILD_LOCK_TIMEOUT
+        } else {
+            LOCK_TIMEOUT
+        };
+        conn.execute(AssertSqlSafe(format!("SET lock_timeout = '{timeout}'")))
+            .await?;
+        // `run_to` with `&mut PgConnection` trips the compiler's Send
+        // check in an async trait; `run_direct` is what it calls.
+        MIGRATOR
+            .run_direct(Some(migration.version), &mut *conn, false)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Drop INVALID `coldsweep_*` indexes: what an interrupted or timed-out
+/// `CREATE INDEX CONCURRENTLY` leaves behind, and which its `IF NOT EXISTS`
+/// would then keep (sqlx records no-transaction migrations only once they
+/// succeed, so the next attempt runs the build again). An index another
+/// `migrate` is building right now is INVALID too, but dropping it waits
+/// for that build's table lock, which it holds until the build is done.
+async fn drop_invalid_indexes(conn: &mut PgConnection) -> std::result::Result<(), MigrateError> {
+    conn.execute(AssertSqlSafe(format!(
+        "SET lock_timeout = '{BUILD_LOCK_TIMEOUT}'"
+    )))
+    .await?;
+    let invalid: Vec<String> = sqlx::query_scalar(
+        r"SELECT format('%I.%I', n.nspname, c.relname)
+          FROM pg_index i
+          JOIN pg_class c ON c.oid = i.indexrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE NOT i.indisvalid
+            AND c.relname LIKE 'coldsweep\_%'
+            AND n.nspname = ANY (current_schemas(false))",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for index in invalid {
+        tracing::info!(%index, "dropping an index an interrupted migration left unfinished");
+        conn.execute(AssertSqlSafe(format!(
+            "DROP INDEX CONCURRENTLY IF EXISTS {index}"
+        )))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether a migration failed only because a lock stayed busy: its lock
+/// timeout ran out (55P03), or Postgres broke a deadlock by cancelling it
+/// (40P01). Either way nothing was recorded and a later attempt may pass.
+fn lock_busy(err: &MigrateError) -> bool {
+    let (MigrateError::Execute(sqlx::Error::Database(db))
+    | MigrateError::ExecuteMigration(sqlx::Error::Database(db), _)) = err
+    else {
+        return false;
+    };
+    matches!(db.code().as_deref(), Some("55P03" | "40P01"))
 }
 
 /// A claimed row and its job's time (the sort key).

@@ -12,6 +12,7 @@ mod faults;
 mod faults_suite;
 mod harness;
 mod metrics;
+mod migrate;
 mod pipeline;
 mod profiles;
 mod s3_answers;
