@@ -362,12 +362,41 @@ impl Archiver {
         stop: &CancellationToken,
         report: &mut SweepReport,
     ) {
+        metrics::source_swept(source.name());
+        let mut tally = Tally::default();
+        let swept = match self.sweep_batches(source, stop, &mut tally, report).await {
+            // Blobs found in neither store are judged once the sweep has
+            // seen everything it will try, and only if it ran to its end.
+            Ok(true) => self.judge_missing(source, &mut tally, report).await,
+            Ok(false) => {
+                self.hand_back_held(source, &mut tally, report).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.hand_back_held(source, &mut tally, report).await;
+                Err(e)
+            }
+        };
+        if let Err(e) = swept {
+            self.stop_sweep(source.name(), &e, report);
+        }
+    }
+
+    /// Claim and move batches until a short one: `Ok(true)` when the sweep
+    /// ran to its end, `Ok(false)` when shutdown or a failed claim cut it
+    /// short, `Err` when it must stop (a store unproven, implausibly many
+    /// blobs missing).
+    async fn sweep_batches(
+        &self,
+        source: &dyn ArchiveSource,
+        stop: &CancellationToken,
+        tally: &mut Tally,
+        report: &mut SweepReport,
+    ) -> Result<bool> {
         let batch_size = self.config.batch_size;
         // Rows whose lease or back-off ends after the sweep began wait for the
         // next sweep, so blobs failing during this one cannot keep it going.
         let sweep_start = (self.clock)();
-        metrics::source_swept(source.name());
-        let mut tally = Tally::default();
         while !stop.is_cancelled() {
             let lease = self.lease(sweep_start);
             let claim = match source.claim(batch_size, &lease).await {
@@ -381,7 +410,7 @@ impl Archiver {
                         ProblemKind::Failed(e.kind()),
                         error_text(&e),
                     );
-                    return;
+                    return Ok(false);
                 }
             };
             let claimed = claim.candidates.len() + claim.unreadable.len();
@@ -404,8 +433,7 @@ impl Archiver {
                 .await
             {
                 self.hand_back(source, &claim.candidates, report).await;
-                self.stop_sweep(source.name(), &e, report);
-                return;
+                return Err(e);
             }
             let results: Vec<_> = futures::stream::iter(claim.candidates)
                 .map(|candidate| async move {
@@ -416,14 +444,12 @@ impl Archiver {
                 .buffer_unordered(self.config.concurrency)
                 .collect()
                 .await;
-            if let Err(e) = self.settle(source, results, stop, &mut tally, report).await {
-                self.stop_sweep(source.name(), &e, report);
-                return;
-            }
+            self.settle(source, results, stop, tally, report).await?;
             if claimed < batch_size {
-                return;
+                return Ok(true);
             }
         }
+        Ok(false)
     }
 
     /// Ping every hot bucket of `candidates` not proven yet in this sweep.
@@ -521,34 +547,61 @@ impl Archiver {
         }
         self.hand_back(source, &released, report).await;
 
-        if suspects.is_empty() {
+        // Suspects stay claimed until the end of the source's sweep, when
+        // their share of everything tried is known.
+        tally.held.extend(suspects);
+        self.plausible(tally)
+    }
+
+    /// Judge the blobs this sweep found in neither store: when their
+    /// number is plausible and both stores prove again that they see the
+    /// buckets in question, record each (a suspicion or a verdict); else
+    /// record nothing and stop. The held claims are handed back on an `Err`.
+    async fn judge_missing(
+        &self,
+        source: &dyn ArchiveSource,
+        tally: &mut Tally,
+        report: &mut SweepReport,
+    ) -> Result<()> {
+        if tally.held.is_empty() {
             return Ok(());
         }
-        tally.suspects += suspects.len() as u64;
-        let judged = self.judge_missing(&suspects, tally).await;
-        if judged.is_err() {
-            let candidates: Vec<_> = suspects.into_iter().map(|(c, _, _)| c).collect();
-            self.hand_back(source, &candidates, report).await;
-            return judged;
+        let judged = match self.plausible(tally) {
+            Ok(()) => self.prove_stores(&tally.held).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = judged {
+            self.hand_back_held(source, tally, report).await;
+            return Err(e);
         }
-        for (candidate, reason, elapsed) in suspects {
+        for (candidate, reason, elapsed) in std::mem::take(&mut tally.held) {
             let settled = self.record_missing(source, &candidate, reason).await;
             record(report, source.name(), &candidate, settled, elapsed);
         }
         Ok(())
     }
 
-    /// Whether a verdict on `suspects` may be recorded: not when implausibly
-    /// many blobs of this sweep look missing, and only once both stores
-    /// prove again that they see the buckets in question.
-    async fn judge_missing(
+    async fn hand_back_held(
         &self,
-        suspects: &[(ArchiveCandidate, String, Duration)],
-        tally: &Tally,
-    ) -> Result<()> {
+        source: &dyn ArchiveSource,
+        tally: &mut Tally,
+        report: &mut SweepReport,
+    ) {
+        let held: Vec<_> = std::mem::take(&mut tally.held)
+            .into_iter()
+            .map(|(candidate, _, _)| candidate)
+            .collect();
+        self.hand_back(source, &held, report).await;
+    }
+
+    /// `Err` when implausibly many of the blobs this sweep tried look
+    /// missing: more than `missing_stop_count` and more than
+    /// `missing_stop_percent` of them.
+    fn plausible(&self, tally: &Tally) -> Result<()> {
+        let suspects = tally.held.len() as u64;
         let stop_count = self.config.missing_stop_count;
         let stop_percent = u64::from(self.config.missing_stop_percent);
-        if tally.suspects > stop_count && tally.suspects * 100 > stop_percent * tally.tried {
+        if suspects > stop_count && suspects * 100 > stop_percent * tally.tried {
             return Err(Error::new(
                 ErrorKind::NotFound,
                 format!(
@@ -558,12 +611,17 @@ impl Archiver {
                      wrong setting (the hot store's root, bucket, endpoint or key: {}; or the cold \
                      store's) than real loss, so nothing was recorded. Run `coldsweep check`; if \
                      these blobs are really gone, raise ARCHIVE_MISSING_STOP_COUNT for one sweep",
-                    tally.suspects,
+                    suspects,
                     tally.tried,
                     hot_settings(self.hot.provider()),
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Both stores prove again that they see the buckets of `suspects`.
+    async fn prove_stores(&self, suspects: &[(ArchiveCandidate, String, Duration)]) -> Result<()> {
         let buckets: BTreeSet<&str> = suspects
             .iter()
             .map(|(c, _, _)| c.storage_bucket.as_str())
@@ -821,8 +879,8 @@ struct Tally {
     proven: HashSet<String>,
     /// Blobs tried (released ones excluded).
     tried: u64,
-    /// Blobs that looked missing from both stores.
-    suspects: u64,
+    /// Blobs found in neither store, still claimed, awaiting judgement.
+    held: Vec<(ArchiveCandidate, String, Duration)>,
 }
 
 /// An error's message and causes, without the kind (problem lines show it apart).

@@ -60,6 +60,8 @@ pub(crate) enum Fault {
     Timeout,
     /// HTTP 403 `AccessDenied`: permanent.
     Denied,
+    /// HTTP 400 for this request alone (a header the store will not take): permanent.
+    Refused,
 }
 
 impl Fault {
@@ -77,6 +79,7 @@ impl Fault {
             Fault::ConnectionReset => (ErrorKind::Transient, "injected: connection reset by peer"),
             Fault::Timeout => (ErrorKind::Transient, "injected: request timed out"),
             Fault::Denied => (ErrorKind::PermissionDenied, "injected: 403 AccessDenied"),
+            Fault::Refused => (ErrorKind::Unexpected, "injected: 400 InvalidArgument"),
         };
         Error::new(kind, message)
     }

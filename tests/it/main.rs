@@ -21,3 +21,4 @@ mod scrub;
 mod secrets;
 mod store_conformance;
 mod supabase;
+mod verdicts;

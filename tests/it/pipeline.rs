@@ -815,6 +815,21 @@ async fn shutdown_mid_sweep_leaves_every_blob_hot_or_fully_archived() {
             status.leased, 0,
             "{backend:?}: claims left behind after a clean shutdown"
         );
+        // Catches handed-back claims recorded as failures (`shutdown before
+        // start`, one more attempt): `status` showed them failing.
+        assert_eq!(
+            (status.failing, status.waiting),
+            (0, 0),
+            "{backend:?}: a clean shutdown is not a failure: {status:?}"
+        );
+        for (_, task, _) in &all {
+            let row = rig.row(task).await;
+            assert_eq!(
+                (row.html_archive_attempts, row.html_archive_error.as_deref()),
+                (0, None),
+                "{backend:?}: {task}"
+            );
+        }
         rig.audit(&all).await;
     }
 }

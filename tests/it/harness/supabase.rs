@@ -279,6 +279,11 @@ impl SupabaseServer {
         self.state().demoted = true;
     }
 
+    /// Undo [`demote_service_key`](SupabaseServer::demote_service_key).
+    pub(crate) fn restore_service_key(&self) {
+        self.state().demoted = false;
+    }
+
     /// Answer "object/bucket not found" with a real 404 instead of the usual 400.
     pub(crate) fn answer_missing_with_404(&self, on: bool) {
         self.state().real_404 = on;
