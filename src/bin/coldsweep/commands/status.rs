@@ -120,6 +120,22 @@ async fn list(catalog: &dyn Catalog, state: BlobState, total: i64) -> anyhow::Re
     let tasks = catalog.tasks_in_state(state, LIST_LIMIT).await?;
     out!("\n{} ({total}):", capitalised(state.as_str()));
     out!("{}", task_lines(&tasks).trim_end());
+    if state == BlobState::Missing {
+        // When the suspicion started and when a sweep looks again.
+        if let Some(first) = tasks.iter().filter_map(|t| t.html_missing_since).min() {
+            out!(
+                "  first seen missing {} (the earliest of those listed)",
+                first.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
+        if let Some(next) = tasks.iter().filter_map(|t| t.html_lease_expires_at).min() {
+            out!(
+                "  looked at again from {}; a blob still in neither store then, with both \
+                 stores healthy, is recorded lost",
+                next.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
+    }
     let shown = tasks.len() as i64;
     if total > shown {
         out!("  … and {} more", total - shown);
