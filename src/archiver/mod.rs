@@ -205,6 +205,10 @@ enum BlobResult {
 /// shutdown: with the catalog down, shutdown must still finish in seconds.
 const SHUTDOWN_WRITES: Duration = Duration::from_secs(5);
 
+/// Blobs found in neither store that a sweep holds (claimed, unjudged)
+/// before it tests their share early rather than at its end.
+const EARLY_STOP_SUSPECTS: usize = 1000;
+
 impl Archiver {
     /// An archiver moving `sources`' blobs from `hot` to `cold` (bucket
     /// `config.bucket`), marking jobs with `job_marker` at the start of each sweep.
@@ -490,9 +494,9 @@ impl Archiver {
     }
 
     /// Record a batch's results: failures released (or quarantined when a
-    /// blob alone keeps failing), suspected-missing blobs judged once the
-    /// stores are proven healthy, shutdown claims handed back. An `Err`
-    /// stops the sweep; nothing was recorded for the blobs it names.
+    /// blob alone keeps failing), shutdown claims handed back, blobs found
+    /// in neither store held for [`judge_missing`](Self::judge_missing). An
+    /// `Err` (implausibly many held) stops the sweep.
     async fn settle(
         &self,
         source: &dyn ArchiveSource,
@@ -504,6 +508,10 @@ impl Archiver {
         let mut suspects = Vec::new();
         let mut failures = Vec::new();
         let mut released = Vec::new();
+        tally.tried += results
+            .iter()
+            .filter(|(_, result, _)| !matches!(result, BlobResult::Released))
+            .count() as u64;
         for (candidate, result, elapsed) in results {
             match result {
                 BlobResult::Done(Outcome::Missing { reason }) => {
@@ -520,7 +528,6 @@ impl Archiver {
                 ),
             }
         }
-        tally.tried += (suspects.len() + failures.len()) as u64;
 
         // Other blobs moved: the settings work, so a blob failing for good
         // on its own is a problem of that blob.
@@ -548,9 +555,14 @@ impl Archiver {
         self.hand_back(source, &released, report).await;
 
         // Suspects stay claimed until the end of the source's sweep, when
-        // their share of everything tried is known.
+        // their share of everything tried is known (the claim order groups
+        // a job's blobs, so an early share says little). Only a pile of
+        // them that is implausible already stops the sweep before its end.
         tally.held.extend(suspects);
-        self.plausible(tally)
+        if tally.held.len() >= EARLY_STOP_SUSPECTS {
+            self.plausible(tally)?;
+        }
+        Ok(())
     }
 
     /// Judge the blobs this sweep found in neither store: when their
