@@ -1294,8 +1294,9 @@ async fn reset_puts_a_swept_missing_page_back_into_play() {
 ///
 /// Catches: the kind printed twice on a problem line (`failed (x) … (x)`),
 /// `status` hiding failing blobs or their retry time, `sweep --once`
-/// exiting 0 while a blob waits untried, and `--retry-failed` not ending
-/// the back-off.
+/// exiting 0 while a blob waits untried, a blob that failed in this very
+/// sweep reported as "not tried", and `--retry-failed` not ending the
+/// back-off.
 #[tokio::test]
 async fn a_failing_blob_is_reported_waits_and_is_retried_on_request() {
     let setup = Setup::new();
@@ -1317,6 +1318,8 @@ async fn a_failing_blob_is_reported_waits_and_is_retried_on_request() {
     let first = sweep(&[]);
     assert_eq!(first.code, Some(1), "{}", first.show());
     assert!(first.stdout.contains("moved 1 blob "), "{}", first.show());
+    // It was tried in this very sweep: not reported as waiting untried.
+    assert!(!first.stdout.contains("waits"), "{}", first.show());
     let line = first
         .stdout
         .lines()
