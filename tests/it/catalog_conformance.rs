@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use coldsweep::catalog::{BlobState, Catalog, CatalogStatus, JobRow, Lease, TaskRow};
+use coldsweep::catalog::{
+    BlobState, Catalog, CatalogStatus, JobRow, Lease, ResetFilter, ResetState, TaskRow,
+};
 use coldsweep::source::{ArchiveCandidate, ArchivedAt};
 use coldsweep::{Error, ErrorKind};
 use sqlx::{Connection, Executor, Row};
@@ -1061,6 +1063,657 @@ pub(crate) async fn archived_tasks_page_by_keyset(db: &dyn Catalog) {
     assert!(page(None, None, 0).await.is_empty());
 }
 
+/// `mark_missing` records a suspicion: the first sighting's time is kept
+/// on a later call, the row hides from claims until `recheck_at`, and the
+/// claim after that carries `missing_since` to the pipeline.
+///
+/// Catches: a second sighting overwriting `html_missing_since` (the
+/// two-look verdict would never come, or come too early), a missing row
+/// claimed before its re-check time, or one never claimed again.
+pub(crate) async fn missing_is_kept_and_rechecked(db: &dyn Catalog) {
+    retention_fixture(db).await;
+    let now = later(0);
+    let all = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
+
+    let first_recheck = now + Duration::minutes(30);
+    db.mark_missing("a1-t1", "in neither store", now, first_recheck)
+        .await
+        .unwrap();
+    let row = db.task("a1-t1").await.unwrap().unwrap();
+    assert_eq!(row.state(), BlobState::Missing, "{}", db.backend());
+    assert_eq!(row.html_missing_since, Some(now));
+    assert_eq!(row.html_archive_error.as_deref(), Some("in neither store"));
+    assert_eq!(row.html_lease_expires_at, Some(first_recheck));
+    assert_eq!(
+        row.html_storage_path,
+        hot_task("a1", "a1-t1").html_storage_path,
+        "a suspicion keeps the hot reference"
+    );
+    let status = db.status(now).await.unwrap();
+    assert_eq!(status.missing, 1);
+    assert_eq!(
+        status.leased,
+        all.len() as i64 - 1,
+        "mark_missing ends the lease"
+    );
+
+    // Looked at again too early: the first sighting stays, the re-check moves.
+    let second_recheck = now + Duration::minutes(60);
+    db.mark_missing(
+        "a1-t1",
+        "still in neither store",
+        now + Duration::minutes(31),
+        second_recheck,
+    )
+    .await
+    .unwrap();
+    let row = db.task("a1-t1").await.unwrap().unwrap();
+    assert_eq!(
+        row.html_missing_since,
+        Some(now),
+        "the first sighting is kept on {}",
+        db.backend()
+    );
+    assert_eq!(
+        row.html_archive_error.as_deref(),
+        Some("still in neither store")
+    );
+    assert_eq!(row.html_lease_expires_at, Some(second_recheck));
+
+    // Every other lease ended at now + 10 min; a1-t1 waits for its re-check.
+    let early = db
+        .claim_task_html(0, 1000, &lease("w2", now + Duration::minutes(59)))
+        .await
+        .unwrap();
+    let mut expected = eligible_tasks(ELIGIBLE[0].1);
+    expected.remove("a1-t1");
+    assert_eq!(id_set(&early), expected, "{}", db.backend());
+    assert!(early.iter().all(|c| c.missing_since.is_none()));
+
+    let at_recheck = db
+        .claim_task_html(0, 1000, &lease("w3", second_recheck))
+        .await
+        .unwrap();
+    assert!(
+        at_recheck.is_empty(),
+        "claimed at the very instant its re-check starts: {:?}",
+        ids(&at_recheck)
+    );
+    let rechecked = db
+        .claim_task_html(0, 1000, &lease("w3", second_recheck + Duration::seconds(1)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&rechecked), ["a1-t1"], "{}", db.backend());
+    assert_eq!(rechecked[0].missing_since, Some(now));
+
+    assert_kind(
+        db.mark_missing("nope", "r", now, now).await,
+        ErrorKind::NotFound,
+        "mark_missing",
+    );
+}
+
+/// `clear_missing` forgets a `missing` suspicion and nothing else.
+///
+/// Catches: a clear that also wipes a quarantine, a lost verdict or a
+/// failing row's error (a found-again blob would silently undo a verdict).
+pub(crate) async fn clear_missing_clears_only_missing(db: &dyn Catalog) {
+    retention_fixture(db).await;
+    let now = later(0);
+    db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
+    db.mark_missing("a1-t1", "in neither store", now, now + Duration::hours(1))
+        .await
+        .unwrap();
+    db.release("a1-t2", "upload failed: 503", now + Duration::hours(1))
+        .await
+        .unwrap();
+    let mut lost_seen = hot_task("a1", "a1-lost-seen");
+    lost_seen.html_archive_state = Some("lost".to_owned());
+    lost_seen.html_archive_error = Some("in neither store twice".to_owned());
+    lost_seen.html_missing_since = Some(minutes(5));
+    db.insert_task(&lost_seen).await.unwrap();
+
+    let before: BTreeMap<String, TaskRow> = {
+        let mut rows = BTreeMap::new();
+        for id in ["a1-quar", "a1-lost", "a1-lost-seen", "a1-t2", "a0-t1"] {
+            rows.insert(id.to_owned(), db.task(id).await.unwrap().unwrap());
+        }
+        rows
+    };
+    for id in before.keys() {
+        db.clear_missing(id).await.unwrap();
+    }
+    for (id, row) in &before {
+        assert_eq!(
+            &db.task(id).await.unwrap().unwrap(),
+            row,
+            "clear_missing changed {id} on {}",
+            db.backend()
+        );
+    }
+
+    db.clear_missing("a1-t1").await.unwrap();
+    let row = db.task("a1-t1").await.unwrap().unwrap();
+    assert_eq!(row.state(), BlobState::Hot, "{}", db.backend());
+    assert_eq!(row.html_archive_state, None);
+    assert_eq!(row.html_archive_error, None);
+    assert_eq!(row.html_missing_since, None);
+    assert_eq!(db.status(now).await.unwrap().missing, 0);
+}
+
+/// `hand_back` releases, in one call, exactly the listed rows that `owner`
+/// holds, and counts no attempt and keeps the last error.
+///
+/// Catches: handing back another worker's claim (two workers would then
+/// move one blob), counting a hand-back as a failure, wiping the error of
+/// a blob that failed before, or releasing only the first of many rows.
+pub(crate) async fn hand_back_releases_own_claims_only(db: &dyn Catalog) {
+    retention_fixture(db).await;
+    let now = later(0);
+    let first = db.claim_task_html(0, 2, &lease("w1", now)).await.unwrap();
+    assert_eq!(ids(&first), ["a1-pending", "a1-t1"]);
+    // a1-t1 failed once before and is claimed again by w1.
+    db.release("a1-t1", "upload failed: 503", now)
+        .await
+        .unwrap();
+    let soon = now + Duration::seconds(1);
+    let again = db.claim_task_html(0, 1, &lease("w1", soon)).await.unwrap();
+    assert_eq!(ids(&again), ["a1-t1"]);
+    let other = db.claim_task_html(0, 1, &lease("w2", soon)).await.unwrap();
+    assert_eq!(ids(&other), ["a1-t2"]);
+    let w2_row = db.task("a1-t2").await.unwrap().unwrap();
+
+    let listed: Vec<String> = ["a1-pending", "a1-t1", "a1-t2", "a0-t1", "nope"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    assert_eq!(
+        db.hand_back(&listed, "w1").await.unwrap(),
+        2,
+        "{}",
+        db.backend()
+    );
+
+    let failed_before = db.task("a1-t1").await.unwrap().unwrap();
+    assert_eq!(failed_before.html_lease_expires_at, None);
+    assert_eq!(failed_before.html_archive_attempts, 1, "no attempt counted");
+    assert_eq!(
+        failed_before.html_archive_error.as_deref(),
+        Some("upload failed: 503"),
+        "the last error is kept"
+    );
+    let pending_row = db.task("a1-pending").await.unwrap().unwrap();
+    assert_eq!(pending_row.html_lease_expires_at, None);
+    assert_eq!(pending_row.html_archive_attempts, 0);
+    assert_eq!(pending_row.html_archive_error, None);
+    assert_eq!(
+        db.task("a1-t2").await.unwrap().unwrap(),
+        w2_row,
+        "another worker's claim"
+    );
+    assert_eq!(
+        db.task("a0-t1").await.unwrap().unwrap(),
+        hot_task("a0", "a0-t1")
+    );
+    assert_eq!(db.status(soon).await.unwrap().leased, 1, "w2's claim only");
+
+    let next = db
+        .claim_task_html(0, 1000, &lease("w3", soon))
+        .await
+        .unwrap();
+    let next = id_set(&next);
+    assert!(next.contains("a1-t1") && next.contains("a1-pending"));
+    assert!(!next.contains("a1-t2"));
+
+    assert_eq!(db.hand_back(&[], "w1").await.unwrap(), 0);
+    assert_eq!(
+        db.hand_back(&listed, "w1").await.unwrap(),
+        0,
+        "w1 holds nothing now"
+    );
+}
+
+/// Rows for the reset checks, in jobs `r1` and `r2` (both finished, so
+/// claimable with retention 0): `{job}-lost`, `-missing`, `-quar`,
+/// `-fail` (each with a reason, attempts and, for missing and failing, a
+/// back-off a day long), `-hot` and `-done` (nothing to reset), and in r1
+/// `r1-busy-fail` and `r1-busy-missing`, which worker `w` holds under a
+/// lease until `now + 10 min` when this returns.
+async fn reset_fixture(db: &dyn Catalog, now: DateTime<Utc>) {
+    let backoff = now + Duration::days(1);
+    for job_id in ["r1", "r2"] {
+        db.insert_job(&job(job_id, 5, None, "completed", minutes(0), None))
+            .await
+            .unwrap();
+        let mut lost = hot_task(job_id, &format!("{job_id}-lost"));
+        lost.html_archive_state = Some("lost".to_owned());
+        lost.html_archive_error = Some("in neither store twice".to_owned());
+        lost.html_missing_since = Some(minutes(3));
+        let mut missing = hot_task(job_id, &format!("{job_id}-missing"));
+        missing.html_archive_state = Some("missing".to_owned());
+        missing.html_archive_error = Some("in neither store".to_owned());
+        missing.html_missing_since = Some(minutes(4));
+        missing.html_lease_expires_at = Some(backoff);
+        let mut quarantined = hot_task(job_id, &format!("{job_id}-quar"));
+        quarantined.html_archive_state = Some("quarantined".to_owned());
+        quarantined.html_archive_error = Some("content digest mismatch".to_owned());
+        let mut failing = pending(hot_task(job_id, &format!("{job_id}-fail")));
+        failing.html_archive_error = Some("hot delete failed".to_owned());
+        failing.html_archive_attempts = 3;
+        failing.html_lease_expires_at = Some(backoff);
+        for task in [
+            lost,
+            missing,
+            quarantined,
+            failing,
+            hot_task(job_id, &format!("{job_id}-hot")),
+            archived(hot_task(job_id, &format!("{job_id}-done"))),
+        ] {
+            db.insert_task(&task).await.unwrap();
+        }
+    }
+    // Two rows a worker is moving right now: back-offs over, then claimed.
+    let mut busy_fail = hot_task("r1", "r1-busy-fail");
+    busy_fail.html_archive_error = Some("timeout".to_owned());
+    busy_fail.html_archive_attempts = 1;
+    busy_fail.html_lease_expires_at = Some(now - Duration::minutes(1));
+    let mut busy_missing = hot_task("r1", "r1-busy-missing");
+    busy_missing.html_archive_state = Some("missing".to_owned());
+    busy_missing.html_archive_error = Some("in neither store".to_owned());
+    busy_missing.html_missing_since = Some(minutes(4));
+    busy_missing.html_lease_expires_at = Some(now - Duration::minutes(1));
+    db.insert_task(&busy_fail).await.unwrap();
+    db.insert_task(&busy_missing).await.unwrap();
+    let claimed = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
+    assert_eq!(
+        id_set(&claimed),
+        strings(&["r1-busy-fail", "r1-busy-missing", "r1-hot", "r2-hot"]),
+        "{}",
+        db.backend()
+    );
+}
+
+const RESET_FIXTURE_IDS: [&str; 14] = [
+    "r1-lost",
+    "r1-missing",
+    "r1-quar",
+    "r1-fail",
+    "r1-hot",
+    "r1-done",
+    "r1-busy-fail",
+    "r1-busy-missing",
+    "r2-lost",
+    "r2-missing",
+    "r2-quar",
+    "r2-fail",
+    "r2-hot",
+    "r2-done",
+];
+
+async fn reset_rows(db: &dyn Catalog) -> BTreeMap<String, TaskRow> {
+    let mut rows = BTreeMap::new();
+    for id in RESET_FIXTURE_IDS {
+        rows.insert(id.to_owned(), db.task(id).await.unwrap().unwrap());
+    }
+    rows
+}
+
+fn reset_filter(states: &[ResetState], jobs: &[&str], tasks: &[&str]) -> ResetFilter {
+    let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect();
+    ResetFilter {
+        states: states.to_vec(),
+        jobs: owned(jobs),
+        tasks: owned(tasks),
+    }
+}
+
+/// `reset_preview` selects by state, job and task (each list an OR, the
+/// lists combined by AND), counts all it selects, lists at most `limit`
+/// by id, and never selects a row under a live lease.
+///
+/// Catches: a selector ignored or OR-ed with the others (a narrow reset
+/// would put every quarantined blob back into play), "failing" matching
+/// quarantined/archived rows or plain hot ones, and resetting a row a
+/// worker is moving right now.
+pub(crate) async fn reset_preview_selects(db: &dyn Catalog) {
+    let now = later(0);
+    reset_fixture(db, now).await;
+    let before = reset_rows(db).await;
+    use ResetState::{Failing, Lost, Missing, Quarantined};
+    let cases: [(ResetFilter, &[&str]); 13] = [
+        (reset_filter(&[Lost], &[], &[]), &["r1-lost", "r2-lost"]),
+        (
+            reset_filter(&[Missing], &[], &[]),
+            &["r1-missing", "r2-missing"],
+        ),
+        (
+            reset_filter(&[Quarantined], &[], &[]),
+            &["r1-quar", "r2-quar"],
+        ),
+        (reset_filter(&[Failing], &[], &[]), &["r1-fail", "r2-fail"]),
+        (
+            reset_filter(&[Lost, Quarantined], &[], &[]),
+            &["r1-lost", "r1-quar", "r2-lost", "r2-quar"],
+        ),
+        (
+            reset_filter(&[], &["r1"], &[]),
+            &["r1-fail", "r1-lost", "r1-missing", "r1-quar"],
+        ),
+        (
+            reset_filter(&[], &["r1", "r2"], &[]),
+            &[
+                "r1-fail",
+                "r1-lost",
+                "r1-missing",
+                "r1-quar",
+                "r2-fail",
+                "r2-lost",
+                "r2-missing",
+                "r2-quar",
+            ],
+        ),
+        (
+            reset_filter(&[], &[], &["r2-quar", "r1-lost", "r1-hot", "r1-done"]),
+            &["r1-lost", "r2-quar"],
+        ),
+        (reset_filter(&[Failing], &["r2"], &[]), &["r2-fail"]),
+        (
+            reset_filter(&[Quarantined], &[], &["r1-quar", "r2-lost"]),
+            &["r1-quar"],
+        ),
+        (
+            reset_filter(&[Lost, Missing], &["r2"], &["r1-lost", "r2-missing"]),
+            &["r2-missing"],
+        ),
+        (
+            reset_filter(&[], &[], &["r1-busy-fail", "r1-busy-missing"]),
+            &[],
+        ),
+        (reset_filter(&[], &["nope"], &[]), &[]),
+    ];
+    for (filter, expected) in &cases {
+        let (count, rows) = db.reset_preview(filter, now, 100).await.unwrap();
+        let got: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(&got, expected, "{filter:?} on {}", db.backend());
+        assert_eq!(count, expected.len() as u64, "{filter:?}");
+        for row in &rows {
+            assert_eq!(row, &before[&row.id], "preview reads the whole row");
+        }
+    }
+
+    // Every state at once, and the lease is judged against `now`.
+    let (count, rows) = db
+        .reset_preview(&ResetFilter::default(), now, 3)
+        .await
+        .unwrap();
+    assert_eq!(count, 8, "{}", db.backend());
+    let got: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(got, ["r1-fail", "r1-lost", "r1-missing"], "first 3 by id");
+    let after_lease = now + Duration::minutes(11);
+    let (count, _) = db
+        .reset_preview(&ResetFilter::default(), after_lease, 100)
+        .await
+        .unwrap();
+    assert_eq!(count, 10, "expired leases no longer protect their rows");
+
+    assert_eq!(reset_rows(db).await, before, "a preview changes nothing");
+}
+
+/// `reset` changes exactly the rows its filter selects, clears their
+/// state, reason, attempts, missing-since and back-off and nothing else,
+/// leaves rows under a live lease alone, and puts the rows back in play.
+///
+/// Catches: a reset wider than its preview, one that leaves a back-off or
+/// attempt count behind (the blob would still wait or soon be
+/// quarantined), or one that takes a row from a worker mid-move.
+pub(crate) async fn reset_changes_exactly_the_selected_rows(db: &dyn Catalog) {
+    let now = later(0);
+    reset_fixture(db, now).await;
+    use ResetState::{Failing, Lost, Missing, Quarantined};
+    let steps: [(ResetFilter, DateTime<Utc>, &[&str]); 7] = [
+        (reset_filter(&[Lost], &["r2"], &[]), now, &["r2-lost"]),
+        (reset_filter(&[], &[], &["r1-quar"]), now, &["r1-quar"]),
+        (
+            reset_filter(&[Missing], &[], &[]),
+            now,
+            &["r1-missing", "r2-missing"],
+        ),
+        (reset_filter(&[Failing], &["r1"], &[]), now, &["r1-fail"]),
+        (
+            ResetFilter::default(),
+            now,
+            &["r1-lost", "r2-fail", "r2-quar"],
+        ),
+        (ResetFilter::default(), now, &[]),
+        (
+            reset_filter(&[Quarantined, Failing, Missing], &[], &[]),
+            now + Duration::minutes(11),
+            &["r1-busy-fail", "r1-busy-missing"],
+        ),
+    ];
+    for (filter, at, expected) in &steps {
+        let before = reset_rows(db).await;
+        let (previewed, _) = db.reset_preview(filter, *at, 100).await.unwrap();
+        let done = db.reset(filter, *at).await.unwrap();
+        assert_eq!(
+            done,
+            expected.len() as u64,
+            "{filter:?} on {}",
+            db.backend()
+        );
+        assert_eq!(previewed, done, "preview and reset disagree: {filter:?}");
+        let after = reset_rows(db).await;
+        let changed: BTreeSet<String> = after
+            .iter()
+            .filter(|(id, row)| before[*id] != **row)
+            .map(|(id, _)| id.clone())
+            .collect();
+        assert_eq!(changed, strings(expected), "{filter:?} on {}", db.backend());
+        for id in *expected {
+            let mut want = before[*id].clone();
+            want.html_archive_state = None;
+            want.html_archive_error = None;
+            want.html_archive_attempts = 0;
+            want.html_missing_since = None;
+            want.html_lease_expires_at = None;
+            assert_eq!(after[*id], want, "{id} after {filter:?}");
+        }
+    }
+    // Nothing left to reset; every reset row is in play again. The hot rows'
+    // leases ended too, so they come back as well.
+    let status = db.status(now + Duration::minutes(11)).await.unwrap();
+    assert_eq!(
+        (
+            status.lost,
+            status.missing,
+            status.quarantined,
+            status.failing
+        ),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(status.leased, 0, "a reset of a leased row frees it");
+    let claimed = db
+        .claim_task_html(0, 1000, &lease("w2", now + Duration::minutes(11)))
+        .await
+        .unwrap();
+    let mut expected: BTreeSet<String> =
+        RESET_FIXTURE_IDS.iter().map(|s| (*s).to_owned()).collect();
+    expected.remove("r1-done");
+    expected.remove("r2-done");
+    assert_eq!(id_set(&claimed), expected, "{}", db.backend());
+}
+
+/// `retry_failing_now` ends the back-off of failing rows only, keeping
+/// their attempts and errors.
+///
+/// Catches: `--retry-failed` also hurrying a missing blob's re-check (it
+/// would be declared lost before ARCHIVE_LOST_AFTER), touching
+/// quarantined rows, stealing a worker's live lease, or forgetting why a
+/// blob failed.
+pub(crate) async fn retry_failing_now_ends_backoffs_of_failing_rows(db: &dyn Catalog) {
+    let now = later(0);
+    reset_fixture(db, now).await;
+    let mut done_backoff = hot_task("r2", "r2-fail-due");
+    done_backoff.html_archive_error = Some("timeout".to_owned());
+    done_backoff.html_archive_attempts = 1;
+    done_backoff.html_lease_expires_at = Some(now - Duration::minutes(5));
+    db.insert_task(&done_backoff).await.unwrap();
+    let mut quarantined = hot_task("r2", "r2-quar-backoff");
+    quarantined.html_archive_state = Some("quarantined".to_owned());
+    quarantined.html_archive_error = Some("content digest mismatch".to_owned());
+    quarantined.html_lease_expires_at = Some(now + Duration::days(1));
+    db.insert_task(&quarantined).await.unwrap();
+    let before = reset_rows(db).await;
+    assert_eq!(db.status(now).await.unwrap().waiting, 2);
+
+    assert_eq!(
+        db.retry_failing_now(now).await.unwrap(),
+        2,
+        "{}",
+        db.backend()
+    );
+    let after = reset_rows(db).await;
+    for (id, row) in &after {
+        let mut want = before[id].clone();
+        if matches!(id.as_str(), "r1-fail" | "r2-fail") {
+            want.html_lease_expires_at = None;
+        }
+        assert_eq!(row, &want, "{id} on {}", db.backend());
+    }
+    assert_eq!(
+        db.task("r2-quar-backoff").await.unwrap().unwrap(),
+        quarantined
+    );
+    let status = db.status(now).await.unwrap();
+    assert_eq!(status.waiting, 0);
+    assert_eq!(status.leased, 4, "the worker keeps its claims");
+    assert_eq!(status.failing, 4);
+
+    let claimed = db
+        .claim_task_html(0, 1000, &lease("w2", now))
+        .await
+        .unwrap();
+    assert_eq!(
+        id_set(&claimed),
+        strings(&["r1-fail", "r2-fail", "r2-fail-due"]),
+        "{}",
+        db.backend()
+    );
+    assert_eq!(db.retry_failing_now(now).await.unwrap(), 0);
+}
+
+/// `failing_tasks` lists failing rows only, soonest retry first (a row
+/// with no back-off first: the next sweep takes it), ties by id, at most
+/// `limit`.
+///
+/// Catches: `status` listing quarantined, missing or archived rows as
+/// failing, or listing the blob retried last first.
+pub(crate) async fn failing_tasks_soonest_retry_first(db: &dyn Catalog) {
+    let now = later(0);
+    db.insert_job(&job("f1", 1, None, "completed", minutes(0), None))
+        .await
+        .unwrap();
+    let failing = |id: &str, retry: Option<DateTime<Utc>>, attempts: i32| {
+        let mut task = hot_task("f1", id);
+        task.html_archive_error = Some(format!("error of {id}"));
+        task.html_archive_attempts = attempts;
+        task.html_lease_expires_at = retry;
+        task
+    };
+    let mut quarantined = failing("f-quar", Some(now), 1);
+    quarantined.html_archive_state = Some("quarantined".to_owned());
+    let mut missing = failing("f-missing", Some(now), 1);
+    missing.html_archive_state = Some("missing".to_owned());
+    let mut gone = archived(failing("f-archived", None, 1));
+    gone.html_archive_error = Some("left over".to_owned());
+    let rows = [
+        failing("f-c", Some(now + Duration::hours(3)), 1),
+        failing("f-a", Some(now + Duration::hours(1)), 4),
+        failing("f-z", Some(now + Duration::hours(2)), 2),
+        failing("f-b", Some(now + Duration::hours(2)), 3),
+        failing("f-y", None, 5),
+        quarantined,
+        missing,
+        gone,
+        hot_task("f1", "f-hot"),
+        pending(hot_task("f1", "f-pending")),
+    ];
+    for row in &rows {
+        db.insert_task(row).await.unwrap();
+    }
+    let listed = db.failing_tasks(100).await.unwrap();
+    let got: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(got, ["f-y", "f-a", "f-b", "f-z", "f-c"], "{}", db.backend());
+    for row in &listed {
+        let written = rows.iter().find(|r| r.id == row.id).unwrap();
+        assert_eq!(row, written, "every column as written");
+    }
+    let first: Vec<String> = db
+        .failing_tasks(2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(first, ["f-y", "f-a"]);
+    assert_eq!(db.status(now).await.unwrap().failing, 5);
+}
+
+/// `status` counts `missing` apart from `lost`, and `waiting` as the
+/// failing rows whose ownerless back-off has not ended (ending exactly
+/// when a claim may take them again).
+///
+/// Catches: `sweep --once` reporting a missing blob's re-check or a
+/// worker's live lease as a failing blob waiting, or a waiting count that
+/// disagrees with what a claim at the same instant takes.
+pub(crate) async fn status_counts_missing_and_waiting(db: &dyn Catalog) {
+    let now = later(0);
+    reset_fixture(db, now).await;
+    // Fixture: missing r1-missing, r2-missing, r1-busy-missing (leased);
+    // failing r1-fail, r2-fail (back-off a day), r1-busy-fail (leased).
+    let status = db.status(now).await.unwrap();
+    assert_eq!(
+        (
+            status.missing,
+            status.lost,
+            status.failing,
+            status.waiting,
+            status.leased
+        ),
+        (3, 2, 3, 2, 4),
+        "(missing, lost, failing, waiting, leased) on {}",
+        db.backend()
+    );
+
+    // A back-off ending at `end`: waiting up to and at `end`, claimable after.
+    let end = now + Duration::hours(2);
+    let mut due = hot_task("r2", "r2-fail-soon");
+    due.html_archive_error = Some("timeout".to_owned());
+    due.html_archive_attempts = 1;
+    due.html_lease_expires_at = Some(end);
+    db.insert_task(&due).await.unwrap();
+    assert_eq!(db.status(now).await.unwrap().waiting, 3);
+    assert_eq!(db.status(end).await.unwrap().waiting, 3);
+    assert!(
+        db.claim_task_html(0, 1000, &lease("w2", end))
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.task_id != "r2-fail-soon"),
+        "counted as waiting, but claimable at the same instant"
+    );
+    let just_after = end + Duration::seconds(1);
+    assert_eq!(db.status(just_after).await.unwrap().waiting, 2);
+    let claimed = db
+        .claim_task_html(0, 1000, &lease("w2", just_after))
+        .await
+        .unwrap();
+    assert!(claimed.iter().any(|c| c.task_id == "r2-fail-soon"));
+    let status = db.status(just_after).await.unwrap();
+    assert_eq!(status.waiting, 2, "a claimed failing row is not waiting");
+    assert_eq!(status.missing, 3, "{}", db.backend());
+}
+
 /// SQLite: job times written by other tools in other SQLite date formats
 /// (space-separated, `Z`, other offsets) still rank by the instant they name.
 pub(crate) async fn sqlite_ranks_mixed_time_formats() {
@@ -1415,6 +2068,14 @@ on_both_backends!(
     status_counts,
     hot_buckets_are_listed_once,
     archived_tasks_page_by_keyset,
+    missing_is_kept_and_rechecked,
+    clear_missing_clears_only_missing,
+    hand_back_releases_own_claims_only,
+    reset_preview_selects,
+    reset_changes_exactly_the_selected_rows,
+    retry_failing_now_ends_backoffs_of_failing_rows,
+    failing_tasks_soonest_retry_first,
+    status_counts_missing_and_waiting,
 );
 
 #[tokio::test]

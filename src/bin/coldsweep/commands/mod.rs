@@ -125,6 +125,16 @@ pub(crate) async fn sweep(
             format::count(n, "failing blob", "failing blobs")
         );
     }
+    // Blobs that failed in an earlier sweep and wait for their back-off are
+    // not tried at all: the work is not done. Counted before the sweep, as
+    // blobs failing during it back off too but were tried.
+    let waiting = match catalog.status(chrono::Utc::now()).await {
+        Ok(status) => status.waiting,
+        Err(e) => {
+            tracing::warn!(error = %e, "counting blobs waiting for a retry failed");
+            0
+        }
+    };
     let archiver = Archiver::task_html(ready.config, ready.catalog, ready.hot, ready.cold);
 
     // A signal stops new blobs; blobs in flight finish and are reported.
@@ -146,15 +156,6 @@ pub(crate) async fn sweep(
         out!("Problems ({}):", report.problems.len());
         out!("{}", format::report_problems(&report).trim_end());
     }
-    // Blobs that failed in an earlier sweep and wait for their back-off
-    // were not tried at all: the work is not done.
-    let waiting = match catalog.status(chrono::Utc::now()).await {
-        Ok(status) => status.waiting,
-        Err(e) => {
-            tracing::warn!(error = %e, "counting blobs waiting for a retry failed");
-            0
-        }
-    };
     if waiting > 0 {
         out!(
             "{} for its retry time (ARCHIVE_INTERVAL after its last failure) and {} not tried; \
