@@ -140,13 +140,18 @@ impl Pipeline<'_> {
             Err(mismatch) => return self.quarantine(candidate, mismatch.0).await,
         };
 
-        // A copy left by an interrupted sweep is reused once proven identical.
+        // A copy left by an interrupted attempt is reused once proven identical.
         if !verify::cold_holds(self.cold, cold_location, &digest, self.verify).await? {
-            self.cold
+            let put = self
+                .cold
                 .put(cold_location, bytes, &self.put_options(candidate, &digest))
                 .await
                 .map_err(|e| e.context(format!("put cold {cold_location}")))?;
-            if !verify::cold_holds(self.cold, cold_location, &digest, self.verify).await? {
+            // The PUT's own answer proves the copy where the store's ETag is
+            // proof; elsewhere it is looked at (or read back) once more.
+            if !verify::put_proves(self.cold, &put, &digest, self.verify)
+                && !verify::cold_holds(self.cold, cold_location, &digest, self.verify).await?
+            {
                 return Err(Error::new(
                     ErrorKind::Integrity,
                     format!("cold copy {cold_location} does not match the hot bytes after upload"),

@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha256};
 use crate::config::VerifyMode;
 use crate::error::{ErrorKind, Result};
 use crate::source::ArchiveCandidate;
-use crate::store::{Location, Store};
+use crate::store::{Location, PutResult, Store};
 
 /// Size and digests of a blob's stored bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,16 +131,30 @@ fn decoded_sha256(
     Ok(hasher.finalize().into())
 }
 
+/// Whether the answer to our own upload proves the copy: on a store whose
+/// ETag is proof ([`Store::etag_proves_md5`]: the upload carried
+/// Content-MD5, which the store checked on the way in, and its ETag is the
+/// MD5 of what it stored), the PUT's ETag equal to the MD5 of the bytes.
+/// No second request.
+pub(crate) fn put_proves(
+    cold: &dyn Store,
+    put: &PutResult,
+    digest: &Digest,
+    mode: VerifyMode,
+) -> bool {
+    mode == VerifyMode::Auto && cold.etag_proves_md5() && put.etag_md5() == Some(digest.md5)
+}
+
 /// Whether the cold store holds exactly `digest`'s bytes at `location`.
 ///
-/// Cheap path, only on a store whose ETag is proof
-/// ([`Store::etag_proves_md5`]: the upload carried Content-MD5, which the
-/// store checked on the way in, and the store's ETag is the MD5 of what it
-/// stored): size equal, the MD5 ETag equals the MD5 of the bytes and, where
-/// present, our `stored_sha256` metadata agrees. Otherwise — a store whose
-/// profile cannot prove the digest, no ETag, a multipart or opaque ETag, or
-/// [`VerifyMode::ReadBack`] — read the object back and compare SHA-256, so
-/// verification never depends on a feature a provider lacks.
+/// Cheap path, only on a store whose ETag is proof (see [`put_proves`]):
+/// size equal, the MD5 ETag equal to the MD5 of the bytes, and our
+/// `stored-sha256` metadata present and equal. A copy without that
+/// metadata (left by something else, or by a store that drops it) is read
+/// back, never assumed good; so is every copy on a store whose profile
+/// cannot prove the digest, with no, a multipart or an opaque ETag, or with
+/// [`VerifyMode::ReadBack`]: verification never depends on a feature a
+/// provider lacks.
 pub(crate) async fn cold_holds(
     cold: &dyn Store,
     location: &Location,
@@ -157,7 +171,7 @@ pub(crate) async fn cold_holds(
     }
     let metadata_agrees = meta
         .stored_sha256()
-        .is_none_or(|sha| sha.eq_ignore_ascii_case(&digest.sha256_hex()));
+        .is_some_and(|sha| sha.eq_ignore_ascii_case(&digest.sha256_hex()));
     if mode == VerifyMode::Auto
         && cold.etag_proves_md5()
         && metadata_agrees

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::opendal::{Adapter, Retry, check_bucket};
-use super::{Location, ObjectMeta, PutOptions, Store};
+use super::{Location, ObjectMeta, PutOptions, PutResult, Store};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Folder under the root for bodies being written; never a bucket, since
@@ -232,7 +232,12 @@ impl Store for FsStore {
         }
     }
 
-    async fn put(&self, location: &Location, body: Bytes, options: &PutOptions) -> Result<()> {
+    async fn put(
+        &self,
+        location: &Location,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutResult> {
         if !self.writable {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,

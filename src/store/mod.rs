@@ -104,10 +104,7 @@ impl ObjectMeta {
     /// The MD5 of the stored bytes when the ETag is one: 32 hex digits.
     /// Multipart ETags (`…-N`) and opaque ones give `None`.
     pub fn etag_md5(&self) -> Option<[u8; 16]> {
-        let etag = self.etag.as_deref()?.trim_matches('"');
-        let mut md5 = [0u8; 16];
-        hex::decode_to_slice(etag, &mut md5).ok()?;
-        Some(md5)
+        etag_md5(self.etag.as_deref()?)
     }
 
     /// The SHA-256 of the stored bytes recorded at upload, under
@@ -119,6 +116,27 @@ impl ObjectMeta {
             .or_else(|| self.metadata.get(meta::LEGACY_STORED_SHA256))
             .map(String::as_str)
     }
+}
+
+/// What a store answered to an upload.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PutResult {
+    /// ETag of the stored object, quotes removed, when the store sends one.
+    pub etag: Option<String>,
+}
+
+impl PutResult {
+    /// The MD5 of the stored bytes when the ETag is one (see [`ObjectMeta::etag_md5`]).
+    pub fn etag_md5(&self) -> Option<[u8; 16]> {
+        etag_md5(self.etag.as_deref()?)
+    }
+}
+
+/// 32 hex digits as an MD5; anything else (multipart `…-N`, opaque) is `None`.
+fn etag_md5(etag: &str) -> Option<[u8; 16]> {
+    let mut md5 = [0u8; 16];
+    hex::decode_to_slice(etag.trim_matches('"'), &mut md5).ok()?;
+    Some(md5)
 }
 
 /// An object store in either role.
@@ -155,8 +173,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Check that `bucket` is reachable with the configured credentials.
     async fn ping(&self, bucket: &str) -> Result<()>;
 
-    /// Store `body` at `location`, replacing any object there.
-    async fn put(&self, location: &Location, body: Bytes, options: &PutOptions) -> Result<()>;
+    /// Store `body` at `location`, replacing any object there; what the
+    /// store answered (its ETag) is kept, so a copy can be proven without
+    /// asking again.
+    async fn put(
+        &self,
+        location: &Location,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutResult>;
 
     /// Read the whole object.
     async fn get(&self, location: &Location) -> Result<Bytes>;

@@ -29,7 +29,7 @@ use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_enco
 
 pub(super) use super::retry::Retry;
 use super::s3_answer::{Refusal, S3Answer, answer_of};
-use super::{ObjectMeta, PutOptions};
+use super::{ObjectMeta, PutOptions, PutResult};
 use crate::error::{Error, ErrorKind, Result};
 
 /// One OpenDAL operator, spoken to in the terms of the store seam.
@@ -65,7 +65,7 @@ impl Adapter {
         body: Bytes,
         options: &PutOptions,
         what: &(dyn fmt::Display + Sync),
-    ) -> Result<()> {
+    ) -> Result<PutResult> {
         // Only ask for what the service keeps; the rest is documented per backend.
         let cap = self.op.info().capability();
         let mut opts = WriteOptions::default();
@@ -89,7 +89,9 @@ impl Adapter {
             self.op.write_options(path, body.clone(), opts.clone())
         })
         .await
-        .map(|_| ())
+        .map(|meta| PutResult {
+            etag: meta.etag().map(clean_etag),
+        })
         .map_err(|e| classify(e, format_args!("put {what}")))
     }
 
@@ -196,14 +198,17 @@ fn decode_value(value: &str) -> String {
         .map_or_else(|_| value.to_owned(), |v| v.into_owned())
 }
 
+/// An ETag without quotes or weak prefix.
+fn clean_etag(etag: &str) -> String {
+    etag.trim_start_matches("W/").trim_matches('"').to_owned()
+}
+
 /// Map OpenDAL's metadata to ours: ETag without quotes or weak prefix,
 /// metadata values decoded.
 fn object_meta(meta: &Metadata) -> ObjectMeta {
     ObjectMeta {
         size: meta.content_length(),
-        etag: meta
-            .etag()
-            .map(|e| e.trim_start_matches("W/").trim_matches('"').to_owned()),
+        etag: meta.etag().map(clean_etag),
         content_type: meta.content_type().map(str::to_owned),
         content_encoding: meta.content_encoding().map(str::to_owned),
         metadata: meta

@@ -316,7 +316,7 @@ pub async fn probe(store: &dyn Store, bucket: &str, prefix: &ObjectKey) -> Probe
         Ok(_) => store.put(&location, body, &options).await,
         Err(e) => Err(e.context("probe object key")),
     };
-    let written = written.map(|()| {
+    let written = written.map(|_| {
         format!(
             "{} bytes of gzip with a content type, a content encoding and {} user metadata values",
             digest.size,

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use super::opendal::{Adapter, Retry, check_bucket};
 use super::profile::Profile;
 use super::s3_answer::AnswerReader;
-use super::{Location, ObjectMeta, PutOptions, Store};
+use super::{Location, ObjectMeta, PutOptions, PutResult, Store};
 use crate::config::{ChecksumMode, Provider, S3Config, Secret};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -272,7 +272,12 @@ impl Store for S3Store {
         self.bucket(bucket)?.check(&what).await
     }
 
-    async fn put(&self, location: &Location, body: Bytes, options: &PutOptions) -> Result<()> {
+    async fn put(
+        &self,
+        location: &Location,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutResult> {
         self.bucket(&location.bucket)?
             .put(location.key.as_str(), body, options, &self.named(location))
             .await

@@ -56,7 +56,7 @@ use serde::Deserialize;
 
 use super::opendal::check_bucket;
 use super::retry::Retry;
-use super::{Location, ObjectMeta, PutOptions, Store};
+use super::{Location, ObjectMeta, PutOptions, PutResult, Store};
 use crate::config::SupabaseConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ObjectKey;
@@ -360,7 +360,12 @@ impl Store for SupabaseStore {
         .map(|_| ())
     }
 
-    async fn put(&self, location: &Location, body: Bytes, options: &PutOptions) -> Result<()> {
+    async fn put(
+        &self,
+        location: &Location,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutResult> {
         let url = self.object_url("", location)?;
         let what = format!("{PROVIDER}:{location}");
         let bad_header = |field: &str| {
@@ -403,7 +408,8 @@ impl Store for SupabaseStore {
             }
         })
         .await
-        .map(|_| ())
+        // Storage's answer names the object, not its digest: no ETag to keep.
+        .map(|_| PutResult::default())
     }
 
     async fn get(&self, location: &Location) -> Result<Bytes> {

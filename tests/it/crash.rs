@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use coldsweep::archiver::CatalogJobMarker;
 use coldsweep::catalog::{BlobState, JobRow, Lease, TaskRow};
 use coldsweep::error::Result;
-use coldsweep::store::{ObjectMeta, PutOptions, S3Store, exists};
+use coldsweep::store::{ObjectMeta, PutOptions, PutResult, S3Store, exists};
 use coldsweep::{
     ArchiveCandidate, ArchiveSource, Archiver, Catalog, KeyPrefix, Location, ObjectKey, Store,
     TaskHtmlSource, task_html_object_path,
@@ -184,7 +184,12 @@ impl Store for CrashingStore {
         self.inner.ping(bucket).await
     }
 
-    async fn put(&self, location: &Location, body: Bytes, options: &PutOptions) -> Result<()> {
+    async fn put(
+        &self,
+        location: &Location,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutResult> {
         let after = (self.role == Role::Cold).then_some(Step::Put);
         self.crash
             .guard(None, after, async {
@@ -718,7 +723,7 @@ async fn sigkill_at_random_moments_loses_nothing() {
         .collect()
         .await;
     inserted.into_iter().for_each(|r| r.unwrap());
-    let uploaded: Vec<Result<()>> = futures::stream::iter(seeded.values())
+    let uploaded: Vec<Result<PutResult>> = futures::stream::iter(seeded.values())
         .map(|blob| {
             let location = Location::new(HOT_BUCKET, ObjectKey::new(blob.path.clone()).unwrap());
             let hot = hot.clone();
@@ -730,7 +735,9 @@ async fn sigkill_at_random_moments_loses_nothing() {
         .buffer_unordered(32)
         .collect()
         .await;
-    uploaded.into_iter().for_each(|r| r.unwrap());
+    uploaded.into_iter().for_each(|r| {
+        r.unwrap();
+    });
     let total = seeded.len();
     let eligible = (KILL_JOBS - 1) * KILL_TASKS_PER_JOB;
     let seeded_in = started.elapsed();

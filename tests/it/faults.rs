@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use coldsweep::error::{Error, ErrorKind, Result};
-use coldsweep::store::{Location, ObjectMeta, PutOptions, Store};
+use coldsweep::store::{Location, ObjectMeta, PutOptions, PutResult, Store};
 use md5::Digest as _;
 
 #[derive(Debug, Default)]
@@ -145,7 +145,12 @@ impl Store for FaultyStore {
         self.inner.ping(bucket).await
     }
 
-    async fn put(&self, location: &Location, body: Bytes, options: &PutOptions) -> Result<()> {
+    async fn put(
+        &self,
+        location: &Location,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutResult> {
         self.faults.call(Op::Put)?;
         if self.faults.fail_put.load(Ordering::SeqCst) {
             return Err(Error::new(ErrorKind::Transient, "injected: 503 Slow Down"));
@@ -159,6 +164,11 @@ impl Store for FaultyStore {
                 .unwrap()
                 .insert(location.clone(), md5);
         }
+        let lie = self
+            .faults
+            .lie_about_etag
+            .load(Ordering::SeqCst)
+            .then(|| hex::encode(md5::Md5::digest(&body)));
         let body = if self.faults.corrupt_put.load(Ordering::SeqCst) {
             let mut bad = body.to_vec();
             bad[0] ^= 0xff;
@@ -166,7 +176,9 @@ impl Store for FaultyStore {
         } else {
             body
         };
-        self.inner.put(location, body, options).await
+        let put = self.inner.put(location, body, options).await?;
+        // The lie reaches the PUT's answer too, not only HEAD's.
+        Ok(lie.map_or(put, |etag| PutResult { etag: Some(etag) }))
     }
 
     async fn get(&self, location: &Location) -> Result<Bytes> {

@@ -19,7 +19,7 @@ use coldsweep::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::faults::FaultyStore;
+use crate::faults::{FaultyStore, Op};
 use crate::harness;
 
 pub(crate) const HOT_BUCKET: &str = "task-html";
@@ -949,4 +949,60 @@ async fn a_cold_location_that_is_the_hot_object_is_refused() {
     );
     assert_eq!(rig.row("a").await.state(), BlobState::Quarantined);
     assert_eq!(rig.hot.get(&hot_location("old", "a")).await.unwrap(), bytes);
+}
+
+/// Catches a verification that asks again what the upload already
+/// answered (a HEAD after every PUT on a store whose ETag is proof), and a
+/// reused cold copy trusted on its ETag without the digest we record.
+#[tokio::test]
+async fn the_upload_answer_proves_the_copy_and_a_bare_reused_copy_is_read_back() {
+    let rig = Rig::new(Backend::PostgresS3).await;
+    rig.old_and_new_jobs().await;
+    // A second old job for the second sweep: `old` is marked archived by the first.
+    rig.job("older", 1, "completed", 0).await;
+    let fresh = rig.task("old", "fresh").await;
+    let (cold, faults) = FaultyStore::wrap(rig.cold.clone());
+    assert!(
+        cold.etag_proves_md5(),
+        "the rig's S3 profile trusts its ETag"
+    );
+    let report = rig
+        .archiver_with(rig.hot.clone(), cold.clone(), rig.config(1))
+        .sweep()
+        .await;
+    assert_eq!(report.archived, 1, "{report:?}");
+    assert_eq!(
+        (
+            faults.calls(Op::Head),
+            faults.calls(Op::Put),
+            faults.calls(Op::Get)
+        ),
+        (1, 1, 0),
+        "one look for a copy to reuse, one upload, nothing after it"
+    );
+
+    // A copy already in cold, with the right bytes but none of our
+    // metadata: its ETag alone does not make it ours; it is read back.
+    let bare = rig.task("older", "bare").await;
+    rig.cold
+        .put(
+            &cold_location("older", "bare"),
+            bare.clone(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let (cold, faults) = FaultyStore::wrap(rig.cold.clone());
+    let report = rig
+        .archiver_with(rig.hot.clone(), cold, rig.config(1))
+        .sweep()
+        .await;
+    assert_eq!(report.archived, 1, "{report:?}");
+    assert_eq!(
+        (faults.calls(Op::Get), faults.calls(Op::Put)),
+        (1, 0),
+        "read back once, then reused without another upload"
+    );
+    rig.audit(&[("old", "fresh", fresh), ("older", "bare", bare)])
+        .await;
 }

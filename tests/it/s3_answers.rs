@@ -12,7 +12,7 @@ use coldsweep::catalog::BlobState;
 use coldsweep::config::{ColdConfig, HotConfig, S3Config, Secret};
 use coldsweep::error::{Error, Result};
 use coldsweep::store::{
-    Location, ObjectMeta, PutOptions, S3Store, Store, cold_store, hot_store, meta,
+    Location, ObjectMeta, PutOptions, PutResult, S3Store, Store, cold_store, hot_store, meta,
 };
 use coldsweep::{ErrorKind, ObjectKey, Provider};
 use http_body_util::Full;
@@ -219,7 +219,12 @@ impl Store for PutErrors {
     async fn ping(&self, bucket: &str) -> Result<()> {
         self.inner.ping(bucket).await
     }
-    async fn put(&self, location: &Location, body: Bytes, options: &PutOptions) -> Result<()> {
+    async fn put(
+        &self,
+        location: &Location,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutResult> {
         let result = self.inner.put(location, body, options).await;
         if let Err(e) = &result {
             self.seen.lock().unwrap().push((e.kind(), e.is_retryable()));

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use coldsweep::catalog::TaskRow;
 use coldsweep::error::{Error, ErrorKind, Result};
 use coldsweep::scrub::{ScrubOptions, ScrubProblemKind, ScrubReport, in_sample, scrub};
-use coldsweep::store::{Location, ObjectMeta, PutOptions, Store, meta};
+use coldsweep::store::{Location, ObjectMeta, PutOptions, PutResult, Store, meta};
 use coldsweep::{Catalog, ObjectKey};
 
 use crate::cli::{coldsweep, run};
@@ -120,7 +120,12 @@ impl Store for Watched {
         self.inner.ping(bucket).await
     }
 
-    async fn put(&self, location: &Location, body: Bytes, options: &PutOptions) -> Result<()> {
+    async fn put(
+        &self,
+        location: &Location,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutResult> {
         self.inner.put(location, body, options).await
     }
 
