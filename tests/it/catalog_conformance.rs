@@ -1360,6 +1360,118 @@ pub(crate) async fn hand_back_releases_own_claims_only(db: &dyn Catalog) {
     );
 }
 
+/// Every fenced write of a move changes nothing, failing with `LeaseLost`,
+/// for a worker whose claim another worker took over (whatever its own
+/// clock says) or whose lease ran out; the holder's writes pass.
+///
+/// Catches: a write conditioned on the id alone (a worker waking after its
+/// lease rewrites a row another worker is moving, or deletes a hot copy
+/// after a switch that did not happen), or on the owner alone (a lease
+/// that ran out still writes), and a heartbeat that revives or steals leases.
+pub(crate) async fn fenced_writes_need_a_live_lease_of_their_own(db: &dyn Catalog) {
+    retention_fixture(db).await;
+    let now = later(0);
+    let first = db
+        .claim_task_html(0, 1000, &lease("w1", now))
+        .await
+        .unwrap();
+    // w1 stalls past its lease (now + 10 min); w2 claims the same rows.
+    let taken = now + Duration::minutes(11);
+    let second = db
+        .claim_task_html(0, 1000, &lease("w2", taken))
+        .await
+        .unwrap();
+    assert_eq!(id_set(&first), id_set(&second), "{}", db.backend());
+    // a1-t2 is seen missing by w2, then claimed by w3 once its re-check comes.
+    db.mark_missing("a1-t2", fence("w2", taken), "r", taken, taken)
+        .await
+        .unwrap();
+    let w3_at = taken + Duration::seconds(1);
+    let third = db
+        .claim_task_html(0, 1000, &lease("w3", w3_at))
+        .await
+        .unwrap();
+    assert_eq!(ids(&third), ["a1-t2"], "{}", db.backend());
+
+    let snapshot = || async {
+        let mut rows = BTreeMap::new();
+        for id in ["a1-t1", "a1-t2", "a1-pending"] {
+            rows.insert(id, db.task(id).await.unwrap().unwrap());
+        }
+        rows
+    };
+    let before = snapshot().await;
+    let all: Vec<String> = id_set(&first).into_iter().collect();
+    let far = taken + Duration::hours(1);
+    // Stale by another worker's claim (w1's clock still inside its old
+    // lease, or past it), and stale by its own lease's end (w2 later on).
+    for stale in [
+        fence("w1", now + Duration::minutes(5)),
+        fence("w1", w3_at),
+        fence("w2", taken + Duration::minutes(11)),
+    ] {
+        let what = format!("{stale:?} on {}", db.backend());
+        let lost = ErrorKind::LeaseLost;
+        assert_kind(
+            db.record_archived("a1-t1", stale, "s3", "cold", "k").await,
+            lost,
+            &what,
+        );
+        // a1-pending has a cold location: only the fence stops the clear.
+        assert_kind(db.clear_hot("a1-pending", stale).await, lost, &what);
+        for state in [BlobState::Lost, BlobState::Quarantined] {
+            assert_kind(db.mark_state("a1-t1", stale, state, "r").await, lost, &what);
+        }
+        assert_kind(
+            db.mark_missing("a1-t1", stale, "r", now, far).await,
+            lost,
+            &what,
+        );
+        assert_kind(db.clear_missing("a1-t2", stale).await, lost, &what);
+        assert_kind(db.release("a1-t1", stale, "e", far).await, lost, &what);
+        assert_eq!(
+            db.extend_leases(&all, stale, far).await.unwrap(),
+            0,
+            "{what}"
+        );
+        assert_eq!(snapshot().await, before, "{what}");
+    }
+
+    // The heartbeat extends its own live leases only, in one call.
+    let beat = fence("w2", taken + Duration::minutes(5));
+    let held_by_w2 = all.len() as u64 - 1;
+    assert_eq!(
+        db.extend_leases(&all, beat, far).await.unwrap(),
+        held_by_w2,
+        "{}",
+        db.backend()
+    );
+    let row = db.task("a1-t1").await.unwrap().unwrap();
+    assert_eq!(row.html_lease_expires_at, Some(far));
+    assert_eq!(
+        db.task("a1-t2").await.unwrap().unwrap(),
+        before["a1-t2"],
+        "w3's claim is not w2's to extend"
+    );
+    assert_eq!(db.extend_leases(&[], beat, far).await.unwrap(), 0);
+
+    // The holders' own writes pass.
+    let w2 = fence("w2", far - Duration::seconds(1));
+    db.record_archived("a1-t1", w2, "s3", "cold", "k")
+        .await
+        .unwrap();
+    db.clear_hot("a1-t1", w2).await.unwrap();
+    assert_eq!(
+        db.task("a1-t1").await.unwrap().unwrap().state(),
+        BlobState::Archived
+    );
+    db.clear_missing("a1-t2", fence("w3", w3_at)).await.unwrap();
+    assert_eq!(
+        db.task("a1-t2").await.unwrap().unwrap().state(),
+        BlobState::Hot
+    );
+}
+
 /// Rows for the reset checks, in jobs `r1` and `r2` (both finished, so
 /// claimable with retention 0): `{job}-lost`, `-missing`, `-quar`,
 /// `-fail` (each with a reason, attempts and, for missing and failing, a
@@ -2158,6 +2270,7 @@ on_both_backends!(
     missing_is_kept_and_rechecked,
     clear_missing_clears_only_missing,
     hand_back_releases_own_claims_only,
+    fenced_writes_need_a_live_lease_of_their_own,
     reset_preview_selects,
     reset_changes_exactly_the_selected_rows,
     retry_failing_now_ends_backoffs_of_failing_rows,
