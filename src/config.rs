@@ -159,7 +159,7 @@ const DEFAULT_INTERVAL: &str = "1m";
 const DEFAULT_BATCH_SIZE: &str = "50";
 const DEFAULT_CONCURRENCY: &str = "5";
 const DEFAULT_BLOB_TIMEOUT: &str = "5m";
-const DEFAULT_LEASE: &str = "15m";
+const DEFAULT_LEASE: &str = "1m";
 const DEFAULT_VERIFY: &str = "auto";
 const DEFAULT_LOST_AFTER: &str = "1h";
 const DEFAULT_MISSING_STOP_COUNT: &str = "10";
@@ -172,6 +172,9 @@ const DEFAULT_HOT_STORE: &str = "fs";
 const DEFAULT_HOT_FS_ROOT: &str = "./hot";
 
 const MAX_BATCH_SIZE: u64 = 10_000;
+/// Shortest `ARCHIVE_LEASE`: a third of it is the heartbeat's period, which
+/// must stay well above a catalog round trip.
+const MIN_LEASE: Duration = Duration::from_secs(2);
 const MAX_CONCURRENCY: u64 = 256;
 /// Upper bound for every duration: a typo such as `5y` should fail at
 /// start-up rather than overflow a timer or a database interval later.
@@ -245,7 +248,7 @@ pub const VARIABLES: &[Variable] = &[
     var(
         ARCHIVE_LEASE,
         Some(DEFAULT_LEASE),
-        "how long a claim hides a blob from other workers; longer than ARCHIVE_BLOB_TIMEOUT",
+        "how long a dead worker's claim hides a blob from other workers (a live worker renews its claims every third of it); at least 2s",
     ),
     var(
         ARCHIVE_VERIFY,
@@ -394,8 +397,8 @@ pub struct Config {
     pub path_prefix: KeyPrefix,
     /// Time limit for moving one blob (`ARCHIVE_BLOB_TIMEOUT`).
     pub blob_timeout: Duration,
-    /// How long a claim hides a row from other workers (`ARCHIVE_LEASE`);
-    /// longer than `blob_timeout` so a live worker never loses its claim.
+    /// How long a claim hides a row from other workers if its worker dies
+    /// (`ARCHIVE_LEASE`); a live worker renews its claims every third of it.
     pub lease: Duration,
     /// How a cold copy is proven identical before the hot copy goes (`ARCHIVE_VERIFY`).
     pub verify: VerifyMode,
@@ -479,7 +482,7 @@ impl Default for Config {
             concurrency: 5,
             path_prefix: KeyPrefix::none(),
             blob_timeout: Duration::from_secs(300),
-            lease: Duration::from_secs(900),
+            lease: Duration::from_secs(60),
             verify: VerifyMode::Auto,
             probe_prefix: ObjectKey::new(DEFAULT_PROBE_PREFIX)
                 .expect("the default probe prefix is a valid key"),
@@ -543,14 +546,14 @@ impl Config {
             ARCHIVE_LEASE,
             &vars.or_default(ARCHIVE_LEASE, DEFAULT_LEASE),
         )?;
-        // A lease that can run out while its worker is still within the blob
-        // time limit would let a second worker move the same blob.
-        if lease <= blob_timeout {
+        // The heartbeat renews claims every third of a lease; a shorter one
+        // would lose claims to one slow catalog round trip.
+        if lease < MIN_LEASE {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!(
-                    "{ARCHIVE_LEASE}: expected a duration longer than {ARCHIVE_BLOB_TIMEOUT} ({}), got {}",
-                    humantime::format_duration(blob_timeout),
+                    "{ARCHIVE_LEASE}: expected a duration of at least {}, got {}",
+                    humantime::format_duration(MIN_LEASE),
                     humantime::format_duration(lease),
                 ),
             ));
@@ -1243,7 +1246,7 @@ mod tests {
         assert_eq!(d.concurrency, 5);
         assert_eq!(d.path_prefix, KeyPrefix::none());
         assert_eq!(d.blob_timeout, Duration::from_secs(300));
-        assert_eq!(d.lease, Duration::from_secs(900));
+        assert_eq!(d.lease, Duration::from_secs(60));
     }
 
     #[test]
@@ -1453,26 +1456,22 @@ mod tests {
     }
 
     #[test]
-    fn lease_must_outlast_the_blob_timeout() {
-        for (timeout, lease) in [("5m", "5m"), ("5m", "4m"), ("10m", "300")] {
-            let pairs = with(
-                &with(MINIMAL, "ARCHIVE_BLOB_TIMEOUT", timeout),
-                "ARCHIVE_LEASE",
-                lease,
-            );
-            let err = config_err(&pairs);
+    fn lease_is_short_but_leaves_room_for_heartbeats() {
+        assert_eq!(
+            config(MINIMAL).unwrap().unwrap().lease,
+            Duration::from_secs(60)
+        );
+        for lease in ["1s", "1999ms", "1"] {
+            let err = config_err(&with(MINIMAL, "ARCHIVE_LEASE", lease));
             assert_invalid(&err, "ARCHIVE_LEASE");
-            assert!(err.message().contains("ARCHIVE_BLOB_TIMEOUT"), "{err}");
         }
-        // The default lease is measured against a raised timeout too.
-        let err = config_err(&with(MINIMAL, "ARCHIVE_BLOB_TIMEOUT", "15m"));
-        assert_invalid(&err, "ARCHIVE_LEASE");
+        // Heartbeats keep claims alive however long a blob takes.
         let ok = config(&with(
-            &with(MINIMAL, "ARCHIVE_BLOB_TIMEOUT", "5m"),
+            &with(MINIMAL, "ARCHIVE_BLOB_TIMEOUT", "15m"),
             "ARCHIVE_LEASE",
-            "301",
+            "2",
         ));
-        assert_eq!(ok.unwrap().unwrap().lease, Duration::from_secs(301));
+        assert_eq!(ok.unwrap().unwrap().lease, Duration::from_secs(2));
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub enum ErrorKind {
     Transient,
     /// A value (configuration, key, catalog row) is malformed.
     InvalidInput,
+    /// A fenced catalog write found that this worker no longer holds the
+    /// row's lease (it expired or another worker claimed the row): nothing
+    /// was written, and the blob must not be touched again by this worker.
+    LeaseLost,
     /// Anything the backend could not classify.
     Unexpected,
 }
@@ -38,6 +42,7 @@ impl ErrorKind {
             ErrorKind::Integrity => "integrity",
             ErrorKind::Transient => "transient",
             ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::LeaseLost => "lease_lost",
             ErrorKind::Unexpected => "unexpected",
         }
     }

@@ -9,7 +9,7 @@
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
 //! | `coldsweep_blobs_total` | counter | `source`, `outcome` | blobs a sweep finished with, by outcome: `archived` (moved, verified, hot deleted), `completed` (an interrupted move finished), `quarantined` (hot bytes disagree with the catalog, or the blob alone failed `ARCHIVE_MAX_ATTEMPTS` times; left hot), `missing` (in neither store on a first look: a suspicion, looked at again after `ARCHIVE_LOST_AFTER`), `lost` (still in neither store on that later look, both stores proven healthy), `failed` (error; retried next interval), `released` (claim handed back at shutdown) |
-//! | `coldsweep_blob_errors_total` | counter | `source`, `kind` | `failed` blobs by error kind: `not_found`, `bucket_not_found`, `permission_denied`, `integrity`, `transient`, `invalid_input`, `unexpected` |
+//! | `coldsweep_blob_errors_total` | counter | `source`, `kind` | `failed` blobs by error kind: `not_found`, `bucket_not_found`, `permission_denied`, `integrity`, `transient`, `invalid_input`, `lease_lost` (another worker took the blob over; nothing written), `unexpected` |
 //! | `coldsweep_blob_retries_total` | counter | `source` | times a blob's move was started over after a transient error, within its time limit (a blob that then succeeds is not `failed`) |
 //! | `coldsweep_sweep_errors_total` | counter | `step`, `kind` | sweep-level steps that failed: `step` is `mark_jobs` (the job marker), `claim` (finding candidates) or `health` (a store could not prove it sees its bucket, or implausibly many blobs looked missing: the sweep stopped and recorded nothing); `kind` as above |
 //! | `coldsweep_archived_bytes_total` | counter | `source` | stored (compressed) bytes of `archived` blobs |

@@ -8,6 +8,7 @@
 //! claims back.
 
 use std::collections::{BTreeSet, HashSet};
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{Catalog, Lease};
+use crate::catalog::{Catalog, Fence, Lease};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{self, BlobOutcome, Step};
@@ -368,18 +369,30 @@ impl Archiver {
     ) {
         metrics::source_swept(source.name());
         let mut tally = Tally::default();
-        let swept = match self.sweep_batches(source, stop, &mut tally, report).await {
-            // Blobs found in neither store are judged once the sweep has
-            // seen everything it will try, and only if it ran to its end.
-            Ok(true) => self.judge_missing(source, &mut tally, report).await,
-            Ok(false) => {
-                self.hand_back_held(source, &mut tally, report).await;
-                Ok(())
+        let claims = Claims::default();
+        let work = async {
+            match self
+                .sweep_batches(source, stop, &claims, &mut tally, report)
+                .await
+            {
+                // Blobs found in neither store are judged once the sweep has
+                // seen everything it will try, and only if it ran to its end.
+                Ok(true) => self.judge_missing(source, &mut tally, report).await,
+                Ok(false) => {
+                    self.hand_back_held(source, &mut tally, report).await;
+                    Ok(())
+                }
+                Err(e) => {
+                    self.hand_back_held(source, &mut tally, report).await;
+                    Err(e)
+                }
             }
-            Err(e) => {
-                self.hand_back_held(source, &mut tally, report).await;
-                Err(e)
-            }
+        };
+        // Claims are short leases kept alive by the heartbeat for as long
+        // as this source's sweep runs; it stops with the sweep.
+        let swept = tokio::select! {
+            swept = work => swept,
+            never = self.heartbeat(source, &claims) => match never {},
         };
         if let Err(e) = swept {
             self.stop_sweep(source.name(), &e, report);
@@ -394,6 +407,7 @@ impl Archiver {
         &self,
         source: &dyn ArchiveSource,
         stop: &CancellationToken,
+        claims: &Claims,
         tally: &mut Tally,
         report: &mut SweepReport,
     ) -> Result<bool> {
@@ -418,6 +432,7 @@ impl Archiver {
                 }
             };
             let claimed = claim.candidates.len() + claim.unreadable.len();
+            claims.hold(claim.candidates.iter().chain(held(tally)));
             // Rows the catalog could not read were quarantined by the claim.
             for row in claim.unreadable {
                 tracing::warn!(source = source.name(), task_id = %row.task_id, reason = %row.reason, "quarantined: left hot");
@@ -448,7 +463,10 @@ impl Archiver {
                 .buffer_unordered(self.config.concurrency)
                 .collect()
                 .await;
-            self.settle(source, results, stop, tally, report).await?;
+            let settled = self.settle(source, results, stop, tally, report).await;
+            // Only the blobs held for judgement still need their claims kept.
+            claims.hold(held(tally));
+            settled?;
             if claimed < batch_size {
                 return Ok(true);
             }
@@ -676,19 +694,20 @@ impl Archiver {
         candidate: &ArchiveCandidate,
         reason: String,
     ) -> Settled {
-        let now = (self.clock)();
+        let fence = self.fence();
+        let now = fence.now;
         let lost_after =
             chrono::Duration::from_std(self.config.lost_after).unwrap_or(chrono::Duration::MAX);
         let written = match candidate.missing_since {
             Some(since) if now - since >= lost_after => {
                 let reason = format!("{reason}; missing since {}", since.to_rfc3339());
                 source
-                    .mark_lost(candidate, &reason)
+                    .mark_lost(candidate, fence, &reason)
                     .await
                     .map(|()| Settled::Lost(reason))
             }
             _ => source
-                .mark_missing(candidate, &reason, now, now + lost_after)
+                .mark_missing(candidate, fence, &reason, now, now + lost_after)
                 .await
                 .map(|()| Settled::Missing(reason)),
         };
@@ -705,7 +724,13 @@ impl Archiver {
         error: Error,
         others_moved: bool,
     ) -> Settled {
-        let now = (self.clock)();
+        // The row is another worker's now: there is nothing left to record.
+        if error.kind() == ErrorKind::LeaseLost {
+            tracing::warn!(task_id = %candidate.task_id, error = %error, "lost the claim to another worker or its expiry; left to the lease holder");
+            return Settled::Failed(error);
+        }
+        let fence = self.fence();
+        let now = fence.now;
         let attempts = i64::from(candidate.attempts) + 1;
         let own_fault = !error.is_retryable()
             && matches!(
@@ -717,7 +742,7 @@ impl Archiver {
                 "failed {attempts} times while other blobs moved; last error: {}",
                 error_text(&error)
             );
-            return match source.mark_quarantined(candidate, &reason).await {
+            return match source.mark_quarantined(candidate, fence, &reason).await {
                 Ok(()) => Settled::Done(Outcome::Quarantined { reason }),
                 Err(e) => {
                     tracing::warn!(task_id = %candidate.task_id, error = %e, "recording a quarantine failed; the claim expires with its lease");
@@ -728,7 +753,7 @@ impl Archiver {
         let retry_at =
             now + chrono::Duration::from_std(self.config.interval).unwrap_or(chrono::Duration::MAX);
         if let Err(e) = source
-            .release(candidate, &error_text(&error), retry_at)
+            .release(candidate, fence, &error_text(&error), retry_at)
             .await
         {
             tracing::warn!(task_id = %candidate.task_id, error = %e, "recording failure failed; the claim expires with its lease");
@@ -781,19 +806,58 @@ impl Archiver {
         );
     }
 
-    /// A lease long enough for a whole batch to drain through the semaphore,
-    /// claiming only rows free since `free_before`.
+    /// A short lease (`config.lease`, whatever the batch), claiming only
+    /// rows free since `free_before`: the heartbeat keeps it alive while
+    /// this worker lives, so a dead worker's rows free up within one lease.
     fn lease(&self, free_before: DateTime<Utc>) -> Lease {
-        let now = (self.clock)();
-        let rounds = self
-            .config
-            .batch_size
-            .div_ceil(self.config.concurrency.max(1)) as u32;
-        let span = self.config.lease + self.config.blob_timeout * rounds;
         Lease {
             owner: self.worker_id.clone(),
             free_before,
-            until: now + chrono::Duration::from_std(span).unwrap_or(chrono::Duration::MAX),
+            until: self.lease_end((self.clock)()),
+        }
+    }
+
+    fn lease_end(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// The fence of this worker's writes, now.
+    fn fence(&self) -> Fence<'_> {
+        Fence {
+            owner: &self.worker_id,
+            now: (self.clock)(),
+        }
+    }
+
+    /// Every third of a lease, extend the leases of the rows in `claims`
+    /// (one write per beat). A beat that fails or hangs is only logged:
+    /// the leases then run out, and the fenced writes of this worker's
+    /// blobs fail instead of racing the next holder.
+    async fn heartbeat(&self, source: &dyn ArchiveSource, claims: &Claims) -> Infallible {
+        let every = (self.config.lease / 3).max(Duration::from_millis(1));
+        loop {
+            tokio::time::sleep(every).await;
+            let ids = claims.ids();
+            if ids.is_empty() {
+                continue;
+            }
+            let fence = self.fence();
+            let until = self.lease_end(fence.now);
+            match tokio::time::timeout(every, source.extend_leases(&ids, fence, until)).await {
+                Ok(Ok(kept)) if kept < ids.len() as u64 => {
+                    tracing::warn!(
+                        source = source.name(),
+                        held = ids.len(),
+                        kept,
+                        "some claims ran out or were taken over; their blobs will not be finished by this worker"
+                    )
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(source = source.name(), error = %e, "extending claims failed")
+                }
+                Err(_) => tracing::warn!(source = source.name(), "extending claims timed out"),
+            }
         }
     }
 
@@ -813,6 +877,8 @@ impl Archiver {
             prefix: &self.config.path_prefix,
             verify: self.config.verify,
             source,
+            owner: &self.worker_id,
+            clock: &self.clock,
         };
         match self.run_with_retries(&pipeline, candidate, stop).await {
             Ok(outcome) => BlobResult::Done(outcome),
@@ -893,6 +959,27 @@ struct Tally {
     tried: u64,
     /// Blobs found in neither store, still claimed, awaiting judgement.
     held: Vec<(ArchiveCandidate, String, Duration)>,
+}
+
+/// The candidates a tally holds for judgement.
+fn held(tally: &Tally) -> impl Iterator<Item = &ArchiveCandidate> {
+    tally.held.iter().map(|(candidate, _, _)| candidate)
+}
+
+/// Task ids of the claims a sweep holds, shared with its heartbeat.
+#[derive(Default)]
+struct Claims(std::sync::Mutex<Vec<String>>);
+
+impl Claims {
+    /// Hold exactly `candidates` from now on.
+    fn hold<'c>(&self, candidates: impl Iterator<Item = &'c ArchiveCandidate>) {
+        let ids = candidates.map(|c| c.task_id.clone()).collect();
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = ids;
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// An error's message and causes, without the kind (problem lines show it apart).

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use super::Clock;
 use super::verify::{self, Digest};
+use crate::catalog::Fence;
 use crate::config::VerifyMode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{KeyPrefix, ObjectKey};
@@ -47,9 +49,19 @@ pub(crate) struct Pipeline<'a> {
     pub(crate) prefix: &'a KeyPrefix,
     pub(crate) verify: VerifyMode,
     pub(crate) source: &'a dyn ArchiveSource,
+    /// This worker (the lease owner) and its clock, for fenced writes.
+    pub(crate) owner: &'a str,
+    pub(crate) clock: &'a Clock,
 }
 
 impl Pipeline<'_> {
+    fn fence(&self) -> Fence<'_> {
+        Fence {
+            owner: self.owner,
+            now: (self.clock)(),
+        }
+    }
+
     pub(crate) async fn run(&self, candidate: &ArchiveCandidate) -> Result<Outcome> {
         let hot_location = match ObjectKey::new(candidate.storage_path.as_str()) {
             Ok(key) => Location::new(candidate.storage_bucket.as_str(), key),
@@ -164,7 +176,7 @@ impl Pipeline<'_> {
             .delete(hot_location)
             .await
             .map_err(|e| e.context(format!("delete hot {hot_location}")))?;
-        self.source.on_hot_deleted(candidate).await?;
+        self.source.on_hot_deleted(candidate, self.fence()).await?;
         Ok(Outcome::Archived { bytes: digest.size })
     }
 
@@ -177,7 +189,7 @@ impl Pipeline<'_> {
             Some(Ok(_)) => {
                 self.found(candidate).await?;
                 self.switch_to_cold(candidate, cold_location).await?;
-                self.source.on_hot_deleted(candidate).await?;
+                self.source.on_hot_deleted(candidate, self.fence()).await?;
                 Ok(Outcome::Completed)
             }
             Some(Err(mismatch)) => {
@@ -200,23 +212,18 @@ impl Pipeline<'_> {
     /// The blob exists after all: an earlier suspicion that it was missing is dropped.
     async fn found(&self, candidate: &ArchiveCandidate) -> Result<()> {
         if candidate.missing_since.is_some() {
-            self.source.clear_missing(candidate).await?;
+            self.source.clear_missing(candidate, self.fence()).await?;
         }
         Ok(())
     }
 
+    /// Also for a row already switched: the fenced write is what proves
+    /// the lease is still held before the hot delete that follows.
     async fn switch_to_cold(&self, candidate: &ArchiveCandidate, cold: &Location) -> Result<()> {
-        let already = candidate.archived_at.as_ref().is_some_and(|at| {
-            at.provider == self.cold.provider()
-                && at.bucket == cold.bucket
-                && at.key == cold.key.as_str()
-        });
-        if already {
-            return Ok(());
-        }
         self.source
             .on_archived(
                 candidate,
+                self.fence(),
                 self.cold.provider(),
                 &cold.bucket,
                 cold.key.as_str(),
@@ -225,7 +232,9 @@ impl Pipeline<'_> {
     }
 
     async fn quarantine(&self, candidate: &ArchiveCandidate, reason: String) -> Result<Outcome> {
-        self.source.mark_quarantined(candidate, &reason).await?;
+        self.source
+            .mark_quarantined(candidate, self.fence(), &reason)
+            .await?;
         Ok(Outcome::Quarantined { reason })
     }
 

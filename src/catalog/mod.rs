@@ -85,6 +85,17 @@ pub struct Lease {
     pub until: DateTime<Utc>,
 }
 
+/// The condition every catalog write of a move holds under (invariant 9):
+/// the row's lease is `owner`'s and has not ended at `now`. A write whose
+/// fence fails changes nothing and returns [`ErrorKind::LeaseLost`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fence<'a> {
+    /// The worker that claimed the row ([`Lease::owner`]).
+    pub owner: &'a str,
+    /// The worker's current time; a lease that ended before it is lost.
+    pub now: DateTime<Utc>,
+}
+
 /// What happened to a task's HTML, beyond "hot" and "archived".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlobState {
@@ -441,36 +452,56 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         lease: &Lease,
     ) -> Result<Claim>;
 
-    /// Record the cold location; the hot reference stays until [`Catalog::clear_hot`].
+    /// Record the cold location (switched at `fence.now`); the hot
+    /// reference stays until [`Catalog::clear_hot`]. Fenced: see [`Fence`].
     async fn record_archived(
         &self,
         task_id: &str,
+        fence: Fence<'_>,
         provider: &str,
         bucket: &str,
         key: &str,
-        at: DateTime<Utc>,
     ) -> Result<()>;
 
-    /// Clear the hot reference (after the hot delete) and the lease.
-    async fn clear_hot(&self, task_id: &str) -> Result<()>;
+    /// Clear the hot reference (after the hot delete) and the lease. Fenced.
+    async fn clear_hot(&self, task_id: &str, fence: Fence<'_>) -> Result<()>;
 
-    /// Set `html_archive_state` (`lost` / `quarantined`) with a reason; clears the lease.
-    async fn mark_state(&self, task_id: &str, state: BlobState, reason: &str) -> Result<()>;
+    /// Set `html_archive_state` (`lost` / `quarantined`) with a reason;
+    /// clears the lease. Fenced.
+    async fn mark_state(
+        &self,
+        task_id: &str,
+        fence: Fence<'_>,
+        state: BlobState,
+        reason: &str,
+    ) -> Result<()>;
 
     /// Record a first (or repeated, too early) sighting of a blob missing
     /// from both stores: state `missing`, `html_missing_since` kept if
     /// already set, else `seen_at`; the row is hidden from claims until
-    /// `recheck_at` (an ownerless back-off), when a sweep looks again.
+    /// `recheck_at` (an ownerless back-off), when a sweep looks again. Fenced.
     async fn mark_missing(
         &self,
         task_id: &str,
+        fence: Fence<'_>,
         reason: &str,
         seen_at: DateTime<Utc>,
         recheck_at: DateTime<Utc>,
     ) -> Result<()>;
 
-    /// The blob was found again: forget a `missing` state (other states are kept).
-    async fn clear_missing(&self, task_id: &str) -> Result<()>;
+    /// The blob was found again: forget a `missing` state (other states
+    /// are kept). Fenced, even when there is nothing to forget.
+    async fn clear_missing(&self, task_id: &str, fence: Fence<'_>) -> Result<()>;
+
+    /// The heartbeat: extend to `until` the leases among `task_ids` that
+    /// `fence` still holds (an ended or taken-over lease stays as it is),
+    /// in one statement. Returns how many.
+    async fn extend_leases(
+        &self,
+        task_ids: &[String],
+        fence: Fence<'_>,
+        until: DateTime<Utc>,
+    ) -> Result<u64>;
 
     /// Hand claims back untouched, in one statement: the rows held by
     /// `owner` among `task_ids` lose their lease, and neither their
@@ -500,8 +531,14 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// Release a claim after a failure: count the attempt, keep the error, and
     /// hide the row from claims until `retry_at` (set `html_lease_expires_at`
-    /// to it, owner NULL) so a failing blob backs off instead of spinning.
-    async fn release(&self, task_id: &str, error: &str, retry_at: DateTime<Utc>) -> Result<()>;
+    /// to it, owner NULL) so a failing blob backs off instead of spinning. Fenced.
+    async fn release(
+        &self,
+        task_id: &str,
+        fence: Fence<'_>,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<()>;
 
     /// Every job with its retention rank and task counts, newest first per group.
     async fn job_retention(&self) -> Result<Vec<JobRetention>>;
@@ -669,13 +706,48 @@ pub(crate) fn not_found(task_id: &str) -> Error {
     )
 }
 
-/// [`not_found`] when an update by task id touched no row.
-pub(crate) fn expect_one(rows_affected: u64, task_id: &str) -> Result<()> {
-    if rows_affected == 0 {
-        Err(not_found(task_id))
-    } else {
-        Ok(())
+/// The error for clearing the hot reference of a row never switched to cold.
+pub(crate) fn no_cold_location(task_id: &str) -> Error {
+    Error::new(
+        ErrorKind::Integrity,
+        format!("task {task_id}: no cold location recorded; refusing to clear the hot reference"),
+    )
+}
+
+/// A fenced write missed its row although the fence holds when looked at
+/// right after: the lease changed hands in between. Worth a new attempt.
+pub(crate) fn lease_raced(task_id: &str) -> Error {
+    Error::new(
+        ErrorKind::Transient,
+        format!("task {task_id}: the row's lease changed during the write; nothing written"),
+    )
+}
+
+/// Why a fenced write of `task_id` touched no row, given the row's lease
+/// (`None`: no such row): not found, or the lease lost. `Ok` when the fence
+/// holds, so the write's own condition is what failed.
+pub(crate) fn fence_miss(
+    task_id: &str,
+    fence: Fence<'_>,
+    lease: Option<(Option<String>, Option<DateTime<Utc>>)>,
+) -> Result<()> {
+    let Some((owner, until)) = lease else {
+        return Err(not_found(task_id));
+    };
+    let held = owner.as_deref() == Some(fence.owner) && until.is_some_and(|u| u >= fence.now);
+    if held {
+        return Ok(());
     }
+    Err(Error::new(
+        ErrorKind::LeaseLost,
+        format!(
+            "task {task_id}: worker {} no longer holds its lease (now held by {}, until {}); \
+             nothing written",
+            fence.owner,
+            owner.as_deref().unwrap_or("nobody"),
+            until.map_or_else(|| "-".to_owned(), |u| u.to_rfc3339()),
+        ),
+    ))
 }
 
 /// The recorded cold location, when all three of its columns are set.
@@ -844,11 +916,22 @@ mod tests {
     }
 
     #[test]
-    fn no_row_touched_is_not_found() {
-        assert!(expect_one(1, "t1").is_ok());
-        let err = expect_one(0, "t1").unwrap_err();
+    fn a_fence_holds_for_its_owner_until_the_lease_ends() {
+        let now = Utc::now();
+        let fence = Fence { owner: "a", now };
+        let lease = |owner: Option<&str>, until| Some((owner.map(str::to_owned), until));
+        assert!(fence_miss("t1", fence, lease(Some("a"), Some(now))).is_ok());
+        for (owner, until) in [
+            (Some("b"), Some(now)),
+            (None, Some(now)),
+            (Some("a"), Some(now - chrono::Duration::microseconds(1))),
+            (Some("a"), None),
+        ] {
+            let err = fence_miss("t1", fence, lease(owner, until)).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::LeaseLost, "{owner:?} {until:?}");
+        }
+        let err = fence_miss("t1", fence, None).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound);
-        assert_eq!(err.message(), "task t1 not in the catalog");
     }
 
     #[test]

@@ -26,10 +26,10 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, FromRow, Row};
 
 use super::{
-    BlobState, Catalog, CatalogStatus, Claim, HotBucket, JobRetention, JobRow, Lease,
+    BlobState, Catalog, CatalogStatus, Claim, Fence, HotBucket, JobRetention, JobRow, Lease,
     MIGRATIONS_TABLE, RESET_SET, ResetFilter, TaskRow, Unreadable, bind_task, candidate_from_row,
-    classify, expect_one, migrate_error, missing_migrations, not_found, retention_from_row,
-    settable_state, unreadable_reason, with_own_table,
+    classify, fence_miss, lease_raced, migrate_error, missing_migrations, no_cold_location,
+    retention_from_row, settable_state, unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::ArchiveCandidate;
@@ -321,93 +321,115 @@ impl Catalog for SqliteCatalog {
     async fn record_archived(
         &self,
         task_id: &str,
+        fence: Fence<'_>,
         provider: &str,
         bucket: &str,
         key: &str,
-        at: DateTime<Utc>,
     ) -> Result<()> {
+        // Recording the same location again (a resumed move) keeps the
+        // first switch time; the write still proves the lease is held.
         let done = sqlx::query(
             "UPDATE tasks
-             SET html_archive_provider = ?2, html_archive_bucket = ?3,
-                 html_archive_key = ?4, html_archived_at = ?5
-             WHERE id = ?1",
+             SET html_archive_provider = ?2, html_archive_bucket = ?3, html_archive_key = ?4,
+                 html_archived_at = CASE
+                     WHEN html_archive_provider = ?2 AND html_archive_bucket = ?3
+                          AND html_archive_key = ?4
+                     THEN COALESCE(html_archived_at, ?5) ELSE ?5 END
+             WHERE id = ?1 AND html_lease_owner = ?6
+               AND julianday(html_lease_expires_at) >= julianday(?5)",
         )
         .bind(task_id)
         .bind(provider)
         .bind(bucket)
         .bind(key)
-        .bind(at)
+        .bind(fence.now)
+        .bind(fence.owner)
         .execute(&self.pool)
         .await
         .map_err(classify)?;
-        expect_one(done.rows_affected(), task_id)
+        self.fenced(done.rows_affected(), task_id, fence).await
     }
 
-    async fn clear_hot(&self, task_id: &str) -> Result<()> {
+    async fn clear_hot(&self, task_id: &str, fence: Fence<'_>) -> Result<()> {
         // Refuses a row with no cold location (invariant 2), as on Postgres.
         let done = sqlx::query(
             "UPDATE tasks
              SET html_storage_bucket = NULL, html_storage_path = NULL,
                  html_lease_owner = NULL, html_lease_expires_at = NULL,
                  html_archive_error = NULL
-             WHERE id = ?1 AND html_archive_key IS NOT NULL",
+             WHERE id = ?1 AND html_archive_key IS NOT NULL
+               AND html_lease_owner = ?2 AND julianday(html_lease_expires_at) >= julianday(?3)",
         )
         .bind(task_id)
+        .bind(fence.owner)
+        .bind(fence.now)
         .execute(&self.pool)
         .await
         .map_err(classify)?;
         if done.rows_affected() == 1 {
             return Ok(());
         }
-        match self.task(task_id).await? {
-            None => Err(not_found(task_id)),
-            Some(_) => Err(Error::new(
-                ErrorKind::Integrity,
-                format!(
-                    "task {task_id}: no cold location recorded; refusing to clear the hot reference"
-                ),
-            )),
-        }
+        fence_miss(task_id, fence, self.lease_of(task_id).await?)?;
+        Err(no_cold_location(task_id))
     }
 
-    async fn mark_state(&self, task_id: &str, state: BlobState, reason: &str) -> Result<()> {
+    async fn mark_state(
+        &self,
+        task_id: &str,
+        fence: Fence<'_>,
+        state: BlobState,
+        reason: &str,
+    ) -> Result<()> {
         let state = settable_state(state)?;
         let done = sqlx::query(
             "UPDATE tasks
              SET html_archive_state = ?2, html_archive_error = ?3,
                  html_lease_owner = NULL, html_lease_expires_at = NULL
-             WHERE id = ?1",
+             WHERE id = ?1
+               AND html_lease_owner = ?4 AND julianday(html_lease_expires_at) >= julianday(?5)",
         )
         .bind(task_id)
         .bind(state)
         .bind(reason)
+        .bind(fence.owner)
+        .bind(fence.now)
         .execute(&self.pool)
         .await
         .map_err(classify)?;
-        expect_one(done.rows_affected(), task_id)
+        self.fenced(done.rows_affected(), task_id, fence).await
     }
 
-    async fn release(&self, task_id: &str, error: &str, retry_at: DateTime<Utc>) -> Result<()> {
+    async fn release(
+        &self,
+        task_id: &str,
+        fence: Fence<'_>,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<()> {
         // The back-off reuses the lease column: an ownerless lease until `retry_at`.
         let done = sqlx::query(
             "UPDATE tasks
              SET html_archive_attempts = html_archive_attempts + 1,
                  html_archive_error = ?2,
                  html_lease_owner = NULL, html_lease_expires_at = ?3
-             WHERE id = ?1",
+             WHERE id = ?1
+               AND html_lease_owner = ?4 AND julianday(html_lease_expires_at) >= julianday(?5)",
         )
         .bind(task_id)
         .bind(error)
         .bind(retry_at)
+        .bind(fence.owner)
+        .bind(fence.now)
         .execute(&self.pool)
         .await
         .map_err(classify)?;
-        expect_one(done.rows_affected(), task_id)
+        self.fenced(done.rows_affected(), task_id, fence).await
     }
 
     async fn mark_missing(
         &self,
         task_id: &str,
+        fence: Fence<'_>,
         reason: &str,
         seen_at: DateTime<Utc>,
         recheck_at: DateTime<Utc>,
@@ -417,29 +439,63 @@ impl Catalog for SqliteCatalog {
              SET html_archive_state = 'missing', html_archive_error = ?2,
                  html_missing_since = COALESCE(html_missing_since, ?3),
                  html_lease_owner = NULL, html_lease_expires_at = ?4
-             WHERE id = ?1",
+             WHERE id = ?1
+               AND html_lease_owner = ?5 AND julianday(html_lease_expires_at) >= julianday(?6)",
         )
         .bind(task_id)
         .bind(reason)
         .bind(seen_at)
         .bind(recheck_at)
+        .bind(fence.owner)
+        .bind(fence.now)
         .execute(&self.pool)
         .await
         .map_err(classify)?;
-        expect_one(done.rows_affected(), task_id)
+        self.fenced(done.rows_affected(), task_id, fence).await
     }
 
-    async fn clear_missing(&self, task_id: &str) -> Result<()> {
-        sqlx::query(
+    async fn clear_missing(&self, task_id: &str, fence: Fence<'_>) -> Result<()> {
+        let done = sqlx::query(
             "UPDATE tasks
              SET html_archive_state = NULL, html_archive_error = NULL, html_missing_since = NULL
-             WHERE id = ?1 AND html_archive_state = 'missing'",
+             WHERE id = ?1 AND html_archive_state = 'missing'
+               AND html_lease_owner = ?2 AND julianday(html_lease_expires_at) >= julianday(?3)",
         )
         .bind(task_id)
+        .bind(fence.owner)
+        .bind(fence.now)
         .execute(&self.pool)
         .await
         .map_err(classify)?;
-        Ok(())
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        // Not missing (nothing to forget) is fine; a lost lease is not.
+        fence_miss(task_id, fence, self.lease_of(task_id).await?)
+    }
+
+    async fn extend_leases(
+        &self,
+        task_ids: &[String],
+        fence: Fence<'_>,
+        until: DateTime<Utc>,
+    ) -> Result<u64> {
+        if task_ids.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE tasks SET html_lease_expires_at = ?3
+             WHERE id IN (SELECT value FROM json_each(?1))
+               AND html_lease_owner = ?2 AND julianday(html_lease_expires_at) >= julianday(?4)",
+        )
+        .bind(json_list(task_ids))
+        .bind(fence.owner)
+        .bind(until)
+        .bind(fence.now)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected())
     }
 
     async fn hand_back(&self, task_ids: &[String], owner: &str) -> Result<u64> {
@@ -814,6 +870,30 @@ fn task_row_for_report(row: &SqliteRow) -> TaskRow {
             html_lease_expires_at: time("html_lease_expires_at"),
         }
     })
+}
+
+impl SqliteCatalog {
+    /// The lease columns of `task_id`, `None` when there is no such row.
+    async fn lease_of(
+        &self,
+        task_id: &str,
+    ) -> Result<Option<(Option<String>, Option<DateTime<Utc>>)>> {
+        sqlx::query_as("SELECT html_lease_owner, html_lease_expires_at FROM tasks WHERE id = ?1")
+            .bind(task_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    /// `Ok` when a fenced write whose only condition is the fence touched
+    /// its row; else why not.
+    async fn fenced(&self, rows_affected: u64, task_id: &str, fence: Fence<'_>) -> Result<()> {
+        if rows_affected == 1 {
+            return Ok(());
+        }
+        fence_miss(task_id, fence, self.lease_of(task_id).await?)?;
+        Err(lease_raced(task_id))
+    }
 }
 
 /// The reset filter's condition; binds `?1` now, `?2` jobs, `?3` tasks (JSON lists).

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::catalog::{Claim, Lease};
+use crate::catalog::{Claim, Fence, Lease};
 use crate::error::Result;
 use crate::keys::{KeyPrefix, ObjectKey};
 
@@ -79,21 +79,30 @@ pub trait ArchiveSource: Send + Sync {
     /// The cold key for `candidate` under `prefix`.
     fn cold_key(&self, candidate: &ArchiveCandidate, prefix: &KeyPrefix) -> Result<ObjectKey>;
 
-    /// Switch the catalog to the verified cold copy (the hot copy still exists).
+    /// Switch the catalog to the verified cold copy (the hot copy still
+    /// exists). Every write below is fenced: it holds only while `fence`
+    /// holds the row's lease, else it changes nothing and fails with
+    /// [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost).
     async fn on_archived(
         &self,
         candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
         provider: &str,
         bucket: &str,
         key: &str,
     ) -> Result<()>;
 
     /// Clear the hot reference once the hot copy is gone; ends the lease.
-    async fn on_hot_deleted(&self, candidate: &ArchiveCandidate) -> Result<()>;
+    async fn on_hot_deleted(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()>;
 
     /// The blob is still in neither store on a later look, both stores
     /// proven healthy: record it as lost; ends the lease.
-    async fn mark_lost(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()>;
+    async fn mark_lost(
+        &self,
+        candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
+        reason: &str,
+    ) -> Result<()>;
 
     /// The blob is in neither store, seen for the first time (or again too
     /// soon for a verdict): record the suspicion and look again after
@@ -101,26 +110,42 @@ pub trait ArchiveSource: Send + Sync {
     async fn mark_missing(
         &self,
         candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
         reason: &str,
         seen_at: DateTime<Utc>,
         recheck_at: DateTime<Utc>,
     ) -> Result<()>;
 
     /// The blob suspected missing was found after all: drop the suspicion.
-    async fn clear_missing(&self, candidate: &ArchiveCandidate) -> Result<()>;
+    async fn clear_missing(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()>;
 
     /// Hand claims held by `owner` back untouched (not a failure), in one
     /// write; returns how many.
     async fn hand_back(&self, candidates: &[ArchiveCandidate], owner: &str) -> Result<u64>;
 
+    /// The heartbeat: extend to `until` the claims on `task_ids` that
+    /// `fence` still holds, in one write; returns how many.
+    async fn extend_leases(
+        &self,
+        task_ids: &[String],
+        fence: Fence<'_>,
+        until: DateTime<Utc>,
+    ) -> Result<u64>;
+
     /// The hot bytes disagree with the catalog: keep them hot, record why; ends the lease.
-    async fn mark_quarantined(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()>;
+    async fn mark_quarantined(
+        &self,
+        candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
+        reason: &str,
+    ) -> Result<()>;
 
     /// Give the claim back after a failure, recording the error for `status`;
     /// the candidate is not claimed again before `retry_at`.
     async fn release(
         &self,
         candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
         error: &str,
         retry_at: DateTime<Utc>,
     ) -> Result<()>;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::catalog::{BlobState, Catalog, Claim, Lease};
+use crate::catalog::{BlobState, Catalog, Claim, Fence, Lease};
 use crate::error::Result;
 use crate::keys::{KeyPrefix, ObjectKey, cold_key};
 use crate::source::{ArchiveCandidate, ArchiveSource};
@@ -54,39 +54,46 @@ impl ArchiveSource for TaskHtmlSource {
     async fn on_archived(
         &self,
         candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
         provider: &str,
         bucket: &str,
         key: &str,
     ) -> Result<()> {
         self.catalog
-            .record_archived(&candidate.task_id, provider, bucket, key, Utc::now())
+            .record_archived(&candidate.task_id, fence, provider, bucket, key)
             .await
     }
 
-    async fn on_hot_deleted(&self, candidate: &ArchiveCandidate) -> Result<()> {
-        self.catalog.clear_hot(&candidate.task_id).await
+    async fn on_hot_deleted(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()> {
+        self.catalog.clear_hot(&candidate.task_id, fence).await
     }
 
-    async fn mark_lost(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()> {
+    async fn mark_lost(
+        &self,
+        candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
+        reason: &str,
+    ) -> Result<()> {
         self.catalog
-            .mark_state(&candidate.task_id, BlobState::Lost, reason)
+            .mark_state(&candidate.task_id, fence, BlobState::Lost, reason)
             .await
     }
 
     async fn mark_missing(
         &self,
         candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
         reason: &str,
         seen_at: DateTime<Utc>,
         recheck_at: DateTime<Utc>,
     ) -> Result<()> {
         self.catalog
-            .mark_missing(&candidate.task_id, reason, seen_at, recheck_at)
+            .mark_missing(&candidate.task_id, fence, reason, seen_at, recheck_at)
             .await
     }
 
-    async fn clear_missing(&self, candidate: &ArchiveCandidate) -> Result<()> {
-        self.catalog.clear_missing(&candidate.task_id).await
+    async fn clear_missing(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()> {
+        self.catalog.clear_missing(&candidate.task_id, fence).await
     }
 
     async fn hand_back(&self, candidates: &[ArchiveCandidate], owner: &str) -> Result<u64> {
@@ -94,20 +101,35 @@ impl ArchiveSource for TaskHtmlSource {
         self.catalog.hand_back(&ids, owner).await
     }
 
-    async fn mark_quarantined(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()> {
+    async fn extend_leases(
+        &self,
+        task_ids: &[String],
+        fence: Fence<'_>,
+        until: DateTime<Utc>,
+    ) -> Result<u64> {
+        self.catalog.extend_leases(task_ids, fence, until).await
+    }
+
+    async fn mark_quarantined(
+        &self,
+        candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
+        reason: &str,
+    ) -> Result<()> {
         self.catalog
-            .mark_state(&candidate.task_id, BlobState::Quarantined, reason)
+            .mark_state(&candidate.task_id, fence, BlobState::Quarantined, reason)
             .await
     }
 
     async fn release(
         &self,
         candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
         error: &str,
         retry_at: DateTime<Utc>,
     ) -> Result<()> {
         self.catalog
-            .release(&candidate.task_id, error, retry_at)
+            .release(&candidate.task_id, fence, error, retry_at)
             .await
     }
 }

@@ -640,11 +640,9 @@ fn malformed_settings_are_named_and_exit_2() {
             ]
             .concat(),
         ),
+        // A lease too short for its heartbeat.
+        ("ARCHIVE_LEASE", vec![("ARCHIVE_LEASE", "1s")]),
         // Settings that contradict each other.
-        (
-            "ARCHIVE_LEASE",
-            vec![("ARCHIVE_BLOB_TIMEOUT", "10m"), ("ARCHIVE_LEASE", "5m")],
-        ),
         (
             "ARCHIVE_PROBE_PREFIX",
             vec![("ARCHIVE_PROBE_PREFIX", "jobs/probe")],

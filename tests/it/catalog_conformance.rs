@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use coldsweep::catalog::{
-    BlobState, Catalog, CatalogStatus, JobRow, Lease, ResetFilter, ResetState, TaskRow,
+    BlobState, Catalog, CatalogStatus, Fence, JobRow, Lease, ResetFilter, ResetState, TaskRow,
 };
 use coldsweep::source::{ArchiveCandidate, ArchivedAt};
 use coldsweep::{Error, ErrorKind};
@@ -41,6 +41,11 @@ fn lease(owner: &str, now: DateTime<Utc>) -> Lease {
         free_before: now,
         until: now + Duration::minutes(10),
     }
+}
+
+/// The fence of `owner`'s writes at `now`.
+fn fence(owner: &str, now: DateTime<Utc>) -> Fence<'_> {
+    Fence { owner, now }
 }
 
 fn job(
@@ -563,9 +568,14 @@ pub(crate) async fn release_backs_off(db: &dyn Catalog) {
     let now = later(0);
     let all = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
 
-    db.release("a1-t1", "upload failed: 503", now + Duration::minutes(1))
-        .await
-        .unwrap();
+    db.release(
+        "a1-t1",
+        fence("w", now),
+        "upload failed: 503",
+        now + Duration::minutes(1),
+    )
+    .await
+    .unwrap();
     let row = db.task("a1-t1").await.unwrap().unwrap();
     assert_eq!(row.html_archive_attempts, 1);
     assert_eq!(
@@ -592,9 +602,14 @@ pub(crate) async fn release_backs_off(db: &dyn Catalog) {
         "only the released row, once its back-off ends"
     );
 
-    db.release("a1-t1", "again", now + Duration::minutes(3))
-        .await
-        .unwrap();
+    db.release(
+        "a1-t1",
+        fence("w", after),
+        "again",
+        now + Duration::minutes(3),
+    )
+    .await
+    .unwrap();
     let row = db.task("a1-t1").await.unwrap().unwrap();
     assert_eq!(row.html_archive_attempts, 2);
     assert_eq!(row.html_archive_error.as_deref(), Some("again"));
@@ -616,7 +631,7 @@ pub(crate) async fn archive_then_clear_hot(db: &dyn Catalog) {
     let all = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
     let key = "prefix/jobs/a1/tasks/a1-t1/page-content.html.gz";
 
-    db.record_archived("a1-t1", "s3", "cold", key, minutes(77))
+    db.record_archived("a1-t1", fence("w", now), "s3", "cold", key)
         .await
         .unwrap();
     let row = db.task("a1-t1").await.unwrap().unwrap();
@@ -632,14 +647,17 @@ pub(crate) async fn archive_then_clear_hot(db: &dyn Catalog) {
             row.html_archive_key.as_deref(),
             row.html_archived_at
         ),
-        (Some("s3"), Some("cold"), Some(key), Some(minutes(77)))
+        (Some("s3"), Some("cold"), Some(key), Some(now))
     );
     assert_eq!(db.status(now).await.unwrap().pending_hot_delete, 2);
 
     // The hot delete failed: the next claim knows the cold copy exists.
-    db.release("a1-t1", "hot delete failed", now).await.unwrap();
+    db.release("a1-t1", fence("w", now), "hot delete failed", now)
+        .await
+        .unwrap();
+    let resumed = now + Duration::seconds(1);
     let retried = db
-        .claim_task_html(0, 1000, &lease("w", now + Duration::seconds(1)))
+        .claim_task_html(0, 1000, &lease("w", resumed))
         .await
         .unwrap();
     assert_eq!(ids(&retried), ["a1-t1"]);
@@ -652,7 +670,13 @@ pub(crate) async fn archive_then_clear_hot(db: &dyn Catalog) {
         })
     );
 
-    db.clear_hot("a1-t1").await.unwrap();
+    // A resumed move records the same location again: the first switch time stays.
+    db.record_archived("a1-t1", fence("w", resumed), "s3", "cold", key)
+        .await
+        .unwrap();
+    let row = db.task("a1-t1").await.unwrap().unwrap();
+    assert_eq!(row.html_archived_at, Some(now), "{}", db.backend());
+    db.clear_hot("a1-t1", fence("w", resumed)).await.unwrap();
     let row = db.task("a1-t1").await.unwrap().unwrap();
     assert_eq!(row.state(), BlobState::Archived);
     assert_eq!(
@@ -675,7 +699,7 @@ pub(crate) async fn archive_then_clear_hot(db: &dyn Catalog) {
 
     // Clearing a row never switched to cold would leave it pointing nowhere.
     assert_kind(
-        db.clear_hot("a1-t2").await,
+        db.clear_hot("a1-t2", fence("w", now)).await,
         ErrorKind::Integrity,
         "clear_hot before record_archived",
     );
@@ -686,18 +710,24 @@ pub(crate) async fn archive_then_clear_hot(db: &dyn Catalog) {
 
     let at = minutes(1);
     assert_kind(
-        db.record_archived("nope", "s3", "b", "k", at).await,
+        db.record_archived("nope", fence("w", at), "s3", "b", "k")
+            .await,
         ErrorKind::NotFound,
         "record_archived",
     );
-    assert_kind(db.clear_hot("nope").await, ErrorKind::NotFound, "clear_hot");
     assert_kind(
-        db.release("nope", "e", at).await,
+        db.clear_hot("nope", fence("w", at)).await,
+        ErrorKind::NotFound,
+        "clear_hot",
+    );
+    assert_kind(
+        db.release("nope", fence("w", at), "e", at).await,
         ErrorKind::NotFound,
         "release",
     );
     assert_kind(
-        db.mark_state("nope", BlobState::Lost, "r").await,
+        db.mark_state("nope", fence("w", at), BlobState::Lost, "r")
+            .await,
         ErrorKind::NotFound,
         "mark_state",
     );
@@ -709,12 +739,22 @@ pub(crate) async fn lost_and_quarantined(db: &dyn Catalog) {
     let now = later(0);
     let all = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
 
-    db.mark_state("a1-t1", BlobState::Lost, "in neither store")
-        .await
-        .unwrap();
-    db.mark_state("a1-t2", BlobState::Quarantined, "sha256 mismatch")
-        .await
-        .unwrap();
+    db.mark_state(
+        "a1-t1",
+        fence("w", now),
+        BlobState::Lost,
+        "in neither store",
+    )
+    .await
+    .unwrap();
+    db.mark_state(
+        "a1-t2",
+        fence("w", now),
+        BlobState::Quarantined,
+        "sha256 mismatch",
+    )
+    .await
+    .unwrap();
     let lost = db.task("a1-t1").await.unwrap().unwrap();
     assert_eq!(lost.state(), BlobState::Lost);
     assert_eq!(lost.html_archive_error.as_deref(), Some("in neither store"));
@@ -745,7 +785,8 @@ pub(crate) async fn lost_and_quarantined(db: &dyn Catalog) {
 
     for state in [BlobState::Hot, BlobState::Archived, BlobState::None] {
         assert_kind(
-            db.mark_state("a0-t1", state, "r").await,
+            db.mark_state("a0-t1", fence("w", later(1)), state, "r")
+                .await,
             ErrorKind::InvalidInput,
             state.as_str(),
         );
@@ -861,7 +902,10 @@ pub(crate) async fn job_marker(db: &dyn Catalog) {
     );
 
     // Once its last hot task moves, the job follows.
-    db.record_archived("m-hot-x", "r2", "cold", "k", minutes(5))
+    let now = later(0);
+    let claimed = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
+    assert!(id_set(&claimed).contains("m-hot-x"));
+    db.record_archived("m-hot-x", fence("w", now), "r2", "cold", "k")
         .await
         .unwrap();
     assert_eq!(
@@ -869,7 +913,7 @@ pub(crate) async fn job_marker(db: &dyn Catalog) {
         0,
         "still hot until deleted"
     );
-    db.clear_hot("m-hot-x").await.unwrap();
+    db.clear_hot("m-hot-x", fence("w", now)).await.unwrap();
     assert_eq!(db.mark_archived_jobs().await.unwrap(), 1);
     assert_eq!(db.status(later(0)).await.unwrap().archived_jobs, 4);
 }
@@ -889,8 +933,14 @@ pub(crate) async fn status_counts(db: &dyn Catalog) {
     quarantined.html_archive_state = Some("quarantined".to_owned());
     let mut lost = hot_task("s1", "s1-l");
     lost.html_archive_state = Some("lost".to_owned());
+    let now = later(0);
+    // Released after a failure; its back-off already over.
+    let mut failing = hot_task("s1", "s1-h1");
+    failing.html_archive_error = Some("timeout".to_owned());
+    failing.html_archive_attempts = 1;
+    failing.html_lease_expires_at = Some(now - Duration::minutes(1));
     for task in [
-        hot_task("s1", "s1-h1"),
+        failing,
         hot_task("s1", "s1-h2"),
         hot_task("s1", "s1-h3"),
         pending(hot_task("s1", "s1-p")),
@@ -904,10 +954,6 @@ pub(crate) async fn status_counts(db: &dyn Catalog) {
     ] {
         db.insert_task(&task).await.unwrap();
     }
-    let now = later(0);
-    db.release("s1-h1", "timeout", now - Duration::minutes(1))
-        .await
-        .unwrap();
     let claimed = db.claim_task_html(1, 2, &lease("w", now)).await.unwrap();
     assert_eq!(claimed.len(), 2);
     assert_eq!(db.mark_archived_jobs().await.unwrap(), 1);
@@ -1076,9 +1122,15 @@ pub(crate) async fn missing_is_kept_and_rechecked(db: &dyn Catalog) {
     let all = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
 
     let first_recheck = now + Duration::minutes(30);
-    db.mark_missing("a1-t1", "in neither store", now, first_recheck)
-        .await
-        .unwrap();
+    db.mark_missing(
+        "a1-t1",
+        fence("w", now),
+        "in neither store",
+        now,
+        first_recheck,
+    )
+    .await
+    .unwrap();
     let row = db.task("a1-t1").await.unwrap().unwrap();
     assert_eq!(row.state(), BlobState::Missing, "{}", db.backend());
     assert_eq!(row.html_missing_since, Some(now));
@@ -1097,10 +1149,17 @@ pub(crate) async fn missing_is_kept_and_rechecked(db: &dyn Catalog) {
         "mark_missing ends the lease"
     );
 
-    // Looked at again too early: the first sighting stays, the re-check moves.
+    // Looked at again too early (claimed again once its re-check came, and
+    // a verdict not yet due): the first sighting stays, the re-check moves.
+    let reclaimed = db
+        .claim_task_html(0, 1000, &lease("w", now + Duration::minutes(31)))
+        .await
+        .unwrap();
+    assert!(id_set(&reclaimed).contains("a1-t1"), "{}", db.backend());
     let second_recheck = now + Duration::minutes(60);
     db.mark_missing(
         "a1-t1",
+        fence("w", now + Duration::minutes(31)),
         "still in neither store",
         now + Duration::minutes(31),
         second_recheck,
@@ -1120,7 +1179,7 @@ pub(crate) async fn missing_is_kept_and_rechecked(db: &dyn Catalog) {
     );
     assert_eq!(row.html_lease_expires_at, Some(second_recheck));
 
-    // Every other lease ended at now + 10 min; a1-t1 waits for its re-check.
+    // Every other lease ended at now + 41 min; a1-t1 waits for its re-check.
     let early = db
         .claim_task_html(0, 1000, &lease("w2", now + Duration::minutes(59)))
         .await
@@ -1147,7 +1206,8 @@ pub(crate) async fn missing_is_kept_and_rechecked(db: &dyn Catalog) {
     assert_eq!(rechecked[0].missing_since, Some(now));
 
     assert_kind(
-        db.mark_missing("nope", "r", now, now).await,
+        db.mark_missing("nope", fence("w", now), "r", now, now)
+            .await,
         ErrorKind::NotFound,
         "mark_missing",
     );
@@ -1161,12 +1221,24 @@ pub(crate) async fn clear_missing_clears_only_missing(db: &dyn Catalog) {
     retention_fixture(db).await;
     let now = later(0);
     db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
-    db.mark_missing("a1-t1", "in neither store", now, now + Duration::hours(1))
-        .await
-        .unwrap();
-    db.release("a1-t2", "upload failed: 503", now + Duration::hours(1))
-        .await
-        .unwrap();
+    let held = fence("w", now);
+    db.mark_missing(
+        "a1-t1",
+        held,
+        "in neither store",
+        now,
+        now + Duration::hours(1),
+    )
+    .await
+    .unwrap();
+    db.release(
+        "a1-t2",
+        held,
+        "upload failed: 503",
+        now + Duration::hours(1),
+    )
+    .await
+    .unwrap();
     let mut lost_seen = hot_task("a1", "a1-lost-seen");
     lost_seen.html_archive_state = Some("lost".to_owned());
     lost_seen.html_archive_error = Some("in neither store twice".to_owned());
@@ -1181,7 +1253,13 @@ pub(crate) async fn clear_missing_clears_only_missing(db: &dyn Catalog) {
         rows
     };
     for id in before.keys() {
-        db.clear_missing(id).await.unwrap();
+        // Only a0-t1 is still w's; the others fail their fence, changing nothing either way.
+        let result = db.clear_missing(id, held).await;
+        if id == "a0-t1" {
+            result.unwrap();
+        } else {
+            assert_kind(result, ErrorKind::LeaseLost, id);
+        }
     }
     for (id, row) in &before {
         assert_eq!(
@@ -1192,7 +1270,16 @@ pub(crate) async fn clear_missing_clears_only_missing(db: &dyn Catalog) {
         );
     }
 
-    db.clear_missing("a1-t1").await.unwrap();
+    // Found again by the sweep that claims it once its re-check comes.
+    let recheck = now + Duration::hours(1) + Duration::seconds(1);
+    let rechecked = db
+        .claim_task_html(0, 1000, &lease("w", recheck))
+        .await
+        .unwrap();
+    assert!(id_set(&rechecked).contains("a1-t1"), "{}", db.backend());
+    db.clear_missing("a1-t1", fence("w", recheck))
+        .await
+        .unwrap();
     let row = db.task("a1-t1").await.unwrap().unwrap();
     assert_eq!(row.state(), BlobState::Hot, "{}", db.backend());
     assert_eq!(row.html_archive_state, None);
@@ -1213,7 +1300,7 @@ pub(crate) async fn hand_back_releases_own_claims_only(db: &dyn Catalog) {
     let first = db.claim_task_html(0, 2, &lease("w1", now)).await.unwrap();
     assert_eq!(ids(&first), ["a1-pending", "a1-t1"]);
     // a1-t1 failed once before and is claimed again by w1.
-    db.release("a1-t1", "upload failed: 503", now)
+    db.release("a1-t1", fence("w1", now), "upload failed: 503", now)
         .await
         .unwrap();
     let soon = now + Duration::seconds(1);
@@ -1270,6 +1357,118 @@ pub(crate) async fn hand_back_releases_own_claims_only(db: &dyn Catalog) {
         db.hand_back(&listed, "w1").await.unwrap(),
         0,
         "w1 holds nothing now"
+    );
+}
+
+/// Every fenced write of a move changes nothing, failing with `LeaseLost`,
+/// for a worker whose claim another worker took over (whatever its own
+/// clock says) or whose lease ran out; the holder's writes pass.
+///
+/// Catches: a write conditioned on the id alone (a worker waking after its
+/// lease rewrites a row another worker is moving, or deletes a hot copy
+/// after a switch that did not happen), or on the owner alone (a lease
+/// that ran out still writes), and a heartbeat that revives or steals leases.
+pub(crate) async fn fenced_writes_need_a_live_lease_of_their_own(db: &dyn Catalog) {
+    retention_fixture(db).await;
+    let now = later(0);
+    let first = db
+        .claim_task_html(0, 1000, &lease("w1", now))
+        .await
+        .unwrap();
+    // w1 stalls past its lease (now + 10 min); w2 claims the same rows.
+    let taken = now + Duration::minutes(11);
+    let second = db
+        .claim_task_html(0, 1000, &lease("w2", taken))
+        .await
+        .unwrap();
+    assert_eq!(id_set(&first), id_set(&second), "{}", db.backend());
+    // a1-t2 is seen missing by w2, then claimed by w3 once its re-check comes.
+    db.mark_missing("a1-t2", fence("w2", taken), "r", taken, taken)
+        .await
+        .unwrap();
+    let w3_at = taken + Duration::seconds(1);
+    let third = db
+        .claim_task_html(0, 1000, &lease("w3", w3_at))
+        .await
+        .unwrap();
+    assert_eq!(ids(&third), ["a1-t2"], "{}", db.backend());
+
+    let snapshot = || async {
+        let mut rows = BTreeMap::new();
+        for id in ["a1-t1", "a1-t2", "a1-pending"] {
+            rows.insert(id, db.task(id).await.unwrap().unwrap());
+        }
+        rows
+    };
+    let before = snapshot().await;
+    let all: Vec<String> = id_set(&first).into_iter().collect();
+    let far = taken + Duration::hours(1);
+    // Stale by another worker's claim (w1's clock still inside its old
+    // lease, or past it), and stale by its own lease's end (w2 later on).
+    for stale in [
+        fence("w1", now + Duration::minutes(5)),
+        fence("w1", w3_at),
+        fence("w2", taken + Duration::minutes(11)),
+    ] {
+        let what = format!("{stale:?} on {}", db.backend());
+        let lost = ErrorKind::LeaseLost;
+        assert_kind(
+            db.record_archived("a1-t1", stale, "s3", "cold", "k").await,
+            lost,
+            &what,
+        );
+        // a1-pending has a cold location: only the fence stops the clear.
+        assert_kind(db.clear_hot("a1-pending", stale).await, lost, &what);
+        for state in [BlobState::Lost, BlobState::Quarantined] {
+            assert_kind(db.mark_state("a1-t1", stale, state, "r").await, lost, &what);
+        }
+        assert_kind(
+            db.mark_missing("a1-t1", stale, "r", now, far).await,
+            lost,
+            &what,
+        );
+        assert_kind(db.clear_missing("a1-t2", stale).await, lost, &what);
+        assert_kind(db.release("a1-t1", stale, "e", far).await, lost, &what);
+        assert_eq!(
+            db.extend_leases(&all, stale, far).await.unwrap(),
+            0,
+            "{what}"
+        );
+        assert_eq!(snapshot().await, before, "{what}");
+    }
+
+    // The heartbeat extends its own live leases only, in one call.
+    let beat = fence("w2", taken + Duration::minutes(5));
+    let held_by_w2 = all.len() as u64 - 1;
+    assert_eq!(
+        db.extend_leases(&all, beat, far).await.unwrap(),
+        held_by_w2,
+        "{}",
+        db.backend()
+    );
+    let row = db.task("a1-t1").await.unwrap().unwrap();
+    assert_eq!(row.html_lease_expires_at, Some(far));
+    assert_eq!(
+        db.task("a1-t2").await.unwrap().unwrap(),
+        before["a1-t2"],
+        "w3's claim is not w2's to extend"
+    );
+    assert_eq!(db.extend_leases(&[], beat, far).await.unwrap(), 0);
+
+    // The holders' own writes pass.
+    let w2 = fence("w2", far - Duration::seconds(1));
+    db.record_archived("a1-t1", w2, "s3", "cold", "k")
+        .await
+        .unwrap();
+    db.clear_hot("a1-t1", w2).await.unwrap();
+    assert_eq!(
+        db.task("a1-t1").await.unwrap().unwrap().state(),
+        BlobState::Archived
+    );
+    db.clear_missing("a1-t2", fence("w3", w3_at)).await.unwrap();
+    assert_eq!(
+        db.task("a1-t2").await.unwrap().unwrap().state(),
+        BlobState::Hot
     );
 }
 
@@ -2071,6 +2270,7 @@ on_both_backends!(
     missing_is_kept_and_rechecked,
     clear_missing_clears_only_missing,
     hand_back_releases_own_claims_only,
+    fenced_writes_need_a_live_lease_of_their_own,
     reset_preview_selects,
     reset_changes_exactly_the_selected_rows,
     retry_failing_now_ends_backoffs_of_failing_rows,

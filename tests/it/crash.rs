@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use coldsweep::archiver::CatalogJobMarker;
-use coldsweep::catalog::{BlobState, JobRow, Lease, TaskRow};
+use coldsweep::catalog::{BlobState, Fence, JobRow, Lease, TaskRow};
 use coldsweep::error::Result;
 use coldsweep::store::{ObjectMeta, PutOptions, PutResult, S3Store, exists};
 use coldsweep::{
@@ -248,6 +248,7 @@ impl ArchiveSource for CrashingSource {
     async fn on_archived(
         &self,
         candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
         provider: &str,
         bucket: &str,
         key: &str,
@@ -258,30 +259,37 @@ impl ArchiveSource for CrashingSource {
             .guard(
                 Some(Step::Verify),
                 Some(Step::Switch),
-                self.inner.on_archived(candidate, provider, bucket, key),
+                self.inner
+                    .on_archived(candidate, fence, provider, bucket, key),
             )
             .await
     }
 
-    async fn on_hot_deleted(&self, candidate: &ArchiveCandidate) -> Result<()> {
+    async fn on_hot_deleted(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()> {
         self.crash
             .guard(
                 None,
                 Some(Step::ClearHotRef),
-                self.inner.on_hot_deleted(candidate),
+                self.inner.on_hot_deleted(candidate, fence),
             )
             .await
     }
 
-    async fn mark_lost(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()> {
+    async fn mark_lost(
+        &self,
+        candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
+        reason: &str,
+    ) -> Result<()> {
         self.crash
-            .guard(None, None, self.inner.mark_lost(candidate, reason))
+            .guard(None, None, self.inner.mark_lost(candidate, fence, reason))
             .await
     }
 
     async fn mark_missing(
         &self,
         candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
         reason: &str,
         seen_at: DateTime<Utc>,
         recheck_at: DateTime<Utc>,
@@ -291,14 +299,14 @@ impl ArchiveSource for CrashingSource {
                 None,
                 None,
                 self.inner
-                    .mark_missing(candidate, reason, seen_at, recheck_at),
+                    .mark_missing(candidate, fence, reason, seen_at, recheck_at),
             )
             .await
     }
 
-    async fn clear_missing(&self, candidate: &ArchiveCandidate) -> Result<()> {
+    async fn clear_missing(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()> {
         self.crash
-            .guard(None, None, self.inner.clear_missing(candidate))
+            .guard(None, None, self.inner.clear_missing(candidate, fence))
             .await
     }
 
@@ -308,20 +316,45 @@ impl ArchiveSource for CrashingSource {
             .await
     }
 
-    async fn mark_quarantined(&self, candidate: &ArchiveCandidate, reason: &str) -> Result<()> {
+    async fn extend_leases(
+        &self,
+        task_ids: &[String],
+        fence: Fence<'_>,
+        until: DateTime<Utc>,
+    ) -> Result<u64> {
         self.crash
-            .guard(None, None, self.inner.mark_quarantined(candidate, reason))
+            .guard(None, None, self.inner.extend_leases(task_ids, fence, until))
+            .await
+    }
+
+    async fn mark_quarantined(
+        &self,
+        candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
+        reason: &str,
+    ) -> Result<()> {
+        self.crash
+            .guard(
+                None,
+                None,
+                self.inner.mark_quarantined(candidate, fence, reason),
+            )
             .await
     }
 
     async fn release(
         &self,
         candidate: &ArchiveCandidate,
+        fence: Fence<'_>,
         error: &str,
         retry_at: DateTime<Utc>,
     ) -> Result<()> {
         self.crash
-            .guard(None, None, self.inner.release(candidate, error, retry_at))
+            .guard(
+                None,
+                None,
+                self.inner.release(candidate, fence, error, retry_at),
+            )
             .await
     }
 }
@@ -760,7 +793,7 @@ async fn sigkill_at_random_moments_loses_nothing() {
             .env("ARCHIVE_RETENTION_JOBS", "1")
             .env("ARCHIVE_BATCH_SIZE", "20")
             .env("ARCHIVE_CONCURRENCY", "4")
-            // A dead worker's claims expire after lease + timeout × rounds = 2s + 5 × 1s.
+            // A dead worker's claims expire after the lease, 2s, whatever the batch.
             .env("ARCHIVE_BLOB_TIMEOUT", "1s")
             .env("ARCHIVE_LEASE", "2s")
             .env("ARCHIVE_INTERVAL", "100ms");

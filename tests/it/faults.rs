@@ -27,6 +27,8 @@ pub(crate) struct Faults {
     pub(crate) fail_delete: AtomicBool,
     /// Every `get` waits this many milliseconds first.
     pub(crate) get_delay_ms: AtomicU64,
+    /// While closed, every `get` waits at it: a worker stalled mid-move on command.
+    pub(crate) gate: Gate,
     /// Count of `put` calls that reached the inner store.
     pub(crate) puts: AtomicU64,
     /// `get` returns all but the last bytes, as a connection broken
@@ -36,6 +38,46 @@ pub(crate) struct Faults {
     script: Mutex<HashMap<Op, (Fault, u32)>>,
     /// Every call per operation, failed ones included.
     calls: Mutex<HashMap<Op, u64>>,
+}
+
+/// Holds `get` calls while closed (open by default).
+#[derive(Debug)]
+pub(crate) struct Gate {
+    open: tokio::sync::watch::Sender<bool>,
+    /// One permit per `get` that found the gate closed.
+    held: tokio::sync::Semaphore,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            open: tokio::sync::watch::Sender::new(true),
+            held: tokio::sync::Semaphore::new(0),
+        }
+    }
+}
+
+impl Gate {
+    pub(crate) fn close(&self) {
+        self.open.send_replace(false);
+    }
+
+    pub(crate) fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Wait until `n` more `get` calls are held at the closed gate.
+    pub(crate) async fn held(&self, n: u32) {
+        self.held.acquire_many(n).await.unwrap().forget();
+    }
+
+    async fn pass(&self) {
+        let mut open = self.open.subscribe();
+        if !*open.borrow_and_update() {
+            self.held.add_permits(1);
+            open.wait_for(|open| *open).await.unwrap();
+        }
+    }
 }
 
 /// A store operation, for [`Faults::fail_next`] and [`Faults::calls`].
@@ -183,6 +225,7 @@ impl Store for FaultyStore {
 
     async fn get(&self, location: &Location) -> Result<Bytes> {
         self.faults.call(Op::Get)?;
+        self.faults.gate.pass().await;
         let delay = self.faults.get_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -11,6 +11,7 @@ mod crash;
 mod faults;
 mod faults_suite;
 mod harness;
+mod leases;
 mod metrics;
 mod migrate;
 mod pipeline;

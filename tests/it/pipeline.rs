@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use coldsweep::archiver::{CatalogJobMarker, ProblemKind};
-use coldsweep::catalog::{BlobState, JobRow, TaskRow};
+use coldsweep::catalog::{BlobState, Fence, JobRow, Lease, TaskRow};
 use coldsweep::config::{S3Config, VerifyMode};
 use coldsweep::store::{self, FsStore, S3Store, exists};
 use coldsweep::{
@@ -492,16 +492,30 @@ async fn hot_gone_with_a_verified_cold_copy_finishes_the_bookkeeping() {
             )
             .await
             .unwrap();
+        // Switched by a worker that then died (its claim handed back here
+        // rather than left to expire).
+        let now = Utc::now();
+        let lease = Lease {
+            owner: "crashed".to_owned(),
+            free_before: now,
+            until: now + chrono::Duration::minutes(1),
+        };
+        let claimed = rig.catalog.claim_task_html(1, 100, &lease).await.unwrap();
         rig.catalog
             .record_archived(
                 "switched",
+                Fence {
+                    owner: "crashed",
+                    now,
+                },
                 rig.cold.provider(),
                 COLD_BUCKET,
                 cold_location("old", "switched").key.as_str(),
-                Utc::now(),
             )
             .await
             .unwrap();
+        let ids: Vec<String> = claimed.iter().map(|c| c.task_id.clone()).collect();
+        rig.catalog.hand_back(&ids, "crashed").await.unwrap();
         rig.hot
             .delete(&hot_location("old", "switched"))
             .await
