@@ -423,6 +423,7 @@ fn candidate(row: &TaskRow, bucket: &str) -> ArchiveCandidate {
         content_encoding: row.html_content_encoding.clone(),
         archived_at: None,
         attempts: row.html_archive_attempts,
+        claims: 0,
         missing_since: row.html_missing_since,
     }
 }

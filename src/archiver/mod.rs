@@ -901,7 +901,12 @@ impl Archiver {
         let retry = blob_retry(limit);
         let mut retries = 0;
         loop {
-            let error = match tokio::time::timeout_at(deadline, pipeline.run(candidate)).await {
+            let error = match tokio::time::timeout_at(
+                deadline,
+                pipeline.run(candidate, retries == 0),
+            )
+            .await
+            {
                 Ok(Ok(outcome)) => return Ok(outcome),
                 Ok(Err(e)) => e,
                 Err(_) => {

@@ -62,7 +62,13 @@ impl Pipeline<'_> {
         }
     }
 
-    pub(crate) async fn run(&self, candidate: &ArchiveCandidate) -> Result<Outcome> {
+    /// Move `candidate`; `first_try` is false when the archiver starts the
+    /// blob over after an error within this sweep.
+    pub(crate) async fn run(
+        &self,
+        candidate: &ArchiveCandidate,
+        first_try: bool,
+    ) -> Result<Outcome> {
         let hot_location = match ObjectKey::new(candidate.storage_path.as_str()) {
             Ok(key) => Location::new(candidate.storage_bucket.as_str(), key),
             Err(e) => return self.quarantine(candidate, e.message().to_owned()).await,
@@ -89,7 +95,15 @@ impl Pipeline<'_> {
         match self.hot.get(&hot_location).await {
             Ok(bytes) => {
                 self.found(candidate).await?;
-                self.move_blob(candidate, &hot_location, &cold_location, bytes)
+                // Only a row that an earlier claim or attempt touched can
+                // have a copy in cold to reuse (an upload before a crash, a
+                // retry within this sweep); a fresh one goes straight to PUT.
+                let fresh = first_try
+                    && candidate.claims <= 1
+                    && candidate.attempts == 0
+                    && candidate.archived_at.is_none()
+                    && candidate.missing_since.is_none();
+                self.move_blob(candidate, &hot_location, &cold_location, bytes, fresh)
                     .await
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -139,6 +153,7 @@ impl Pipeline<'_> {
         hot_location: &Location,
         cold_location: &Location,
         bytes: Bytes,
+        fresh: bool,
     ) -> Result<Outcome> {
         let checked = bytes.clone();
         let candidate_copy = candidate.clone();
@@ -153,7 +168,9 @@ impl Pipeline<'_> {
         };
 
         // A copy left by an interrupted attempt is reused once proven identical.
-        if !verify::cold_holds(self.cold, cold_location, &digest, self.verify).await? {
+        let reused =
+            !fresh && verify::cold_holds(self.cold, cold_location, &digest, self.verify).await?;
+        if !reused {
             let put = self
                 .cold
                 .put(cold_location, bytes, &self.put_options(candidate, &digest))

@@ -239,6 +239,7 @@ mod tests {
             content_encoding: Some("gzip".into()),
             archived_at: None,
             attempts: 0,
+            claims: 1,
             missing_since: None,
         }
     }

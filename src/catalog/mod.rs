@@ -794,6 +794,7 @@ where
         content_encoding: row.try_get("html_content_encoding")?,
         archived_at,
         attempts: row.try_get("html_archive_attempts")?,
+        claims: row.try_get("html_archive_claims")?,
         missing_since: row.try_get("html_missing_since")?,
     })
 }

@@ -287,7 +287,8 @@ impl Catalog for PgCatalog {
                 LIMIT $5
             )
             UPDATE tasks
-            SET html_lease_owner = $2, html_lease_expires_at = $3
+            SET html_lease_owner = $2, html_lease_expires_at = $3,
+                html_archive_claims = html_archive_claims + 1
             WHERE id IN (
                 SELECT c.id
                 FROM todo r
@@ -310,6 +311,7 @@ impl Catalog for PgCatalog {
                       html_content_type, html_content_encoding,
                       html_archive_provider, html_archive_bucket, html_archive_key,
                       html_archive_attempts::int4 AS html_archive_attempts,
+                      html_archive_claims::int4 AS html_archive_claims,
                       html_missing_since::timestamptz AS html_missing_since,
                       (SELECT COALESCE(j.completed_at, j.created_at)::timestamptz
                        FROM jobs j WHERE j.id = tasks.job_id) AS job_time"

@@ -236,7 +236,8 @@ impl Catalog for SqliteCatalog {
                 LIMIT ?5
             )
             UPDATE tasks
-            SET html_lease_owner = ?2, html_lease_expires_at = ?3
+            SET html_lease_owner = ?2, html_lease_expires_at = ?3,
+                html_archive_claims = html_archive_claims + 1
             WHERE id IN (
                 SELECT t.id
                 FROM todo r
@@ -251,7 +252,7 @@ impl Catalog for SqliteCatalog {
                       id, job_id, html_storage_bucket, html_storage_path, html_sha256,
                       html_compressed_size_bytes, html_size_bytes,
                       html_content_type, html_content_encoding, html_archive_provider, html_archive_bucket, html_archive_key,
-                      html_archive_attempts, html_missing_since,
+                      html_archive_attempts, html_archive_claims, html_missing_since,
                       (SELECT julianday(",
             job_time!("j"),
             ") FROM jobs j WHERE j.id = tasks.job_id) AS job_day,

@@ -52,6 +52,9 @@ pub struct ArchiveCandidate {
     pub archived_at: Option<ArchivedAt>,
     /// Failed attempts recorded so far.
     pub attempts: i32,
+    /// Times the row has been claimed, this claim included: 1 on a first
+    /// claim, more after a crash, a hand-back or a lease lost mid-move.
+    pub claims: i32,
     /// When an earlier sweep first found the blob missing from both stores.
     pub missing_since: Option<DateTime<Utc>>,
 }

@@ -475,6 +475,8 @@ pub(crate) async fn retention_rule(db: &dyn Catalog) {
         content_encoding: t1.html_content_encoding.clone(),
         archived_at: None,
         attempts: 0,
+        // Claimed by each retention round above, and now.
+        claims: 6,
         missing_since: None,
     };
     assert!(claimed.contains(&expected_t1), "{claimed:#?}");
@@ -2172,6 +2174,7 @@ pub(crate) async fn migrating_a_seed_schema_keeps_data() {
         "tasks.html_archive_attempts",
         "tasks.html_lease_owner",
         "tasks.html_missing_since",
+        "tasks.html_archive_claims",
         "tasks.html_lease_expires_at",
         "_coldsweep_migrations.version",
         "_coldsweep_migrations.description",
@@ -2226,7 +2229,7 @@ async fn rows(conn: &mut sqlx::PgConnection) -> Vec<String> {
          UNION ALL SELECT (to_jsonb(t) - 'html_captured_at' - 'html_archive_state'
                            - 'html_archive_error' - 'html_archive_attempts'
                            - 'html_lease_owner' - 'html_lease_expires_at'
-                           - 'html_missing_since')::text FROM tasks t
+                           - 'html_missing_since' - 'html_archive_claims')::text FROM tasks t
          UNION ALL SELECT to_jsonb(m)::text FROM _sqlx_migrations m
          ORDER BY 1",
     )

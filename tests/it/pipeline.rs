@@ -991,13 +991,28 @@ async fn the_upload_answer_proves_the_copy_and_a_bare_reused_copy_is_read_back()
             faults.calls(Op::Put),
             faults.calls(Op::Get)
         ),
-        (1, 1, 0),
-        "one look for a copy to reuse, one upload, nothing after it"
+        (0, 1, 0),
+        "a first claim has no copy to reuse: one upload, nothing before or after it"
     );
 
     // A copy already in cold, with the right bytes but none of our
-    // metadata: its ETag alone does not make it ours; it is read back.
+    // metadata, for a row claimed before (a worker died holding it): its
+    // ETag alone does not make it ours; it is read back.
     let bare = rig.task("older", "bare").await;
+    let claimed = rig
+        .catalog
+        .claim_task_html(
+            1,
+            10,
+            &coldsweep::catalog::Lease {
+                owner: "dead".into(),
+                free_before: Utc::now(),
+                until: Utc::now(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
     rig.cold
         .put(
             &cold_location("older", "bare"),
