@@ -273,7 +273,7 @@ pub const VARIABLES: &[Variable] = &[
     var(
         ARCHIVE_MAX_ATTEMPTS,
         Some(DEFAULT_MAX_ATTEMPTS),
-        "a blob that fails this many times with the same kind of permanent error, while other blobs move, is quarantined with the reason (1 to 1000)",
+        "a blob that fails this many times with the same kind of permanent error, while other blobs of its hot bucket move, is quarantined with the reason (1 to 1000)",
     ),
     var(
         ARCHIVE_PROBE_PREFIX,

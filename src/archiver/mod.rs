@@ -537,21 +537,28 @@ impl Archiver {
                 }
                 BlobResult::Failed(error) => failures.push((candidate, error, elapsed)),
                 BlobResult::Released => released.push(candidate),
-                BlobResult::Done(outcome) => record(
-                    report,
-                    source.name(),
-                    &candidate,
-                    Settled::Done(outcome),
-                    elapsed,
-                ),
+                BlobResult::Done(outcome) => {
+                    if matches!(outcome, Outcome::Archived { .. } | Outcome::Completed) {
+                        tally.moved.insert(candidate.storage_bucket.clone());
+                    }
+                    record(
+                        report,
+                        source.name(),
+                        &candidate,
+                        Settled::Done(outcome),
+                        elapsed,
+                    )
+                }
             }
         }
 
-        // Other blobs moved: the settings work, so a blob failing for good
-        // on its own is a problem of that blob.
-        let others_moved = report.archived + report.completed > 0;
+        // Other blobs of the same hot bucket moved: the settings for it work
+        // (a policy or proxy refusing one bucket refuses all of its blobs),
+        // so a blob failing for good on its own is a problem of that blob.
+        let moved = &tally.moved;
         let settled = futures::future::join_all(failures.into_iter().map(
             |(candidate, error, elapsed)| async move {
+                let others_moved = moved.contains(&candidate.storage_bucket);
                 let settled = self
                     .settle_failure(source, &candidate, error, others_moved)
                     .await;
@@ -716,7 +723,8 @@ impl Archiver {
 
     /// Release a failed blob to be retried after `interval`, or quarantine
     /// it when it failed `max_attempts` times for a reason of its own while
-    /// `others_moved` shows the settings work.
+    /// `others_moved` (blobs of its hot bucket moved in this sweep) shows
+    /// the settings work.
     async fn settle_failure(
         &self,
         source: &dyn ArchiveSource,
@@ -960,6 +968,8 @@ enum Settled {
 struct Tally {
     /// Hot buckets proven reachable in this sweep.
     proven: HashSet<String>,
+    /// Hot buckets from which this sweep moved a blob.
+    moved: HashSet<String>,
     /// Blobs tried (released ones excluded).
     tried: u64,
     /// Blobs found in neither store, still claimed, awaiting judgement.

@@ -34,6 +34,9 @@ pub(crate) struct Faults {
     /// `get` returns all but the last bytes, as a connection broken
     /// mid-body would if nobody noticed.
     pub(crate) truncate_get: AtomicBool,
+    /// Every `get` from this bucket is refused for good (a policy or proxy
+    /// that refuses one bucket).
+    pub(crate) refuse_bucket: Mutex<Option<String>>,
     /// Scripted failures: the next `n` calls of an operation fail so.
     script: Mutex<HashMap<Op, (Fault, u32)>>,
     /// Every call per operation, failed ones included.
@@ -225,6 +228,9 @@ impl Store for FaultyStore {
 
     async fn get(&self, location: &Location) -> Result<Bytes> {
         self.faults.call(Op::Get)?;
+        if self.faults.refuse_bucket.lock().unwrap().as_deref() == Some(&location.bucket) {
+            return Err(Fault::Refused.error());
+        }
         self.faults.gate.pass().await;
         let delay = self.faults.get_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {

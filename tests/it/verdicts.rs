@@ -335,3 +335,62 @@ async fn a_wrong_hot_root_never_changes_a_row_or_the_disk() {
     rig.audit(&blobs).await;
     assert_eq!(rig.catalog.status(Utc::now()).await.unwrap().archived, 12);
 }
+
+/// Catches evidence taken from the wrong place: blobs of one hot bucket
+/// moving do not show that another bucket's settings work. A bucket whose
+/// every read is refused keeps all its blobs in play, failing, never
+/// quarantined, while the other bucket's blobs move.
+#[tokio::test]
+async fn a_refused_hot_bucket_is_never_quarantined_because_another_moves() {
+    let rig = Rig::new(Backend::SqliteFs).await;
+    rig.old_and_new_jobs().await;
+    const OTHER: &str = "other-bucket";
+    let mut refused = Vec::new();
+    for i in 0..3 {
+        let task = format!("r{i}");
+        let stored = gzip(format!("<html>{task}</html>").as_bytes());
+        let path = coldsweep::task_html_object_path("old", &task);
+        rig.catalog
+            .insert_task(&TaskRow {
+                id: task.clone(),
+                job_id: "old".into(),
+                html_storage_bucket: Some(OTHER.into()),
+                html_storage_path: Some(path.clone()),
+                html_content_encoding: Some("gzip".into()),
+                html_compressed_size_bytes: Some(stored.len() as i64),
+                ..TaskRow::default()
+            })
+            .await
+            .unwrap();
+        let at = coldsweep::Location::new(OTHER, coldsweep::ObjectKey::new(path).unwrap());
+        rig.hot
+            .put(&at, stored, &PutOptions::default())
+            .await
+            .unwrap();
+        refused.push(task);
+    }
+    let (hot, faults) = FaultyStore::wrap(rig.hot.clone());
+    *faults.refuse_bucket.lock().unwrap() = Some(OTHER.to_owned());
+    let mut config = rig.config(1);
+    config.max_attempts = 2;
+    let start = Utc::now();
+    for round in 0..4i64 {
+        rig.task("old", &format!("m{round}")).await;
+        let at = start + chrono::Duration::minutes(2 * round);
+        let report = rig
+            .archiver_with(hot.clone(), rig.cold.clone(), config.clone())
+            .with_clock(Arc::new(move || at))
+            .sweep()
+            .await;
+        assert_eq!(
+            (report.archived, report.failed, report.quarantined),
+            (1, 3, 0),
+            "round {round}: {report:?}"
+        );
+    }
+    for task in &refused {
+        let row = rig.row(task).await;
+        assert_eq!(row.state(), BlobState::Hot, "{task}");
+        assert_eq!(row.html_archive_attempts, 4, "{task}");
+    }
+}
