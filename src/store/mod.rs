@@ -191,7 +191,27 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Remove the object; a missing object is not an error.
     async fn delete(&self, location: &Location) -> Result<()>;
+
+    /// Remove several objects in as few requests as the store allows: one
+    /// result per location, in order, each with [`delete`](Store::delete)'s
+    /// meaning. A location whose result is an error may still be there and
+    /// must be treated as not deleted. The default deletes one by one, a
+    /// few at a time.
+    async fn delete_many(&self, locations: &[Location]) -> Vec<Result<()>> {
+        let mut results = Vec::with_capacity(locations.len());
+        for chunk in locations.chunks(DELETE_MANY_CONCURRENCY) {
+            let mut deletes = Vec::with_capacity(chunk.len());
+            for location in chunk {
+                deletes.push(self.delete(location));
+            }
+            results.extend(futures::future::join_all(deletes).await);
+        }
+        results
+    }
 }
+
+/// Single deletes in flight at once in the default [`Store::delete_many`].
+const DELETE_MANY_CONCURRENCY: usize = 8;
 
 /// Whether an object exists, telling "absent" apart from "could not ask".
 pub async fn exists(store: &dyn Store, location: &Location) -> Result<bool> {
