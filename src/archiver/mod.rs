@@ -7,7 +7,7 @@
 //! shutdown stops claiming, lets in-flight blobs finish, and hands unstarted
 //! claims back.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, Fence, Lease};
@@ -31,6 +33,7 @@ mod pipeline;
 pub(crate) mod verify;
 
 pub use pipeline::Outcome;
+use pipeline::{Ran, Verified};
 
 /// Marks terminal jobs whose HTML has all left hot storage as `archived`.
 #[async_trait]
@@ -198,13 +201,55 @@ impl fmt::Debug for Archiver {
 
 enum BlobResult {
     Done(Outcome),
+    /// The copy is proven; the bookkeeping is left to a chunk.
+    Verified(Verified),
     Failed(Error),
     Released,
+}
+
+/// What the sweep's flow waits on.
+enum Event {
+    /// A blob's run ended; `first` unless it was a re-run alone.
+    Blob {
+        candidate: Box<ArchiveCandidate>,
+        result: BlobResult,
+        started: Instant,
+        first: bool,
+    },
+    Claimed(Result<crate::catalog::Claim>),
+    Committed(Vec<(Pending, Committed)>),
+    /// Time to look at the chunk waiting for bookkeeping.
+    Tick,
+}
+
+/// A blob whose copy is proven, waiting for its chunk's bookkeeping.
+struct Pending {
+    candidate: ArchiveCandidate,
+    verified: Verified,
+    started: Instant,
+    verified_at: Instant,
+}
+
+/// How a blob's bookkeeping in a chunk ended.
+enum Committed {
+    Archived,
+    Failed(Error),
+    /// The bulk step missed this blob for a passing reason: it is run
+    /// again alone, with its own retries.
+    Alone,
 }
 
 /// Longest wait for the writes that hand claims back or record failures at
 /// shutdown: with the catalog down, shutdown must still finish in seconds.
 const SHUTDOWN_WRITES: Duration = Duration::from_secs(5);
+
+/// Fewest and most blobs whose bookkeeping is done in one chunk (one
+/// switch, one bulk delete, one clear); between, the concurrency.
+const MIN_CHUNK: usize = 16;
+const MAX_CHUNK: usize = 500;
+
+/// Longest a proven blob waits for its chunk to fill while others are in flight.
+const FLUSH_AFTER: Duration = Duration::from_millis(100);
 
 /// Blobs found in neither store that a sweep holds (claimed, unjudged)
 /// before it tests their share early rather than at its end.
@@ -372,7 +417,7 @@ impl Archiver {
         let claims = Claims::default();
         let work = async {
             match self
-                .sweep_batches(source, stop, &claims, &mut tally, report)
+                .sweep_flow(source, stop, &claims, &mut tally, report)
                 .await
             {
                 // Blobs found in neither store are judged once the sweep has
@@ -399,11 +444,16 @@ impl Archiver {
         }
     }
 
-    /// Claim and move batches until a short one: `Ok(true)` when the sweep
-    /// ran to its end, `Ok(false)` when shutdown or a failed claim cut it
-    /// short, `Err` when it must stop (a store unproven, implausibly many
+    /// Claim and move blobs until the backlog is empty: `Ok(true)` when the
+    /// sweep ran to its end, `Ok(false)` when shutdown or a failed claim cut
+    /// it short, `Err` when it must stop (a store unproven, implausibly many
     /// blobs missing).
-    async fn sweep_batches(
+    ///
+    /// Workers are fed continuously: the next claim is made while blobs are
+    /// in flight, and a blob starts as soon as a slot frees. Blobs whose
+    /// copy is proven wait for the bookkeeping of a chunk ([`commit`](Self::commit)),
+    /// which runs beside the moves.
+    async fn sweep_flow(
         &self,
         source: &dyn ArchiveSource,
         stop: &CancellationToken,
@@ -412,66 +462,370 @@ impl Archiver {
         report: &mut SweepReport,
     ) -> Result<bool> {
         let batch_size = self.config.batch_size;
+        let concurrency = self.config.concurrency.max(1);
+        let chunk = concurrency.clamp(MIN_CHUNK, MAX_CHUNK);
         // Rows whose lease or back-off ends after the sweep began wait for the
         // next sweep, so blobs failing during this one cannot keep it going.
         let sweep_start = (self.clock)();
-        while !stop.is_cancelled() {
-            let lease = self.lease(sweep_start);
-            let claim = match source.claim(batch_size, &lease).await {
-                Ok(claim) => claim,
-                Err(e) => {
-                    tracing::warn!(source = source.name(), error = %e, "claiming candidates failed");
-                    metrics::sweep_error(Step::Claim, e.kind());
-                    report.problem(
-                        source.name(),
-                        None,
-                        ProblemKind::Failed(e.kind()),
-                        error_text(&e),
-                    );
-                    return Ok(false);
+        let mut events: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
+        let mut queue: VecDeque<ArchiveCandidate> = VecDeque::new();
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut failures = Vec::new();
+        let mut released = Vec::new();
+        let (mut blobs, mut claiming, mut committing, mut ticking) = (0, false, false, false);
+        // Whether the backlog may hold more, and whether nothing cut the sweep short.
+        let (mut more, mut complete) = (true, true);
+        let mut halt: Option<Error> = None;
+        loop {
+            let halted = halt.is_some() || stop.is_cancelled();
+            if halted {
+                more = false;
+                released.extend(queue.drain(..));
+            }
+            while blobs < concurrency {
+                let Some(candidate) = queue.pop_front() else {
+                    break;
+                };
+                blobs += 1;
+                events.push(Box::pin(self.blob(source, candidate, stop, true)));
+            }
+            // Prefetch: the next claim is on its way before the queue runs dry.
+            if more && !claiming && queue.len() <= concurrency {
+                claiming = true;
+                let lease = self.lease(sweep_start);
+                events.push(Box::pin(async move {
+                    Event::Claimed(source.claim(batch_size, &lease).await)
+                }));
+            }
+            if !committing && !pending.is_empty() {
+                let waited = pending.first().map(|p: &Pending| p.verified_at.elapsed());
+                if pending.len() >= chunk || blobs == 0 || halted || waited >= Some(FLUSH_AFTER) {
+                    committing = true;
+                    let batch = std::mem::take(&mut pending);
+                    events.push(Box::pin(async move {
+                        Event::Committed(self.commit(source, batch, stop).await)
+                    }));
+                } else if !ticking {
+                    ticking = true;
+                    events.push(Box::pin(async {
+                        tokio::time::sleep(FLUSH_AFTER).await;
+                        Event::Tick
+                    }));
                 }
+            }
+            if failures.len() >= batch_size {
+                let settling = std::mem::take(&mut failures);
+                self.settle_failures(source, settling, stop, claims, tally, report)
+                    .await;
+            }
+            let working = blobs > 0 || claiming || committing;
+            if !working && pending.is_empty() && queue.is_empty() {
+                break;
+            }
+            let Some(event) = events.next().await else {
+                break;
             };
-            let claimed = claim.candidates.len() + claim.unreadable.len();
-            claims.hold(claim.candidates.iter().chain(held(tally)));
-            // Rows the catalog could not read were quarantined by the claim.
-            for row in claim.unreadable {
-                tracing::warn!(source = source.name(), task_id = %row.task_id, reason = %row.reason, "quarantined: left hot");
-                metrics::blob(source.name(), BlobOutcome::Quarantined, Duration::ZERO);
-                report.problem(
-                    source.name(),
-                    Some(&row.task_id),
-                    ProblemKind::Quarantined,
-                    row.reason,
-                );
-            }
-            // No blob of a bucket is touched before the hot store proves it
-            // sees that bucket: a wrong root, bucket, region or key must stop
-            // the sweep, not make every blob look missing.
-            if let Err(e) = self
-                .prove_hot_buckets(&claim.candidates, &mut tally.proven)
-                .await
-            {
-                self.hand_back(source, &claim.candidates, report).await;
-                return Err(e);
-            }
-            let results: Vec<_> = futures::stream::iter(claim.candidates)
-                .map(|candidate| async move {
-                    let started = Instant::now();
-                    let result = self.process(source, &candidate, stop).await;
-                    (candidate, result, started.elapsed())
-                })
-                .buffer_unordered(self.config.concurrency)
-                .collect()
-                .await;
-            let settled = self.settle(source, results, stop, tally, report).await;
-            // Only the blobs held for judgement still need their claims kept.
-            claims.hold(held(tally));
-            settled?;
-            if claimed < batch_size {
-                return Ok(true);
+            match event {
+                Event::Tick => ticking = false,
+                Event::Blob {
+                    candidate,
+                    result,
+                    started,
+                    first,
+                } => {
+                    blobs -= 1;
+                    let candidate = *candidate;
+                    if first && !matches!(result, BlobResult::Released) {
+                        tally.tried += 1;
+                    }
+                    match result {
+                        BlobResult::Verified(verified) => pending.push(Pending {
+                            candidate,
+                            verified,
+                            started,
+                            verified_at: Instant::now(),
+                        }),
+                        BlobResult::Released => released.push(candidate),
+                        BlobResult::Failed(error) => {
+                            failures.push((candidate, error, started.elapsed()))
+                        }
+                        BlobResult::Done(Outcome::Missing { reason }) => {
+                            // Held, still claimed, until the end of the
+                            // source's sweep, when their share of everything
+                            // tried is known (the claim order groups a job's
+                            // blobs, so an early share says little). Only an
+                            // implausible pile stops the sweep before its end.
+                            tally.held.push((candidate, reason, started.elapsed()));
+                            if tally.held.len() >= EARLY_STOP_SUSPECTS && halt.is_none() {
+                                halt = self.plausible(tally).err();
+                            }
+                        }
+                        BlobResult::Done(outcome) => {
+                            if matches!(outcome, Outcome::Archived { .. } | Outcome::Completed) {
+                                tally.moved.insert(candidate.storage_bucket.clone());
+                            }
+                            claims.release(&candidate);
+                            let settled = Settled::Done(outcome);
+                            record(
+                                report,
+                                source.name(),
+                                &candidate,
+                                settled,
+                                started.elapsed(),
+                            );
+                        }
+                    }
+                }
+                Event::Claimed(claimed) => {
+                    claiming = false;
+                    let claim = match claimed {
+                        Ok(claim) => claim,
+                        Err(e) => {
+                            tracing::warn!(source = source.name(), error = %e, "claiming candidates failed");
+                            metrics::sweep_error(Step::Claim, e.kind());
+                            report.problem(
+                                source.name(),
+                                None,
+                                ProblemKind::Failed(e.kind()),
+                                error_text(&e),
+                            );
+                            (more, complete) = (false, false);
+                            continue;
+                        }
+                    };
+                    if claim.candidates.len() + claim.unreadable.len() < batch_size {
+                        more = false;
+                    }
+                    claims.hold(&claim.candidates);
+                    // Rows the catalog could not read were quarantined by the claim.
+                    for row in claim.unreadable {
+                        tracing::warn!(source = source.name(), task_id = %row.task_id, reason = %row.reason, "quarantined: left hot");
+                        metrics::blob(source.name(), BlobOutcome::Quarantined, Duration::ZERO);
+                        report.problem(
+                            source.name(),
+                            Some(&row.task_id),
+                            ProblemKind::Quarantined,
+                            row.reason,
+                        );
+                    }
+                    if halt.is_some() || stop.is_cancelled() {
+                        released.extend(claim.candidates);
+                        continue;
+                    }
+                    // No blob of a bucket is touched before the hot store
+                    // proves it sees that bucket: a wrong root, bucket,
+                    // region or key must stop the sweep, not make every blob
+                    // look missing.
+                    match self
+                        .prove_hot_buckets(&claim.candidates, &mut tally.proven)
+                        .await
+                    {
+                        Ok(()) => queue.extend(claim.candidates),
+                        Err(e) => {
+                            released.extend(claim.candidates);
+                            halt = Some(e);
+                        }
+                    }
+                }
+                Event::Committed(results) => {
+                    committing = false;
+                    for (pending, committed) in results {
+                        let Pending {
+                            candidate,
+                            verified,
+                            started,
+                            ..
+                        } = pending;
+                        match committed {
+                            Committed::Archived => {
+                                tally.moved.insert(candidate.storage_bucket.clone());
+                                claims.release(&candidate);
+                                let settled = Settled::Done(Outcome::Archived {
+                                    bytes: verified.bytes,
+                                });
+                                record(
+                                    report,
+                                    source.name(),
+                                    &candidate,
+                                    settled,
+                                    started.elapsed(),
+                                );
+                            }
+                            Committed::Failed(error) => {
+                                failures.push((candidate, error, started.elapsed()))
+                            }
+                            Committed::Alone => {
+                                blobs += 1;
+                                events.push(Box::pin(self.blob(source, candidate, stop, false)));
+                            }
+                        }
+                    }
+                }
             }
         }
-        Ok(false)
+        self.settle_failures(source, failures, stop, claims, tally, report)
+            .await;
+        self.hand_back(source, &released, report).await;
+        for candidate in &released {
+            claims.release(candidate);
+        }
+        match halt {
+            Some(e) => Err(e),
+            None => Ok(complete && !stop.is_cancelled()),
+        }
+    }
+
+    /// One blob through the pipeline, as an event of the sweep's flow: on
+    /// its `first` run batched, else (a blob whose bulk bookkeeping failed)
+    /// finished alone.
+    async fn blob<'s>(
+        &'s self,
+        source: &'s dyn ArchiveSource,
+        candidate: ArchiveCandidate,
+        stop: &'s CancellationToken,
+        first: bool,
+    ) -> Event {
+        let started = Instant::now();
+        let result = self.process(source, &candidate, stop, first).await;
+        Event::Blob {
+            candidate: Box::new(candidate),
+            result,
+            started,
+            first,
+        }
+    }
+
+    /// The bookkeeping of a chunk of blobs whose cold copies are proven, in
+    /// the order of invariants 1–2 for every row: one write switches them
+    /// all to cold; the hot copies of the rows switched are deleted in bulk;
+    /// one write clears the hot references of exactly those deleted. A crash
+    /// anywhere leaves each row hot, switched with hot present, or archived.
+    async fn commit(
+        &self,
+        source: &dyn ArchiveSource,
+        batch: Vec<Pending>,
+        stop: &CancellationToken,
+    ) -> Vec<(Pending, Committed)> {
+        let mut results = Vec::with_capacity(batch.len());
+        let switches: Vec<(&ArchiveCandidate, &str)> = batch
+            .iter()
+            .map(|p| (&p.candidate, p.verified.cold.key.as_str()))
+            .collect();
+        let written = self
+            .catalog_write(stop, || {
+                source.on_archived_many(
+                    &switches,
+                    self.fence(),
+                    self.cold.provider(),
+                    &self.config.bucket,
+                )
+            })
+            .await;
+        drop(switches);
+        let switched: HashSet<String> = match written {
+            Ok(ids) => ids.into_iter().collect(),
+            Err(e) => {
+                let e = e.context("recording cold copies");
+                return batch
+                    .into_iter()
+                    .map(|p| (p, Committed::Failed(same_error(&e))))
+                    .collect();
+            }
+        };
+        let (switched, lost): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|p| switched.contains(&p.candidate.task_id));
+        results.extend(lost.into_iter().map(|p| {
+            let e = lease_lost(&p.candidate);
+            (p, Committed::Failed(e))
+        }));
+
+        let locations: Vec<_> = switched.iter().map(|p| p.verified.hot.clone()).collect();
+        let deletes = self.hot.delete_many(&locations).await;
+        let mut deleted = Vec::with_capacity(switched.len());
+        for (pending, result) in switched.into_iter().zip(deletes) {
+            match result {
+                Ok(()) => deleted.push(pending),
+                // A transient failure gets the blob's own retries, alone;
+                // any other is the blob's problem, settled as a failure.
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(task_id = %pending.candidate.task_id, error = %e, "bulk delete missed a key; finishing the blob alone");
+                    results.push((pending, Committed::Alone));
+                }
+                Err(e) => {
+                    let e = e.context(format!("delete hot {}", pending.verified.hot));
+                    results.push((pending, Committed::Failed(e)));
+                }
+            }
+        }
+
+        let refs: Vec<&ArchiveCandidate> = deleted.iter().map(|p| &p.candidate).collect();
+        let cleared = self
+            .catalog_write(stop, || source.on_hot_deleted_many(&refs, self.fence()))
+            .await;
+        drop(refs);
+        match cleared {
+            Ok(ids) => {
+                let cleared: HashSet<String> = ids.into_iter().collect();
+                for pending in deleted {
+                    let committed = if cleared.contains(&pending.candidate.task_id) {
+                        Committed::Archived
+                    } else {
+                        Committed::Failed(lease_lost(&pending.candidate))
+                    };
+                    results.push((pending, committed));
+                }
+            }
+            // The hot copies are gone and the rows point at cold: the next
+            // claim finds hot missing, proves cold and clears.
+            Err(e) => {
+                let e = e.context("clearing hot references");
+                results.extend(
+                    deleted
+                        .into_iter()
+                        .map(|p| (p, Committed::Failed(same_error(&e)))),
+                );
+            }
+        }
+        results
+    }
+
+    /// A bookkeeping write, repeated after a transient error with back-off
+    /// for up to a blob's time limit (at shutdown: a few seconds).
+    async fn catalog_write<T, F, Fut>(&self, stop: &CancellationToken, mut write: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let limit = if stop.is_cancelled() {
+            SHUTDOWN_WRITES
+        } else {
+            self.config.blob_timeout
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        let retry = blob_retry(limit);
+        let mut retries = 0;
+        loop {
+            let error = match tokio::time::timeout_at(deadline, write()).await {
+                Ok(Ok(written)) => return Ok(written),
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    return Err(Error::new(
+                        ErrorKind::Transient,
+                        format!("catalog write timed out after {limit:?} ({retries} retries)"),
+                    ));
+                }
+            };
+            let delay = retry.delay(retries);
+            if !error.is_retryable()
+                || retries >= retry.times
+                || tokio::time::Instant::now() + delay >= deadline
+            {
+                return Err(error);
+            }
+            retries += 1;
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// Ping every hot bucket of `candidates` not proven yet in this sweep.
@@ -511,47 +865,20 @@ impl Archiver {
         Ok(())
     }
 
-    /// Record a batch's results: failures released (or quarantined when a
-    /// blob alone keeps failing), shutdown claims handed back, blobs found
-    /// in neither store held for [`judge_missing`](Self::judge_missing). An
-    /// `Err` (implausibly many held) stops the sweep.
-    async fn settle(
+    /// Record failed blobs: each released (or quarantined when it alone
+    /// keeps failing) in the catalog.
+    async fn settle_failures(
         &self,
         source: &dyn ArchiveSource,
-        results: Vec<(ArchiveCandidate, BlobResult, Duration)>,
+        failures: Vec<(ArchiveCandidate, Error, Duration)>,
         stop: &CancellationToken,
-        tally: &mut Tally,
+        claims: &Claims,
+        tally: &Tally,
         report: &mut SweepReport,
-    ) -> Result<()> {
-        let mut suspects = Vec::new();
-        let mut failures = Vec::new();
-        let mut released = Vec::new();
-        tally.tried += results
-            .iter()
-            .filter(|(_, result, _)| !matches!(result, BlobResult::Released))
-            .count() as u64;
-        for (candidate, result, elapsed) in results {
-            match result {
-                BlobResult::Done(Outcome::Missing { reason }) => {
-                    suspects.push((candidate, reason, elapsed))
-                }
-                BlobResult::Failed(error) => failures.push((candidate, error, elapsed)),
-                BlobResult::Released => released.push(candidate),
-                BlobResult::Done(outcome) => {
-                    if matches!(outcome, Outcome::Archived { .. } | Outcome::Completed) {
-                        tally.moved.insert(candidate.storage_bucket.clone());
-                    }
-                    record(
-                        report,
-                        source.name(),
-                        &candidate,
-                        Settled::Done(outcome),
-                        elapsed,
-                    )
-                }
-            }
+    ) {
+        if failures.is_empty() {
+            return;
         }
-
         // Other blobs of the same hot bucket moved: the settings for it work
         // (a policy or proxy refusing one bucket refuses all of its blobs),
         // so a blob failing for good on its own is a problem of that blob.
@@ -575,19 +902,9 @@ impl Archiver {
             settled.await
         };
         for (candidate, settled, elapsed) in settled {
+            claims.release(&candidate);
             record(report, source.name(), &candidate, settled, elapsed);
         }
-        self.hand_back(source, &released, report).await;
-
-        // Suspects stay claimed until the end of the source's sweep, when
-        // their share of everything tried is known (the claim order groups
-        // a job's blobs, so an early share says little). Only a pile of
-        // them that is implausible already stops the sweep before its end.
-        tally.held.extend(suspects);
-        if tally.held.len() >= EARLY_STOP_SUSPECTS {
-            self.plausible(tally)?;
-        }
-        Ok(())
     }
 
     /// Judge the blobs this sweep found in neither store: when their
@@ -874,6 +1191,7 @@ impl Archiver {
         source: &dyn ArchiveSource,
         candidate: &ArchiveCandidate,
         stop: &CancellationToken,
+        first: bool,
     ) -> BlobResult {
         if stop.is_cancelled() {
             return BlobResult::Released;
@@ -888,8 +1206,12 @@ impl Archiver {
             owner: &self.worker_id,
             clock: &self.clock,
         };
-        match self.run_with_retries(&pipeline, candidate, stop).await {
-            Ok(outcome) => BlobResult::Done(outcome),
+        match self
+            .run_with_retries(&pipeline, candidate, stop, first)
+            .await
+        {
+            Ok(Ran::Finished(outcome)) => BlobResult::Done(outcome),
+            Ok(Ran::Verified(verified)) => BlobResult::Verified(verified),
             Err(e) => BlobResult::Failed(e),
         }
     }
@@ -903,7 +1225,8 @@ impl Archiver {
         pipeline: &pipeline::Pipeline<'_>,
         candidate: &ArchiveCandidate,
         stop: &CancellationToken,
-    ) -> Result<Outcome> {
+        first: bool,
+    ) -> Result<Ran> {
         let limit = self.config.blob_timeout;
         let deadline = tokio::time::Instant::now() + limit;
         let retry = blob_retry(limit);
@@ -911,7 +1234,7 @@ impl Archiver {
         loop {
             let error = match tokio::time::timeout_at(
                 deadline,
-                pipeline.run(candidate, retries == 0),
+                pipeline.run(candidate, first && retries == 0, first),
             )
             .await
             {
@@ -976,25 +1299,48 @@ struct Tally {
     held: Vec<(ArchiveCandidate, String, Duration)>,
 }
 
-/// The candidates a tally holds for judgement.
-fn held(tally: &Tally) -> impl Iterator<Item = &ArchiveCandidate> {
-    tally.held.iter().map(|(candidate, _, _)| candidate)
-}
-
-/// Task ids of the claims a sweep holds, shared with its heartbeat.
+/// Task ids of the claims a sweep holds (queued, in flight, waiting for
+/// bookkeeping or judgement), shared with its heartbeat.
 #[derive(Default)]
-struct Claims(std::sync::Mutex<Vec<String>>);
+struct Claims(std::sync::Mutex<HashSet<String>>);
 
 impl Claims {
-    /// Hold exactly `candidates` from now on.
-    fn hold<'c>(&self, candidates: impl Iterator<Item = &'c ArchiveCandidate>) {
-        let ids = candidates.map(|c| c.task_id.clone()).collect();
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = ids;
+    fn hold(&self, candidates: &[ArchiveCandidate]) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.extend(candidates.iter().map(|c| c.task_id.clone()));
+    }
+
+    /// The claim is settled: recorded, handed back, or lost.
+    fn release(&self, candidate: &ArchiveCandidate) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.remove(&candidate.task_id);
     }
 
     fn ids(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.iter().cloned().collect()
     }
+}
+
+/// `error` again, for each of the rows one bulk write failed for.
+fn same_error(error: &Error) -> Error {
+    let copy = Error::new(error.kind(), error_text(error));
+    if error.is_retryable() {
+        copy.set_retryable()
+    } else {
+        copy
+    }
+}
+
+/// A bulk write left this row alone: another worker, or the lease's expiry, took it.
+fn lease_lost(candidate: &ArchiveCandidate) -> Error {
+    Error::new(
+        ErrorKind::LeaseLost,
+        format!(
+            "task {}: the claim ran out or was taken over before its bookkeeping",
+            candidate.task_id
+        ),
+    )
 }
 
 /// An error's message and causes, without the kind (problem lines show it apart).

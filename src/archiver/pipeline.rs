@@ -3,7 +3,11 @@
 //!
 //! Each step is idempotent and the order keeps the invariants: the hot copy
 //! is deleted only after a verified cold copy is recorded in the catalog, and
-//! the hot reference is cleared only after the delete.
+//! the hot reference is cleared only after the delete. The resume point
+//! comes from the catalog row: a fresh row goes straight to the upload;
+//! a row switched earlier, or tried before, first looks for a copy to reuse.
+//! On a first try the last three steps are left to the archiver, which
+//! does them for many blobs at once ([`Ran::Verified`]).
 
 use std::collections::BTreeMap;
 
@@ -42,6 +46,25 @@ pub enum Outcome {
     },
 }
 
+/// What a run of the pipeline leaves to its caller.
+#[derive(Debug)]
+pub(crate) enum Ran {
+    /// The blob's move ended.
+    Finished(Outcome),
+    /// The cold copy is proven; switching, deleting hot and clearing are
+    /// left to the caller's batch.
+    Verified(Verified),
+}
+
+/// A blob whose cold copy is proven and not yet recorded.
+#[derive(Clone, Debug)]
+pub(crate) struct Verified {
+    pub(crate) hot: Location,
+    pub(crate) cold: Location,
+    /// Stored bytes.
+    pub(crate) bytes: u64,
+}
+
 pub(crate) struct Pipeline<'a> {
     pub(crate) hot: &'a dyn Store,
     pub(crate) cold: &'a dyn Store,
@@ -63,20 +86,24 @@ impl Pipeline<'_> {
     }
 
     /// Move `candidate`; `first_try` is false when the archiver starts the
-    /// blob over after an error within this sweep.
+    /// blob over after an error within this sweep. With `batched`, a blob
+    /// whose copy is proven comes back [`Ran::Verified`]; without, the
+    /// pipeline finishes it alone.
     pub(crate) async fn run(
         &self,
         candidate: &ArchiveCandidate,
         first_try: bool,
-    ) -> Result<Outcome> {
+        batched: bool,
+    ) -> Result<Ran> {
+        let done = |outcome: Result<Outcome>| outcome.map(Ran::Finished);
         let hot_location = match ObjectKey::new(candidate.storage_path.as_str()) {
             Ok(key) => Location::new(candidate.storage_bucket.as_str(), key),
-            Err(e) => return self.quarantine(candidate, e.message().to_owned()).await,
+            Err(e) => return done(self.quarantine(candidate, e.message().to_owned()).await),
         };
         let cold_location = match self.cold_location(candidate) {
             Ok(location) => location,
             Err(e) if e.kind() == ErrorKind::InvalidInput => {
-                return self.quarantine(candidate, e.message().to_owned()).await;
+                return done(self.quarantine(candidate, e.message().to_owned()).await);
             }
             Err(e) => return Err(e),
         };
@@ -89,7 +116,7 @@ impl Pipeline<'_> {
                 "hot and cold are the same object ({hot_location} in {}): moving it would delete the only copy",
                 self.hot.namespace().unwrap_or_default()
             );
-            return self.quarantine(candidate, reason).await;
+            return done(self.quarantine(candidate, reason).await);
         }
 
         match self.hot.get(&hot_location).await {
@@ -103,18 +130,25 @@ impl Pipeline<'_> {
                     && candidate.attempts == 0
                     && candidate.archived_at.is_none()
                     && candidate.missing_since.is_none();
-                self.move_blob(candidate, &hot_location, &cold_location, bytes, fresh)
-                    .await
+                let copied = self
+                    .copy(candidate, &hot_location, &cold_location, bytes, fresh)
+                    .await?;
+                match copied {
+                    Ran::Verified(verified) if !batched => {
+                        self.finish(candidate, &verified).await.map(Ran::Finished)
+                    }
+                    ran => Ok(ran),
+                }
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                self.finish_without_hot(candidate, &cold_location).await
+                done(self.finish_without_hot(candidate, &cold_location).await)
             }
             // The store refused the row's location (say, a bucket named
             // `../x`): the row is bad, and retrying it would fail forever.
-            Err(e) if e.kind() == ErrorKind::InvalidInput => {
+            Err(e) if e.kind() == ErrorKind::InvalidInput => done(
                 self.quarantine(candidate, format!("hot location refused: {}", e.message()))
-                    .await
-            }
+                    .await,
+            ),
             Err(e) => Err(e.context(format!("read hot {hot_location}"))),
         }
     }
@@ -147,14 +181,16 @@ impl Pipeline<'_> {
         ))
     }
 
-    async fn move_blob(
+    /// Check the hot bytes, then upload and prove the cold copy (or prove
+    /// one left by an earlier attempt).
+    async fn copy(
         &self,
         candidate: &ArchiveCandidate,
         hot_location: &Location,
         cold_location: &Location,
         bytes: Bytes,
         fresh: bool,
-    ) -> Result<Outcome> {
+    ) -> Result<Ran> {
         let checked = bytes.clone();
         let candidate_copy = candidate.clone();
         let checks = tokio::task::spawn_blocking(move || {
@@ -164,7 +200,12 @@ impl Pipeline<'_> {
         .map_err(|e| Error::new(ErrorKind::Unexpected, "digest task failed").with_source(e))?;
         let digest = match checks {
             Ok(digest) => digest,
-            Err(mismatch) => return self.quarantine(candidate, mismatch.0).await,
+            Err(mismatch) => {
+                return self
+                    .quarantine(candidate, mismatch.0)
+                    .await
+                    .map(Ran::Finished);
+            }
         };
 
         // A copy left by an interrupted attempt is reused once proven identical.
@@ -188,13 +229,24 @@ impl Pipeline<'_> {
             }
         }
 
-        self.switch_to_cold(candidate, cold_location).await?;
+        Ok(Ran::Verified(Verified {
+            hot: hot_location.clone(),
+            cold: cold_location.clone(),
+            bytes: digest.size,
+        }))
+    }
+
+    /// Switch, delete hot and clear for one blob whose copy is proven.
+    async fn finish(&self, candidate: &ArchiveCandidate, verified: &Verified) -> Result<Outcome> {
+        self.switch_to_cold(candidate, &verified.cold).await?;
         self.hot
-            .delete(hot_location)
+            .delete(&verified.hot)
             .await
-            .map_err(|e| e.context(format!("delete hot {hot_location}")))?;
+            .map_err(|e| e.context(format!("delete hot {}", verified.hot)))?;
         self.source.on_hot_deleted(candidate, self.fence()).await?;
-        Ok(Outcome::Archived { bytes: digest.size })
+        Ok(Outcome::Archived {
+            bytes: verified.bytes,
+        })
     }
 
     async fn finish_without_hot(

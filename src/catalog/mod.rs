@@ -466,6 +466,23 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// Clear the hot reference (after the hot delete) and the lease. Fenced.
     async fn clear_hot(&self, task_id: &str, fence: Fence<'_>) -> Result<()>;
 
+    /// [`record_archived`](Catalog::record_archived) for many rows in one
+    /// statement, all to `provider`/`bucket`: `rows` are (task id, cold key).
+    /// Returns the ids written; a row missing from them is no longer held
+    /// by `fence` and was left as it was.
+    async fn record_archived_many(
+        &self,
+        rows: &[(String, String)],
+        fence: Fence<'_>,
+        provider: &str,
+        bucket: &str,
+    ) -> Result<Vec<String>>;
+
+    /// [`clear_hot`](Catalog::clear_hot) for many rows in one statement.
+    /// Returns the ids cleared; a row missing from them (lease lost, or no
+    /// cold location recorded) was left as it was.
+    async fn clear_hot_many(&self, task_ids: &[String], fence: Fence<'_>) -> Result<Vec<String>>;
+
     /// Set `html_archive_state` (`lost` / `quarantined`) with a reason;
     /// clears the lease. Fenced.
     async fn mark_state(

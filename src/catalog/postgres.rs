@@ -417,6 +417,63 @@ impl Catalog for PgCatalog {
         Err(no_cold_location(task_id))
     }
 
+    async fn record_archived_many(
+        &self,
+        rows: &[(String, String)],
+        fence: Fence<'_>,
+        provider: &str,
+        bucket: &str,
+    ) -> Result<Vec<String>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, keys): (Vec<&str>, Vec<&str>) = rows
+            .iter()
+            .map(|(id, key)| (id.as_str(), key.as_str()))
+            .unzip();
+        sqlx::query_scalar(
+            "UPDATE tasks AS t
+             SET html_archive_provider = $3, html_archive_bucket = $4, html_archive_key = v.key,
+                 html_archived_at = CASE
+                     WHEN t.html_archive_provider = $3 AND t.html_archive_bucket = $4
+                          AND t.html_archive_key = v.key
+                     THEN COALESCE(t.html_archived_at, $5) ELSE $5 END
+             FROM unnest($1::text[], $2::text[]) AS v(id, key)
+             WHERE t.id = v.id AND t.html_lease_owner = $6 AND t.html_lease_expires_at >= $5
+             RETURNING t.id",
+        )
+        .bind(ids)
+        .bind(keys)
+        .bind(provider)
+        .bind(bucket)
+        .bind(fence.now)
+        .bind(fence.owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn clear_hot_many(&self, task_ids: &[String], fence: Fence<'_>) -> Result<Vec<String>> {
+        if task_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar(
+            "UPDATE tasks
+             SET html_storage_bucket = NULL, html_storage_path = NULL,
+                 html_lease_owner = NULL, html_lease_expires_at = NULL,
+                 html_archive_error = NULL
+             WHERE id = ANY($1) AND html_archive_key IS NOT NULL
+               AND html_lease_owner = $2 AND html_lease_expires_at >= $3
+             RETURNING id",
+        )
+        .bind(task_ids)
+        .bind(fence.owner)
+        .bind(fence.now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
     async fn mark_state(
         &self,
         task_id: &str,

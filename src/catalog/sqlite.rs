@@ -374,6 +374,61 @@ impl Catalog for SqliteCatalog {
         Err(no_cold_location(task_id))
     }
 
+    async fn record_archived_many(
+        &self,
+        rows: &[(String, String)],
+        fence: Fence<'_>,
+        provider: &str,
+        bucket: &str,
+    ) -> Result<Vec<String>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pairs = serde_json::to_string(rows).expect("pairs of strings are JSON");
+        sqlx::query_scalar(
+            "UPDATE tasks
+             SET html_archive_provider = ?2, html_archive_bucket = ?3, html_archive_key = v.key,
+                 html_archived_at = CASE
+                     WHEN tasks.html_archive_provider = ?2 AND tasks.html_archive_bucket = ?3
+                          AND tasks.html_archive_key = v.key
+                     THEN COALESCE(tasks.html_archived_at, ?4) ELSE ?4 END
+             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS key
+                   FROM json_each(?1)) AS v
+             WHERE tasks.id = v.id AND tasks.html_lease_owner = ?5
+               AND julianday(tasks.html_lease_expires_at) >= julianday(?4)
+             RETURNING tasks.id",
+        )
+        .bind(pairs)
+        .bind(provider)
+        .bind(bucket)
+        .bind(fence.now)
+        .bind(fence.owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn clear_hot_many(&self, task_ids: &[String], fence: Fence<'_>) -> Result<Vec<String>> {
+        if task_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar(
+            "UPDATE tasks
+             SET html_storage_bucket = NULL, html_storage_path = NULL,
+                 html_lease_owner = NULL, html_lease_expires_at = NULL,
+                 html_archive_error = NULL
+             WHERE id IN (SELECT value FROM json_each(?1)) AND html_archive_key IS NOT NULL
+               AND html_lease_owner = ?2 AND julianday(html_lease_expires_at) >= julianday(?3)
+             RETURNING id",
+        )
+        .bind(json_list(task_ids))
+        .bind(fence.owner)
+        .bind(fence.now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
     async fn mark_state(
         &self,
         task_id: &str,

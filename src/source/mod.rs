@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::catalog::{Claim, Fence, Lease};
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::keys::{KeyPrefix, ObjectKey};
 
 mod task_html;
@@ -97,6 +97,51 @@ pub trait ArchiveSource: Send + Sync {
 
     /// Clear the hot reference once the hot copy is gone; ends the lease.
     async fn on_hot_deleted(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()>;
+
+    /// [`on_archived`](ArchiveSource::on_archived) for many candidates, each
+    /// with its cold key, all to `provider`/`bucket`, in one write where the
+    /// source can. Returns the task ids written: a candidate missing from
+    /// them lost its lease and was left as it was. The default writes one
+    /// by one.
+    async fn on_archived_many(
+        &self,
+        switches: &[(&ArchiveCandidate, &str)],
+        fence: Fence<'_>,
+        provider: &str,
+        bucket: &str,
+    ) -> Result<Vec<String>> {
+        let mut written = Vec::with_capacity(switches.len());
+        for (candidate, key) in switches {
+            match self
+                .on_archived(candidate, fence, provider, bucket, key)
+                .await
+            {
+                Ok(()) => written.push(candidate.task_id.clone()),
+                Err(e) if e.kind() == ErrorKind::LeaseLost => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
+    }
+
+    /// [`on_hot_deleted`](ArchiveSource::on_hot_deleted) for many
+    /// candidates in one write where the source can; returns the task ids
+    /// cleared, as [`on_archived_many`](ArchiveSource::on_archived_many).
+    async fn on_hot_deleted_many(
+        &self,
+        candidates: &[&ArchiveCandidate],
+        fence: Fence<'_>,
+    ) -> Result<Vec<String>> {
+        let mut cleared = Vec::with_capacity(candidates.len());
+        for candidate in candidates {
+            match self.on_hot_deleted(candidate, fence).await {
+                Ok(()) => cleared.push(candidate.task_id.clone()),
+                Err(e) if e.kind() == ErrorKind::LeaseLost => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(cleared)
+    }
 
     /// The blob is still in neither store on a later look, both stores
     /// proven healthy: record it as lost; ends the lease.

@@ -68,6 +68,31 @@ impl ArchiveSource for TaskHtmlSource {
         self.catalog.clear_hot(&candidate.task_id, fence).await
     }
 
+    async fn on_archived_many(
+        &self,
+        switches: &[(&ArchiveCandidate, &str)],
+        fence: Fence<'_>,
+        provider: &str,
+        bucket: &str,
+    ) -> Result<Vec<String>> {
+        let rows: Vec<(String, String)> = switches
+            .iter()
+            .map(|(candidate, key)| (candidate.task_id.clone(), (*key).to_owned()))
+            .collect();
+        self.catalog
+            .record_archived_many(&rows, fence, provider, bucket)
+            .await
+    }
+
+    async fn on_hot_deleted_many(
+        &self,
+        candidates: &[&ArchiveCandidate],
+        fence: Fence<'_>,
+    ) -> Result<Vec<String>> {
+        let ids: Vec<String> = candidates.iter().map(|c| c.task_id.clone()).collect();
+        self.catalog.clear_hot_many(&ids, fence).await
+    }
+
     async fn mark_lost(
         &self,
         candidate: &ArchiveCandidate,
