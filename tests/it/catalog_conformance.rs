@@ -1474,6 +1474,143 @@ pub(crate) async fn fenced_writes_need_a_live_lease_of_their_own(db: &dyn Catalo
     );
 }
 
+/// The bulk switch and clear write exactly the rows their fence still
+/// holds, say which, and keep the single writes' rules: a resumed switch
+/// keeps its first time, a row without a cold location is never cleared.
+pub(crate) async fn bulk_switch_and_clear_are_fenced_per_row(db: &dyn Catalog) {
+    let what = db.backend();
+    db.insert_job(&job(
+        "k1",
+        1,
+        Some(ORG_A),
+        "completed",
+        minutes(0),
+        Some(minutes(1)),
+    ))
+    .await
+    .unwrap();
+    for id in ["k1-a", "k1-b", "k1-c", "k1-d"] {
+        db.insert_task(&hot_task("k1", id)).await.unwrap();
+    }
+    let now = later(0);
+    let w1 = db
+        .claim_task_html(0, 1000, &lease("w1", now))
+        .await
+        .unwrap();
+    assert_eq!(id_set(&w1).len(), 4, "{what}");
+    // k1-d goes to w2: w1's bulk writes must pass it by.
+    db.hand_back(&["k1-d".to_owned()], "w1").await.unwrap();
+    let w2 = db
+        .claim_task_html(0, 1000, &lease("w2", now))
+        .await
+        .unwrap();
+    assert_eq!(ids(&w2), ["k1-d"], "{what}");
+    let before_d = db.task("k1-d").await.unwrap().unwrap();
+
+    let rows: Vec<(String, String)> = ["k1-a", "k1-b", "k1-c", "k1-d"]
+        .iter()
+        .map(|id| ((*id).to_owned(), format!("cold/{id}")))
+        .collect();
+    let switched = db
+        .record_archived_many(&rows[..3], fence("w1", now), "r2", "cold")
+        .await
+        .unwrap();
+    assert_eq!(
+        switched.into_iter().collect::<BTreeSet<_>>(),
+        strings(&["k1-a", "k1-b", "k1-c"]),
+        "{what}"
+    );
+    let stale = db
+        .record_archived_many(&rows[3..], fence("w1", now), "r2", "cold")
+        .await
+        .unwrap();
+    assert!(stale.is_empty(), "{what}: w1 does not hold k1-d");
+    assert_eq!(db.task("k1-d").await.unwrap().unwrap(), before_d, "{what}");
+    for id in ["k1-a", "k1-b", "k1-c"] {
+        let row = db.task(id).await.unwrap().unwrap();
+        assert_eq!(
+            row.state(),
+            BlobState::Hot,
+            "{what}: {id} keeps its hot reference"
+        );
+        assert_eq!(
+            (
+                row.html_archive_provider.as_deref(),
+                row.html_archive_bucket.as_deref(),
+                row.html_archive_key,
+                row.html_archived_at
+            ),
+            (
+                Some("r2"),
+                Some("cold"),
+                Some(format!("cold/{id}")),
+                Some(now)
+            ),
+            "{what}"
+        );
+    }
+    // Switched again later (a resumed move): the first switch time stays.
+    let resumed = now + Duration::seconds(5);
+    db.record_archived_many(&rows[..1], fence("w1", resumed), "r2", "cold")
+        .await
+        .unwrap();
+    assert_eq!(
+        db.task("k1-a").await.unwrap().unwrap().html_archived_at,
+        Some(now),
+        "{what}"
+    );
+
+    // Cleared: only rows w1 holds that have a cold location (k1-d has none
+    // and is w2's anyway); after its lease ends, w1 clears nothing.
+    let all: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+    let ended = now + Duration::minutes(11);
+    assert!(
+        db.clear_hot_many(&all, fence("w1", ended))
+            .await
+            .unwrap()
+            .is_empty(),
+        "{what}: an ended lease clears nothing"
+    );
+    let cleared = db
+        .clear_hot_many(&all[..2], fence("w1", resumed))
+        .await
+        .unwrap();
+    assert_eq!(
+        cleared.into_iter().collect::<BTreeSet<_>>(),
+        strings(&["k1-a", "k1-b"]),
+        "{what}"
+    );
+    for id in ["k1-a", "k1-b"] {
+        let row = db.task(id).await.unwrap().unwrap();
+        assert_eq!(row.state(), BlobState::Archived, "{what}: {id}");
+        assert_eq!(row.html_lease_expires_at, None, "{what}: the lease ends");
+    }
+    assert_eq!(
+        db.task("k1-c").await.unwrap().unwrap().state(),
+        BlobState::Hot
+    );
+    assert_eq!(db.task("k1-d").await.unwrap().unwrap(), before_d, "{what}");
+    assert!(
+        db.clear_hot_many(&["k1-d".to_owned()], fence("w2", now))
+            .await
+            .unwrap()
+            .is_empty(),
+        "{what}: a row with no cold location is never cleared"
+    );
+    assert!(
+        db.record_archived_many(&[], fence("w1", now), "r2", "cold")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        db.clear_hot_many(&[], fence("w1", now))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// Rows for the reset checks, in jobs `r1` and `r2` (both finished, so
 /// claimable with retention 0): `{job}-lost`, `-missing`, `-quar`,
 /// `-fail` (each with a reason, attempts and, for missing and failing, a
@@ -2274,6 +2411,7 @@ on_both_backends!(
     clear_missing_clears_only_missing,
     hand_back_releases_own_claims_only,
     fenced_writes_need_a_live_lease_of_their_own,
+    bulk_switch_and_clear_are_fenced_per_row,
     reset_preview_selects,
     reset_changes_exactly_the_selected_rows,
     retry_failing_now_ends_backoffs_of_failing_rows,
