@@ -249,7 +249,7 @@ const MIN_CHUNK: usize = 16;
 const MAX_CHUNK: usize = 500;
 
 /// Longest a proven blob waits for its chunk to fill while others are in flight.
-const FLUSH_AFTER: Duration = Duration::from_millis(100);
+const FLUSH_AFTER: Duration = Duration::from_secs(1);
 
 /// Blobs found in neither store that a sweep holds (claimed, unjudged)
 /// before it tests their share early rather than at its end.

@@ -36,6 +36,7 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 
 use crate::cli::coldsweep;
+use crate::faults::FaultyStore;
 use crate::harness;
 use crate::pipeline::{
     BACKENDS, COLD_BUCKET, HOT_BUCKET, Rig, cold_location, gzip, hot_location, sha256_hex,
@@ -114,6 +115,36 @@ impl Crash {
         let out = op.await;
         if let Some(step) = after {
             self.hit(step);
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.crashed.load(Ordering::SeqCst) {
+            return std::future::pending().await;
+        }
+        out
+    }
+
+    /// [`guard`](Crash::guard) for an operation on many blobs: `before` is
+    /// counted `rows` times before it, and `after` once per blob `done`
+    /// says it completed for, so a crash can fall after any blob of it.
+    async fn guard_rows<T>(
+        &self,
+        before: Option<(Step, usize)>,
+        after: Step,
+        done: impl Fn(&T) -> usize,
+        op: impl Future<Output = T>,
+    ) -> T {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let mut dead = self.crashed.load(Ordering::SeqCst);
+        if let Some((step, rows)) = before {
+            dead = dead || (0..rows).any(|_| self.hit(step));
+        }
+        if dead {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return std::future::pending().await;
+        }
+        let out = op.await;
+        for _ in 0..done(&out) {
+            self.hit(after);
         }
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         if self.crashed.load(Ordering::SeqCst) {
@@ -221,6 +252,23 @@ impl Store for CrashingStore {
             .guard(None, after, self.inner.delete(location))
             .await
     }
+
+    /// The store's own bulk delete, in two halves: a crash after a key of
+    /// the first half dies in the middle of the bulk delete, some keys
+    /// deleted and some not.
+    async fn delete_many(&self, locations: &[Location]) -> Vec<Result<()>> {
+        let deleted = |results: &Vec<Result<()>>| results.iter().filter(|r| r.is_ok()).count();
+        let (first, second) = locations.split_at(locations.len().div_ceil(2));
+        let mut results = Vec::with_capacity(locations.len());
+        for half in [first, second] {
+            results.extend(
+                self.crash
+                    .guard_rows(None, Step::HotDelete, deleted, self.inner.delete_many(half))
+                    .await,
+            );
+        }
+        results
+    }
 }
 
 /// An archive source whose catalog updates stop dead once the sweep has crashed.
@@ -271,6 +319,41 @@ impl ArchiveSource for CrashingSource {
                 None,
                 Some(Step::ClearHotRef),
                 self.inner.on_hot_deleted(candidate, fence),
+            )
+            .await
+    }
+
+    async fn on_archived_many(
+        &self,
+        switches: &[(&ArchiveCandidate, &str)],
+        fence: Fence<'_>,
+        provider: &str,
+        bucket: &str,
+    ) -> Result<Vec<String>> {
+        let written = |ids: &Result<Vec<String>>| ids.as_ref().map_or(0, Vec::len);
+        self.crash
+            .guard_rows(
+                Some((Step::Verify, switches.len())),
+                Step::Switch,
+                written,
+                self.inner
+                    .on_archived_many(switches, fence, provider, bucket),
+            )
+            .await
+    }
+
+    async fn on_hot_deleted_many(
+        &self,
+        candidates: &[&ArchiveCandidate],
+        fence: Fence<'_>,
+    ) -> Result<Vec<String>> {
+        let cleared = |ids: &Result<Vec<String>>| ids.as_ref().map_or(0, Vec::len);
+        self.crash
+            .guard_rows(
+                None,
+                Step::ClearHotRef,
+                cleared,
+                self.inner.on_hot_deleted_many(candidates, fence),
             )
             .await
     }
@@ -361,7 +444,16 @@ impl ArchiveSource for CrashingSource {
 
 /// An archiver over `rig` whose stores and catalog updates obey `crash`.
 fn crashing_archiver(rig: &Rig, crash: &Arc<Crash>) -> Archiver {
-    let config = rig.config(1);
+    crashing_archiver_over(rig, crash, rig.hot.clone(), rig.config(1))
+}
+
+/// [`crashing_archiver`] over `hot` (a wrapper of the rig's) with `config`.
+fn crashing_archiver_over(
+    rig: &Rig,
+    crash: &Arc<Crash>,
+    hot: Arc<dyn Store>,
+    config: coldsweep::Config,
+) -> Archiver {
     let source: Arc<dyn ArchiveSource> = Arc::new(CrashingSource {
         inner: Arc::new(TaskHtmlSource::new(
             rig.catalog.clone(),
@@ -378,7 +470,7 @@ fn crashing_archiver(rig: &Rig, crash: &Arc<Crash>) -> Archiver {
     };
     Archiver::new(
         store(&rig.cold, Role::Cold),
-        store(&rig.hot, Role::Hot),
+        store(&hot, Role::Hot),
         config,
         Arc::new(CatalogJobMarker(rig.catalog.clone())),
         vec![source],
@@ -457,73 +549,76 @@ async fn crash_then_recover(step: Step, nth: usize) {
         sweep.abort();
         let died = sweep.await.expect_err("the sweep ended on its own");
         assert!(died.is_cancelled(), "{backend:?}: {died}");
-
-        audit_crashed(&rig, &all).await;
-        let done_before = {
-            let mut n = 0;
-            for (_, task, _) in &all {
-                n += usize::from(rig.row(task).await.state() == BlobState::Archived);
-            }
-            n
-        };
-        let status = rig.catalog.status(Utc::now()).await.unwrap();
-        assert_eq!(
-            status.leased as usize,
-            OLD_TASKS - done_before,
-            "{backend:?}: a dead worker's unfinished claims stay leased: {status:?}"
-        );
-
-        // Another worker now: the dead worker's claims are not yet expired.
-        let early = Crash::never();
-        let report = crashing_archiver(&rig, &early).sweep().await;
-        assert!(report.is_clean(), "{backend:?}: {report:?}");
-        assert_eq!(
-            (report.archived, report.completed),
-            (0, 0),
-            "{backend:?}: took over claims before their lease expired"
-        );
-
-        // Past the leases: everything finishes.
-        let later = Utc::now() + chrono::Duration::days(1);
-        let recovery = Crash::never();
-        let report = crashing_archiver(&rig, &recovery)
-            .with_clock(Arc::new(move || later))
-            .sweep()
-            .await;
-        assert!(report.is_clean(), "{backend:?} after {step:?}: {report:?}");
-        assert_eq!(report.lost, 0);
-        assert_eq!(
-            report.archived as usize + report.completed as usize + done_before,
-            OLD_TASKS,
-            "{backend:?} after {step:?}: {report:?}"
-        );
-        for (job, task, bytes) in &all {
-            let row = rig.row(task).await;
-            let cold = cold_location(job, task);
-            if *job == "old" {
-                assert_eq!(row.state(), BlobState::Archived, "{backend:?}: {task}");
-                assert_eq!(row.html_archive_key.as_deref(), Some(cold.key.as_str()));
-                assert_eq!(rig.cold.get(&cold).await.unwrap(), *bytes, "{task}");
-                assert!(
-                    !exists(rig.hot.as_ref(), &hot_location(job, task))
-                        .await
-                        .unwrap(),
-                    "{backend:?}: {task}: hot copy left behind"
-                );
-                let puts = crash.puts_of(&cold) + early.puts_of(&cold) + recovery.puts_of(&cold);
-                assert_eq!(
-                    puts, 1,
-                    "{backend:?} after {step:?}: {task} uploaded {puts} times"
-                );
-            } else {
-                assert_eq!(row.state(), BlobState::Hot, "{backend:?}: {task}");
-                assert!(!exists(rig.cold.as_ref(), &cold).await.unwrap());
-            }
-        }
-        rig.audit(&all).await;
-        let status = rig.catalog.status(later).await.unwrap();
-        assert_eq!((status.lost, status.quarantined), (0, 0), "{status:?}");
+        recover(&rig, &all, &crash, &format!("{backend:?} after {step:?}")).await;
     }
+}
+
+/// After a crash: audit, then prove that a live worker honours the dead
+/// one's leases and that a worker past them finishes everything, uploading
+/// each blob exactly once in all.
+async fn recover(rig: &Rig, all: &[(&str, &str, Bytes)], crash: &Crash, what: &str) {
+    audit_crashed(rig, all).await;
+    let done_before = {
+        let mut n = 0;
+        for (_, task, _) in all {
+            n += usize::from(rig.row(task).await.state() == BlobState::Archived);
+        }
+        n
+    };
+    let status = rig.catalog.status(Utc::now()).await.unwrap();
+    assert_eq!(
+        status.leased as usize,
+        OLD_TASKS - done_before,
+        "{what}: a dead worker's unfinished claims stay leased: {status:?}"
+    );
+
+    // Another worker now: the dead worker's claims are not yet expired.
+    let early = Crash::never();
+    let report = crashing_archiver(rig, &early).sweep().await;
+    assert!(report.is_clean(), "{what}: {report:?}");
+    assert_eq!(
+        (report.archived, report.completed),
+        (0, 0),
+        "{what}: took over claims before their lease expired"
+    );
+
+    // Past the leases: everything finishes.
+    let later = Utc::now() + chrono::Duration::days(1);
+    let recovery = Crash::never();
+    let report = crashing_archiver(rig, &recovery)
+        .with_clock(Arc::new(move || later))
+        .sweep()
+        .await;
+    assert!(report.is_clean(), "{what}: {report:?}");
+    assert_eq!(report.lost, 0);
+    assert_eq!(
+        report.archived as usize + report.completed as usize + done_before,
+        OLD_TASKS,
+        "{what}: {report:?}"
+    );
+    for (job, task, bytes) in all {
+        let row = rig.row(task).await;
+        let cold = cold_location(job, task);
+        if *job == "old" {
+            assert_eq!(row.state(), BlobState::Archived, "{what}: {task}");
+            assert_eq!(row.html_archive_key.as_deref(), Some(cold.key.as_str()));
+            assert_eq!(rig.cold.get(&cold).await.unwrap(), *bytes, "{task}");
+            assert!(
+                !exists(rig.hot.as_ref(), &hot_location(job, task))
+                    .await
+                    .unwrap(),
+                "{what}: {task}: hot copy left behind"
+            );
+            let puts = crash.puts_of(&cold) + early.puts_of(&cold) + recovery.puts_of(&cold);
+            assert_eq!(puts, 1, "{what}: {task} uploaded {puts} times");
+        } else {
+            assert_eq!(row.state(), BlobState::Hot, "{what}: {task}");
+            assert!(!exists(rig.cold.as_ref(), &cold).await.unwrap());
+        }
+    }
+    rig.audit(all).await;
+    let status = rig.catalog.status(later).await.unwrap();
+    assert_eq!((status.lost, status.quarantined), (0, 0), "{status:?}");
 }
 
 #[tokio::test]
@@ -563,6 +658,59 @@ async fn crash_after_catalog_switch_deletes_the_hot_copy_later() {
 #[tokio::test]
 async fn crash_after_hot_delete_finishes_the_bookkeeping() {
     crash_then_recover(Step::HotDelete, 1).await;
+}
+
+/// A crash in the middle of a bulk delete: the seven blobs, read at once
+/// (held at a gate until all are), are switched in one chunk; the crash
+/// falls after the first half of their hot copies is deleted. Every row
+/// still points at a real copy (those whose hot copy is gone at cold), and
+/// the next worker finishes them all without uploading any again.
+#[tokio::test]
+async fn crash_in_the_middle_of_a_bulk_delete() {
+    for backend in BACKENDS {
+        let rig = Rig::new(backend).await;
+        let all = seed(&rig).await;
+        let (hot, faults) = FaultyStore::wrap(rig.hot.clone());
+        faults.gate.close();
+        let mut config = rig.config(1);
+        config.concurrency = OLD_TASKS;
+        let crash = Crash::at(Step::HotDelete, 1);
+        let archiver = crashing_archiver_over(&rig, &crash, hot, config);
+        let sweep = tokio::spawn(async move { archiver.sweep().await });
+        faults.gate.held(OLD_TASKS as u32).await;
+        faults.gate.open();
+        crash.wait_until_dead().await;
+        sweep.abort();
+        assert!(
+            sweep
+                .await
+                .expect_err("the sweep ended on its own")
+                .is_cancelled()
+        );
+
+        let (mut gone, mut kept) = (0, 0);
+        for (job, task, _) in all.iter().filter(|(job, _, _)| *job == "old") {
+            let row = rig.row(task).await;
+            assert!(
+                row.html_archive_key.is_some() && row.html_storage_path.is_some(),
+                "{backend:?}: {task} was not switched with its chunk: {row:?}"
+            );
+            if exists(rig.hot.as_ref(), &hot_location(job, task))
+                .await
+                .unwrap()
+            {
+                kept += 1;
+            } else {
+                gone += 1;
+            }
+        }
+        assert_eq!(
+            (gone, kept),
+            (4, 3),
+            "{backend:?}: the first half of the bulk delete, and only it"
+        );
+        recover(&rig, &all, &crash, &format!("{backend:?} mid bulk delete")).await;
+    }
 }
 
 /// Catches clearing the hot reference before the hot delete (pipeline order
