@@ -158,7 +158,13 @@ impl AnswerReader {
 
 impl HttpTransport for AnswerReader {
     async fn fetch(&self, req: Request<Buffer>) -> ::opendal::Result<Response<HttpBody>> {
+        let asked = is_delete_objects(&req).then(|| req.body().clone());
         let response = self.inner.fetch(req).await?;
+        if let Some(asked) = asked
+            && response.status().is_success()
+        {
+            return check_delete_answer(&asked, response).await;
+        }
         // Successes stream on untouched (object bodies can be large).
         if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
             return Ok(response);
@@ -180,6 +186,68 @@ impl HttpTransport for AnswerReader {
         };
         Err(OdError::new(kind, "S3 refused the request").set_source(answer))
     }
+}
+
+/// Whether `req` is an S3 `DeleteObjects` (`POST /{bucket}?delete`).
+fn is_delete_objects(req: &Request<Buffer>) -> bool {
+    req.method() == http::Method::POST
+        && req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "delete" || p == "delete="))
+}
+
+/// Pass on a `DeleteObjects` answer only when each key it refuses is one
+/// that `asked` (the request body) named, without a version. OpenDAL
+/// counts every key the answer does not refuse as deleted, so a refusal
+/// it could not match (another spelling of the key, a version id) would
+/// read as a deletion; failing the request instead leaves all its keys
+/// undecided. An answer that is not S3's XML goes on to OpenDAL, which
+/// refuses it.
+async fn check_delete_answer(
+    asked: &Buffer,
+    response: Response<HttpBody>,
+) -> ::opendal::Result<Response<HttpBody>> {
+    #[derive(Deserialize, Default)]
+    #[serde(default, rename_all = "PascalCase")]
+    struct Named {
+        key: String,
+        version_id: Option<String>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(default, rename_all = "PascalCase")]
+    struct Delete {
+        object: Vec<Named>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(default, rename_all = "PascalCase")]
+    struct DeleteResult {
+        error: Vec<Named>,
+    }
+    let (parts, mut body) = response.into_parts();
+    let buffer = body.to_buffer().await?;
+    fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+        quick_xml::de::from_str(std::str::from_utf8(bytes).ok()?).ok()
+    }
+    let request: Option<Delete> = parse(&asked.to_bytes());
+    let answer: Option<DeleteResult> = parse(&buffer.to_bytes());
+    if let (Some(request), Some(answer)) = (request, answer) {
+        let keys: std::collections::HashSet<&str> =
+            request.object.iter().map(|o| o.key.as_str()).collect();
+        let unmatched = answer
+            .error
+            .iter()
+            .any(|e| e.version_id.is_some() || !keys.contains(e.key.as_str()));
+        if unmatched {
+            return Err(OdError::new(
+                OdKind::Unexpected,
+                "the DeleteObjects answer refuses a key that was not asked about",
+            ));
+        }
+    }
+    let size = buffer.len() as u64;
+    let once = futures::stream::iter((!buffer.is_empty()).then_some(Ok(buffer)));
+    Ok(Response::from_parts(parts, HttpBody::new(once, Some(size))))
 }
 
 /// The [`S3Answer`] behind an OpenDAL error, if the transport put one there.
