@@ -104,6 +104,19 @@ impl Crash {
         after: Option<Step>,
         op: impl Future<Output = T>,
     ) -> T {
+        self.guard_many(before, after, 1, op).await
+    }
+
+    /// [`guard`](Self::guard) for an operation that completes `after`
+    /// `times` at once (a bulk delete): each is counted, and a failpoint
+    /// among them kills the sweep once the whole operation has landed.
+    async fn guard_many<T>(
+        &self,
+        before: Option<Step>,
+        after: Option<Step>,
+        times: usize,
+        op: impl Future<Output = T>,
+    ) -> T {
         // Counted in flight before the check, so a crash seen by the test
         // waits for every operation that got past it.
         self.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -113,7 +126,9 @@ impl Crash {
         }
         let out = op.await;
         if let Some(step) = after {
-            self.hit(step);
+            for _ in 0..times {
+                self.hit(step);
+            }
         }
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         if self.crashed.load(Ordering::SeqCst) {
@@ -219,6 +234,18 @@ impl Store for CrashingStore {
         let after = (self.role == Role::Hot).then_some(Step::HotDelete);
         self.crash
             .guard(None, after, self.inner.delete(location))
+            .await
+    }
+
+    async fn delete_many(&self, locations: &[Location]) -> Vec<Result<()>> {
+        let after = (self.role == Role::Hot).then_some(Step::HotDelete);
+        self.crash
+            .guard_many(
+                None,
+                after,
+                locations.len(),
+                self.inner.delete_many(locations),
+            )
             .await
     }
 }
