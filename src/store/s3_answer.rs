@@ -271,6 +271,7 @@ pub(super) fn refused(answer: S3Answer) -> OdError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn reader() -> AnswerReader {
         AnswerReader::new(
@@ -379,6 +380,51 @@ mod tests {
             .with_context("path", "k");
         assert_eq!(answer_of(&err), Some(&answer));
         assert_eq!(answer_of(&OdError::new(OdKind::Unexpected, "400")), None);
+    }
+
+    /// `check_delete_answer` on a DeleteObjects request for `keys` and a 200 `answer`.
+    async fn delete_answer(keys: &[&str], answer: &str) -> ::opendal::Result<Bytes> {
+        let objects: String = keys
+            .iter()
+            .map(|k| format!("<Object><Key>{k}</Key></Object>"))
+            .collect();
+        let asked = Buffer::from(format!("<Delete><Quiet>true</Quiet>{objects}</Delete>"));
+        let body = Buffer::from(answer.to_owned());
+        let size = body.len() as u64;
+        let body = HttpBody::new(futures::stream::iter([Ok(body)]), Some(size));
+        let response = Response::builder().status(200).body(body).unwrap();
+        let mut body = check_delete_answer(&asked, response).await?.into_body();
+        Ok(body.to_buffer().await?.to_bytes())
+    }
+
+    #[tokio::test]
+    async fn a_delete_answer_must_refuse_only_keys_asked_about() {
+        let refusing = |key: &str, version: &str| {
+            format!(
+                "<DeleteResult><Deleted><Key>a</Key></Deleted><Error><Key>{key}</Key>\
+                 {version}<Code>AccessDenied</Code><Message>no</Message></Error></DeleteResult>"
+            )
+        };
+        // Refusals of keys asked about (or none) pass on, body intact.
+        for answer in [
+            refusing("b&amp;c", ""),
+            "<DeleteResult><Deleted><Key>a</Key></Deleted></DeleteResult>".to_owned(),
+            String::new(),
+            "not xml".to_owned(),
+        ] {
+            let body = delete_answer(&["a", "b&amp;c"], &answer).await.unwrap();
+            assert_eq!(body, answer.as_bytes(), "{answer}");
+        }
+        // Another spelling of the key, or a version never asked for: OpenDAL
+        // would count the refused key as deleted.
+        for answer in [
+            refusing("b%26c", ""),
+            refusing("", ""),
+            refusing("b&amp;c", "<VersionId>null</VersionId>"),
+        ] {
+            let err = delete_answer(&["a", "b&amp;c"], &answer).await.unwrap_err();
+            assert_eq!(err.kind(), OdKind::Unexpected, "{answer}");
+        }
     }
 
     fn with_code(code: &str) -> S3Answer {
