@@ -195,23 +195,26 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Remove several objects in as few requests as the store allows: one
     /// result per location, in order, each with [`delete`](Store::delete)'s
     /// meaning. A location whose result is an error may still be there and
-    /// must be treated as not deleted. The default deletes one by one, a
-    /// few at a time.
+    /// must be treated as not deleted. The default is [`delete_each`].
     async fn delete_many(&self, locations: &[Location]) -> Vec<Result<()>> {
-        let mut results = Vec::with_capacity(locations.len());
-        for chunk in locations.chunks(DELETE_MANY_CONCURRENCY) {
-            let mut deletes = Vec::with_capacity(chunk.len());
-            for location in chunk {
-                deletes.push(self.delete(location));
-            }
-            results.extend(futures::future::join_all(deletes).await);
-        }
-        results
+        delete_each(self, locations).await
     }
 }
 
-/// Single deletes in flight at once in the default [`Store::delete_many`].
+/// Single deletes in flight at once in [`delete_each`].
 const DELETE_MANY_CONCURRENCY: usize = 8;
+
+/// [`Store::delete_many`] by single [`Store::delete`]s, a few at a time: the
+/// default, and what a backend falls back to when a batch answer leaves
+/// some keys undecided.
+pub async fn delete_each<S: Store + ?Sized>(store: &S, locations: &[Location]) -> Vec<Result<()>> {
+    let mut results = Vec::with_capacity(locations.len());
+    for chunk in locations.chunks(DELETE_MANY_CONCURRENCY) {
+        let deletes = chunk.iter().map(|location| store.delete(location));
+        results.extend(futures::future::join_all(deletes).await);
+    }
+    results
+}
 
 /// Whether an object exists, telling "absent" apart from "could not ask".
 pub async fn exists(store: &dyn Store, location: &Location) -> Result<bool> {

@@ -131,6 +131,24 @@ impl Adapter {
         }
     }
 
+    /// Remove every object at `paths` (at most the service's batch size)
+    /// with one batch delete: S3 `DeleteObjects`, which OpenDAL sends with
+    /// its Content-MD5. `Ok` only when every path is gone; an error says
+    /// nothing about which ones are (OpenDAL reports the first key the
+    /// answer refused, not all of them), so the caller asks again per key.
+    /// Whole-request failures are retried like any other request, which is
+    /// safe because deleting is idempotent.
+    pub(super) async fn delete_batch(&self, paths: &[&str]) -> ::opendal::Result<()> {
+        async fn once(op: &Operator, paths: &[&str]) -> ::opendal::Result<()> {
+            let mut deleter = op.deleter().await?;
+            for path in paths {
+                deleter.delete(*path).await?;
+            }
+            deleter.close().await
+        }
+        self.retrying("delete", || once(&self.op, paths)).await
+    }
+
     /// List one entry of the operator's root: proves the bucket answers to
     /// these credentials (S3 `ListObjectsV2`).
     pub(super) async fn check(&self, what: &(dyn fmt::Display + Sync)) -> Result<()> {

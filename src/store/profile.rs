@@ -59,6 +59,9 @@ pub struct Profile {
     /// computed of the bytes it stored. (Multipart ETags, `…-N`, never are;
     /// coldsweep uploads single-part only.)
     pub md5_etag: bool,
+    /// Whether the service takes S3 `DeleteObjects` (up to 1000 keys a
+    /// request); without it, deletes go one key at a time.
+    pub delete_objects: bool,
 }
 
 /// Every S3-compatible provider's profile. Sources for each fact are in the
@@ -72,6 +75,7 @@ pub const PROFILES: [Profile; 6] = [
         region_help: "auto",
         checksum: ChecksumMode::ContentMd5,
         md5_etag: true,
+        delete_objects: true,
     },
     // AWS checks Content-MD5; the ETag of a plain or SSE-S3 single-part
     // object is its MD5 (SSE-KMS ETags are not, and fall back to read-back).
@@ -81,6 +85,7 @@ pub const PROFILES: [Profile; 6] = [
         region_help: "the bucket's AWS region (e.g. eu-west-1)",
         checksum: ChecksumMode::ContentMd5,
         md5_etag: true,
+        delete_objects: true,
     },
     // B2 rejects x-amz-checksum-* and x-amz-sdk-checksum-algorithm on
     // PutObject but checks Content-MD5; its own digest is SHA-1, so the ETag
@@ -91,6 +96,7 @@ pub const PROFILES: [Profile; 6] = [
         region_help: "the region in the endpoint https://s3.<region>.backblazeb2.com (e.g. us-west-004)",
         checksum: ChecksumMode::ContentMd5,
         md5_etag: false,
+        delete_objects: true,
     },
     // MinIO checks Content-MD5; single-part ETag is the MD5; its default
     // region is us-east-1.
@@ -100,26 +106,29 @@ pub const PROFILES: [Profile; 6] = [
         region_help: "the server's MINIO_REGION (us-east-1 unless set)",
         checksum: ChecksumMode::ContentMd5,
         md5_etag: true,
+        delete_objects: true,
     },
     // GCS's XML API (HMAC keys) checks Content-MD5; its ETag is not
     // documented as the MD5 for every object (composite, CMEK), so copies
-    // are read back.
+    // are read back. Its S3 interoperability has no multi-object delete.
     Profile {
         provider: Provider::Gcs,
         region: RegionDefault::Fixed("auto"),
         region_help: "auto",
         checksum: ChecksumMode::ContentMd5,
         md5_etag: false,
+        delete_objects: false,
     },
     // Supabase's S3 endpoint ignores Content-MD5 (it re-uploads the stream
     // to its own backend) and reports that backend's ETag, multipart for
-    // larger objects: nothing it says proves the bytes.
+    // larger objects: nothing it says proves the bytes. It takes DeleteObjects.
     Profile {
         provider: Provider::SupabaseS3,
         region: RegionDefault::Required,
         region_help: "the project's region from Storage > S3 connection (e.g. eu-west-2)",
         checksum: ChecksumMode::None,
         md5_etag: false,
+        delete_objects: true,
     },
 ];
 

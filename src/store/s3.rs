@@ -15,7 +15,7 @@
 //! A wrong region names the setting to change; see
 //! [`S3Store::with_region_variable`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -38,6 +38,8 @@ const OP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Limit for one read or write of a body; generous because blobs may be large
 /// and links slow, short enough to notice a stalled connection.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most keys one `DeleteObjects` request may carry (S3's limit, and OpenDAL's batch size).
+pub const MAX_DELETE_BATCH: usize = 1000;
 /// Temporary failures (5xx, 429, timeouts, resets) are retried with jittered backoff.
 const RETRY: Retry = Retry {
     times: 4,
@@ -299,6 +301,66 @@ impl Store for S3Store {
         self.bucket(&location.bucket)?
             .delete(location.key.as_str(), &self.named(location))
             .await
+    }
+
+    /// `DeleteObjects` per bucket, [`MAX_DELETE_BATCH`] keys a request,
+    /// where the profile says the service takes it; single deletes
+    /// otherwise. A request that fails, or whose answer refuses a key or
+    /// names one it was not asked about, leaves its keys undecided: each is
+    /// then deleted alone, so every result is exact and classified as a
+    /// single delete's would be.
+    async fn delete_many(&self, locations: &[Location]) -> Vec<Result<()>> {
+        if !self.profile.delete_objects {
+            return super::delete_each(self, locations).await;
+        }
+        let mut results: Vec<Option<Result<()>>> = locations.iter().map(|_| None).collect();
+        let mut by_bucket: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, location) in locations.iter().enumerate() {
+            by_bucket.entry(&location.bucket).or_default().push(i);
+        }
+        for (bucket, indexes) in by_bucket {
+            // A bucket name refused here is refused again, per key, below.
+            let adapter = self.bucket(bucket).ok();
+            for chunk in indexes.chunks(MAX_DELETE_BATCH) {
+                let batched = match &adapter {
+                    // One key: a plain DeleteObject is as cheap.
+                    Some(adapter) if chunk.len() > 1 => {
+                        let paths: Vec<&str> =
+                            chunk.iter().map(|&i| locations[i].key.as_str()).collect();
+                        match adapter.delete_batch(&paths).await {
+                            Ok(()) => true,
+                            Err(e) => {
+                                tracing::debug!(
+                                    provider = self.provider(),
+                                    bucket,
+                                    keys = chunk.len(),
+                                    error = %e,
+                                    "batch delete left keys undecided; deleting them one by one"
+                                );
+                                false
+                            }
+                        }
+                    }
+                    _ => false,
+                };
+                if batched {
+                    for &i in chunk {
+                        results[i] = Some(Ok(()));
+                    }
+                    continue;
+                }
+                let undecided: Vec<Location> =
+                    chunk.iter().map(|&i| locations[i].clone()).collect();
+                let singles = super::delete_each(self, &undecided).await;
+                for (&i, result) in chunk.iter().zip(singles) {
+                    results[i] = Some(result);
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every location is in one bucket's chunks"))
+            .collect()
     }
 }
 

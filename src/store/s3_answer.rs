@@ -158,7 +158,13 @@ impl AnswerReader {
 
 impl HttpTransport for AnswerReader {
     async fn fetch(&self, req: Request<Buffer>) -> ::opendal::Result<Response<HttpBody>> {
+        let asked = is_delete_objects(&req).then(|| req.body().clone());
         let response = self.inner.fetch(req).await?;
+        if let Some(asked) = asked
+            && response.status().is_success()
+        {
+            return check_delete_answer(&asked, response).await;
+        }
         // Successes stream on untouched (object bodies can be large).
         if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
             return Ok(response);
@@ -182,6 +188,68 @@ impl HttpTransport for AnswerReader {
     }
 }
 
+/// Whether `req` is an S3 `DeleteObjects` (`POST /{bucket}?delete`).
+fn is_delete_objects(req: &Request<Buffer>) -> bool {
+    req.method() == http::Method::POST
+        && req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "delete" || p == "delete="))
+}
+
+/// Pass on a `DeleteObjects` answer only when each key it refuses is one
+/// that `asked` (the request body) named, without a version. OpenDAL
+/// counts every key the answer does not refuse as deleted, so a refusal
+/// it could not match (another spelling of the key, a version id) would
+/// read as a deletion; failing the request instead leaves all its keys
+/// undecided. An answer that is not S3's XML goes on to OpenDAL, which
+/// refuses it.
+async fn check_delete_answer(
+    asked: &Buffer,
+    response: Response<HttpBody>,
+) -> ::opendal::Result<Response<HttpBody>> {
+    #[derive(Deserialize, Default)]
+    #[serde(default, rename_all = "PascalCase")]
+    struct Named {
+        key: String,
+        version_id: Option<String>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(default, rename_all = "PascalCase")]
+    struct Delete {
+        object: Vec<Named>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(default, rename_all = "PascalCase")]
+    struct DeleteResult {
+        error: Vec<Named>,
+    }
+    let (parts, mut body) = response.into_parts();
+    let buffer = body.to_buffer().await?;
+    fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+        quick_xml::de::from_str(std::str::from_utf8(bytes).ok()?).ok()
+    }
+    let request: Option<Delete> = parse(&asked.to_bytes());
+    let answer: Option<DeleteResult> = parse(&buffer.to_bytes());
+    if let (Some(request), Some(answer)) = (request, answer) {
+        let keys: std::collections::HashSet<&str> =
+            request.object.iter().map(|o| o.key.as_str()).collect();
+        let unmatched = answer
+            .error
+            .iter()
+            .any(|e| e.version_id.is_some() || !keys.contains(e.key.as_str()));
+        if unmatched {
+            return Err(OdError::new(
+                OdKind::Unexpected,
+                "the DeleteObjects answer refuses a key that was not asked about",
+            ));
+        }
+    }
+    let size = buffer.len() as u64;
+    let once = futures::stream::iter((!buffer.is_empty()).then_some(Ok(buffer)));
+    Ok(Response::from_parts(parts, HttpBody::new(once, Some(size))))
+}
+
 /// The [`S3Answer`] behind an OpenDAL error, if the transport put one there.
 pub(super) fn answer_of(err: &OdError) -> Option<&S3Answer> {
     let mut cause = std::error::Error::source(err);
@@ -203,6 +271,7 @@ pub(super) fn refused(answer: S3Answer) -> OdError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn reader() -> AnswerReader {
         AnswerReader::new(
@@ -311,6 +380,51 @@ mod tests {
             .with_context("path", "k");
         assert_eq!(answer_of(&err), Some(&answer));
         assert_eq!(answer_of(&OdError::new(OdKind::Unexpected, "400")), None);
+    }
+
+    /// `check_delete_answer` on a DeleteObjects request for `keys` and a 200 `answer`.
+    async fn delete_answer(keys: &[&str], answer: &str) -> ::opendal::Result<Bytes> {
+        let objects: String = keys
+            .iter()
+            .map(|k| format!("<Object><Key>{k}</Key></Object>"))
+            .collect();
+        let asked = Buffer::from(format!("<Delete><Quiet>true</Quiet>{objects}</Delete>"));
+        let body = Buffer::from(answer.to_owned());
+        let size = body.len() as u64;
+        let body = HttpBody::new(futures::stream::iter([Ok(body)]), Some(size));
+        let response = Response::builder().status(200).body(body).unwrap();
+        let mut body = check_delete_answer(&asked, response).await?.into_body();
+        Ok(body.to_buffer().await?.to_bytes())
+    }
+
+    #[tokio::test]
+    async fn a_delete_answer_must_refuse_only_keys_asked_about() {
+        let refusing = |key: &str, version: &str| {
+            format!(
+                "<DeleteResult><Deleted><Key>a</Key></Deleted><Error><Key>{key}</Key>\
+                 {version}<Code>AccessDenied</Code><Message>no</Message></Error></DeleteResult>"
+            )
+        };
+        // Refusals of keys asked about (or none) pass on, body intact.
+        for answer in [
+            refusing("b&amp;c", ""),
+            "<DeleteResult><Deleted><Key>a</Key></Deleted></DeleteResult>".to_owned(),
+            String::new(),
+            "not xml".to_owned(),
+        ] {
+            let body = delete_answer(&["a", "b&amp;c"], &answer).await.unwrap();
+            assert_eq!(body, answer.as_bytes(), "{answer}");
+        }
+        // Another spelling of the key, or a version never asked for: OpenDAL
+        // would count the refused key as deleted.
+        for answer in [
+            refusing("b%26c", ""),
+            refusing("", ""),
+            refusing("b&amp;c", "<VersionId>null</VersionId>"),
+        ] {
+            let err = delete_answer(&["a", "b&amp;c"], &answer).await.unwrap_err();
+            assert_eq!(err.kind(), OdKind::Unexpected, "{answer}");
+        }
     }
 
     fn with_code(code: &str) -> S3Answer {

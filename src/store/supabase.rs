@@ -10,7 +10,7 @@
 //! | [`head`](Store::head) | `GET /object/info/authenticated/{bucket}/{key}` → JSON `size`, `content_type`, `etag`, `metadata` |
 //! | [`put`](Store::put) | `POST /object/{bucket}/{key}`, `x-upsert: true`, `content-type`, `x-metadata` (base64 of the JSON user metadata) |
 //! | [`delete`](Store::delete) | `DELETE /object/{bucket}/{key}` |
-//! | [`delete_many`](SupabaseStore::delete_many) | `DELETE /object/{bucket}` with `{"prefixes": [keys…]}`, at most [`MAX_DELETE_BATCH`] a request |
+//! | [`delete_many`](Store::delete_many) | `DELETE /object/{bucket}` with `{"prefixes": [keys…]}`, at most [`MAX_DELETE_BATCH`] a request; a key not in the answer then by a single `DELETE` |
 //! | [`ping`](Store::ping) | `GET /bucket/{bucket}` |
 //!
 //! Reads use the `authenticated` routes on purpose: the plain
@@ -41,7 +41,7 @@
 //! the header is not sent and `head` reports `None`), and its ETag is
 //! whatever Supabase reports (an MD5 for small uploads, not promised).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -59,7 +59,6 @@ use super::retry::Retry;
 use super::{Location, ObjectMeta, PutOptions, PutResult, Store};
 use crate::config::SupabaseConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::keys::ObjectKey;
 
 /// Provider name recorded in the catalog and shown in messages.
 pub const PROVIDER: &str = "supabase";
@@ -215,61 +214,43 @@ impl SupabaseStore {
         self
     }
 
-    /// Delete `keys` from `bucket` with Supabase's batch endpoint, in requests
-    /// of at most [`MAX_DELETE_BATCH`] keys. Keys that are not there are
-    /// skipped, as are all of them when the bucket is missing.
-    ///
-    /// Returns how many objects Supabase reports deleted. On an error, the
-    /// batches before it are deleted and the rest are not.
-    pub async fn delete_many(&self, bucket: &str, keys: &[ObjectKey]) -> Result<usize> {
-        check_bucket(bucket)?;
-        let url = format!("{}/object/{}", self.storage_url, encode(bucket));
-        let what = format!("{PROVIDER}:{bucket}");
+    /// One batch delete of `keys` (at most [`MAX_DELETE_BATCH`]) from
+    /// `bucket`: the names Storage reports deleted. A key refused by Row
+    /// Level Security or already absent is simply not among them; a missing
+    /// bucket deletes nothing. `None` when the answer is not Storage's list.
+    async fn delete_batch(&self, bucket: &str, keys: &[&str]) -> Result<Option<HashSet<String>>> {
         #[derive(serde::Serialize)]
         struct Prefixes<'a> {
             /// Exact object names, despite the field's name.
-            prefixes: Vec<&'a str>,
+            prefixes: &'a [&'a str],
         }
-        let mut deleted = 0;
-        for batch in keys.chunks(MAX_DELETE_BATCH) {
-            let body = Bytes::from(
-                serde_json::to_vec(&Prefixes {
-                    prefixes: batch.iter().map(ObjectKey::as_str).collect(),
-                })
-                .map_err(|e| {
-                    Error::new(ErrorKind::Unexpected, format!("delete from {what}")).with_source(e)
-                })?,
-            );
-            let answer = self
-                .call("delete", &what, || {
-                    self.client
-                        .delete(&url)
-                        .header(CONTENT_TYPE, "application/json")
-                        .body(body.clone())
-                })
-                .await;
-            match answer {
-                Ok(answer) => {
-                    let gone: Vec<serde_json::Value> =
-                        serde_json::from_slice(&answer).map_err(|e| {
-                            Error::new(
-                                ErrorKind::Unexpected,
-                                format!("delete from {what}: the answer is not a list of objects"),
-                            )
-                            .with_source(e)
-                        })?;
-                    deleted += gone.len();
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(e.context(format!(
-                        "batch delete stopped after {deleted} deleted of {}",
-                        keys.len()
-                    )));
-                }
-            }
+        #[derive(Deserialize)]
+        struct Deleted {
+            name: String,
         }
-        Ok(deleted)
+        let url = format!("{}/object/{}", self.storage_url, encode(bucket));
+        let what = format!("{PROVIDER}:{bucket}");
+        let body = Bytes::from(
+            serde_json::to_vec(&Prefixes { prefixes: keys }).map_err(|e| {
+                Error::new(ErrorKind::Unexpected, format!("delete from {what}")).with_source(e)
+            })?,
+        );
+        let answer = self
+            .call("delete", &what, || {
+                self.client
+                    .delete(&url)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await;
+        match answer {
+            Ok(answer) => Ok(serde_json::from_slice::<Vec<Deleted>>(&answer)
+                .ok()
+                .map(|gone| gone.into_iter().map(|d| d.name).collect())),
+            // Older servers answer a missing bucket so.
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Some(HashSet::new())),
+            Err(e) => Err(e),
+        }
     }
 
     /// `{storage}/object/{infix}{bucket}/{key}`, once the bucket is proven a plain name.
@@ -444,6 +425,75 @@ impl Store for SupabaseStore {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Batch deletes per bucket, [`MAX_DELETE_BATCH`] keys a request. Keys
+    /// in Storage's answer are deleted. A key missing from it was absent
+    /// or refused by Row Level Security, which the answer does not tell
+    /// apart; one single `DELETE` decides: Storage finds the object as
+    /// superuser and answers `NoSuchKey` when it is gone (`Ok`) or
+    /// `AccessDenied` when the key may not delete it (`PermissionDenied`,
+    /// naming the object). A `HEAD` could not decide: for a key that Row
+    /// Level Security hides, it answers `NoSuchKey` for an object still there.
+    /// A batch request that fails gives its error to each of its keys: the
+    /// server deletes a batch in one transaction.
+    async fn delete_many(&self, locations: &[Location]) -> Vec<Result<()>> {
+        let mut results: Vec<Option<Result<()>>> = locations.iter().map(|_| None).collect();
+        let mut by_bucket: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, location) in locations.iter().enumerate() {
+            by_bucket.entry(&location.bucket).or_default().push(i);
+        }
+        let mut undecided = Vec::new();
+        for (bucket, indexes) in by_bucket {
+            if check_bucket(bucket).is_err() {
+                // Refused again, per key, by the single delete.
+                undecided.extend(indexes);
+                continue;
+            }
+            for chunk in indexes.chunks(MAX_DELETE_BATCH) {
+                let keys: Vec<&str> = chunk.iter().map(|&i| locations[i].key.as_str()).collect();
+                match self.delete_batch(bucket, &keys).await {
+                    Ok(Some(gone)) => {
+                        for &i in chunk {
+                            if gone.contains(locations[i].key.as_str()) {
+                                results[i] = Some(Ok(()));
+                            } else {
+                                undecided.push(i);
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        tracing::warn!(
+                            bucket,
+                            keys = chunk.len(),
+                            "batch delete answer is not a list of objects; deleting one by one"
+                        );
+                        undecided.extend_from_slice(chunk);
+                    }
+                    Err(e) => {
+                        for &i in chunk {
+                            let mut error = Error::new(
+                                e.kind(),
+                                format!("{} (in a batch): {}", locations[i], e.message()),
+                            );
+                            if e.is_retryable() {
+                                error = error.set_retryable();
+                            }
+                            results[i] = Some(Err(error));
+                        }
+                    }
+                }
+            }
+        }
+        let singles: Vec<Location> = undecided.iter().map(|&i| locations[i].clone()).collect();
+        let decided = super::delete_each(self, &singles).await;
+        for (i, result) in undecided.into_iter().zip(decided) {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every location is decided"))
+            .collect()
     }
 }
 
@@ -729,6 +779,7 @@ pub(crate) fn key_kind(key: &str) -> KeyKind {
 mod tests {
     use super::*;
     use crate::config::Secret;
+    use crate::keys::ObjectKey;
 
     fn jwt(role: &str) -> String {
         jwt_claims(&format!(r#"{{"iss":"supabase","role":"{role}"}}"#))

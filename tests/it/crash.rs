@@ -105,22 +105,8 @@ impl Crash {
         after: Option<Step>,
         op: impl Future<Output = T>,
     ) -> T {
-        // Counted in flight before the check, so a crash seen by the test
-        // waits for every operation that got past it.
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if self.crashed.load(Ordering::SeqCst) || before.is_some_and(|s| self.hit(s)) {
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            return std::future::pending().await;
-        }
-        let out = op.await;
-        if let Some(step) = after {
-            self.hit(step);
-        }
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if self.crashed.load(Ordering::SeqCst) {
-            return std::future::pending().await;
-        }
-        out
+        self.guard_rows(before.map(|step| (step, 1)), after, |_| 1, op)
+            .await
     }
 
     /// [`guard`](Crash::guard) for an operation on many blobs: `before` is
@@ -129,10 +115,12 @@ impl Crash {
     async fn guard_rows<T>(
         &self,
         before: Option<(Step, usize)>,
-        after: Step,
+        after: Option<Step>,
         done: impl Fn(&T) -> usize,
         op: impl Future<Output = T>,
     ) -> T {
+        // Counted in flight before the check, so a crash seen by the test
+        // waits for every operation that got past it.
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let mut dead = self.crashed.load(Ordering::SeqCst);
         if let Some((step, rows)) = before {
@@ -143,8 +131,10 @@ impl Crash {
             return std::future::pending().await;
         }
         let out = op.await;
-        for _ in 0..done(&out) {
-            self.hit(after);
+        if let Some(step) = after {
+            for _ in 0..done(&out) {
+                self.hit(step);
+            }
         }
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         if self.crashed.load(Ordering::SeqCst) {
@@ -257,13 +247,14 @@ impl Store for CrashingStore {
     /// the first half dies in the middle of the bulk delete, some keys
     /// deleted and some not.
     async fn delete_many(&self, locations: &[Location]) -> Vec<Result<()>> {
+        let after = (self.role == Role::Hot).then_some(Step::HotDelete);
         let deleted = |results: &Vec<Result<()>>| results.iter().filter(|r| r.is_ok()).count();
         let (first, second) = locations.split_at(locations.len().div_ceil(2));
         let mut results = Vec::with_capacity(locations.len());
         for half in [first, second] {
             results.extend(
                 self.crash
-                    .guard_rows(None, Step::HotDelete, deleted, self.inner.delete_many(half))
+                    .guard_rows(None, after, deleted, self.inner.delete_many(half))
                     .await,
             );
         }
@@ -334,7 +325,7 @@ impl ArchiveSource for CrashingSource {
         self.crash
             .guard_rows(
                 Some((Step::Verify, switches.len())),
-                Step::Switch,
+                Some(Step::Switch),
                 written,
                 self.inner
                     .on_archived_many(switches, fence, provider, bucket),
@@ -351,7 +342,7 @@ impl ArchiveSource for CrashingSource {
         self.crash
             .guard_rows(
                 None,
-                Step::ClearHotRef,
+                Some(Step::ClearHotRef),
                 cleared,
                 self.inner.on_hot_deleted_many(candidates, fence),
             )

@@ -23,8 +23,15 @@ pub(crate) struct Faults {
     pub(crate) lie_about_etag: AtomicBool,
     /// ETags to report instead of the real ones.
     lies: Mutex<HashMap<Location, String>>,
-    /// `delete` fails, standing in for a crash right before the hot delete.
+    /// `delete` fails, standing in for a crash right before the hot delete
+    /// (in `delete_many`, for every key).
     pub(crate) fail_delete: AtomicBool,
+    /// Keys whose delete fails so, alone or in a `delete_many` that
+    /// really deletes the others; see [`Faults::fail_delete_of`].
+    refuse_delete: Mutex<HashMap<Location, Fault>>,
+    /// The next `delete_many` deletes only its first so many keys, then
+    /// fails as a whole; see [`Faults::cut_next_delete_many`].
+    cut_delete_many: Mutex<Option<usize>>,
     /// Every `get` waits this many milliseconds first.
     pub(crate) get_delay_ms: AtomicU64,
     /// While closed, every `get` waits at it: a worker stalled mid-move on command.
@@ -89,7 +96,10 @@ pub(crate) enum Op {
     Get,
     Put,
     Head,
+    /// Counted per key, in `delete` and in `delete_many` alike.
     Delete,
+    /// A `delete_many` call; a scripted failure fails it whole, deleting nothing.
+    DeleteMany,
 }
 
 /// What a scripted call fails with, as a backend would classify it.
@@ -134,6 +144,40 @@ impl Faults {
     /// The next `times` calls of `op` fail with `fault` (0 clears; `u32::MAX`: for good).
     pub(crate) fn fail_next(&self, op: Op, fault: Fault, times: u32) {
         self.script.lock().unwrap().insert(op, (fault, times));
+    }
+
+    /// From now on, deleting `location` fails with `fault`, alone or in a
+    /// `delete_many` that deletes the other keys (`None` clears).
+    pub(crate) fn fail_delete_of(&self, location: &Location, fault: Option<Fault>) {
+        let mut refused = self.refuse_delete.lock().unwrap();
+        match fault {
+            Some(fault) => refused.insert(location.clone(), fault),
+            None => refused.remove(location),
+        };
+    }
+
+    /// The next `delete_many` deletes only the first `deleted` keys it
+    /// would delete, then fails for every key: a crash or a dropped
+    /// connection in the middle of a bulk delete, which leaves the caller
+    /// unable to tell which keys went.
+    pub(crate) fn cut_next_delete_many(&self, deleted: usize) {
+        *self.cut_delete_many.lock().unwrap() = Some(deleted);
+    }
+
+    /// Why deleting `location` fails, if it does: a scripted `Delete`,
+    /// `fail_delete`, or a key chosen with `fail_delete_of`.
+    fn delete_fault(&self, location: &Location) -> Result<()> {
+        self.call(Op::Delete)?;
+        if self.fail_delete.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::Transient,
+                "injected: connection reset",
+            ));
+        }
+        match self.refuse_delete.lock().unwrap().get(location) {
+            Some(fault) => Err(fault.error().context(format!("delete {location}"))),
+            None => Ok(()),
+        }
     }
 
     /// Calls of `op` so far, failed ones included.
@@ -253,13 +297,153 @@ impl Store for FaultyStore {
     }
 
     async fn delete(&self, location: &Location) -> Result<()> {
-        self.faults.call(Op::Delete)?;
-        if self.faults.fail_delete.load(Ordering::SeqCst) {
-            return Err(Error::new(
-                ErrorKind::Transient,
-                "injected: connection reset",
-            ));
-        }
+        self.faults.delete_fault(location)?;
         self.inner.delete(location).await
+    }
+
+    /// The keys no fault stops go to the inner store's `delete_many` in
+    /// one call; the others fail alone.
+    async fn delete_many(&self, locations: &[Location]) -> Vec<Result<()>> {
+        if let Err(e) = self.faults.call(Op::DeleteMany) {
+            let message = e.message().to_owned();
+            return locations
+                .iter()
+                .map(|_| Err(Error::new(e.kind(), message.clone())))
+                .collect();
+        }
+        let mut results: Vec<Option<Result<()>>> = Vec::with_capacity(locations.len());
+        let mut passed = Vec::new();
+        for (i, location) in locations.iter().enumerate() {
+            match self.faults.delete_fault(location) {
+                Ok(()) => {
+                    passed.push(i);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let forwarded: Vec<Location> = passed.iter().map(|&i| locations[i].clone()).collect();
+        let cut = self.faults.cut_delete_many.lock().unwrap().take();
+        if let Some(deleted) = cut {
+            let deleted = deleted.min(forwarded.len());
+            // What got through before the cut is really gone; nobody is told.
+            let _ = self.inner.delete_many(&forwarded[..deleted]).await;
+            return locations
+                .iter()
+                .map(|l| {
+                    Err(Error::new(
+                        ErrorKind::Transient,
+                        format!("injected: connection reset during a bulk delete ({l})"),
+                    ))
+                })
+                .collect();
+        }
+        for (i, result) in passed
+            .into_iter()
+            .zip(self.inner.delete_many(&forwarded).await)
+        {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every key has a result"))
+            .collect()
+    }
+}
+
+/// Four small objects in a fresh S3 server's bucket, through `store`.
+async fn four_objects(store: &dyn Store) -> Vec<Location> {
+    let mut locations = Vec::new();
+    for i in 0..4 {
+        let at = Location::new(
+            "hot",
+            coldsweep::ObjectKey::new(format!("bulk/{i}")).unwrap(),
+        );
+        store
+            .put(&at, Bytes::from_static(b"x"), &PutOptions::default())
+            .await
+            .unwrap();
+        locations.push(at);
+    }
+    locations
+}
+
+async fn present(store: &dyn Store, at: &Location) -> bool {
+    coldsweep::store::exists(store, at).await.unwrap()
+}
+
+#[tokio::test]
+async fn chosen_keys_fail_alone_in_a_bulk_delete() {
+    let server = crate::harness::s3::S3Server::start().await;
+    server.create_bucket("hot");
+    let inner: Arc<dyn Store> =
+        Arc::new(coldsweep::store::S3Store::new("minio", &server.config()).unwrap());
+    let (store, faults) = FaultyStore::wrap(inner.clone());
+    let locations = four_objects(&*inner).await;
+    faults.fail_delete_of(&locations[1], Some(Fault::Denied));
+    let results = store.delete_many(&locations).await;
+    for (i, (at, result)) in locations.iter().zip(&results).enumerate() {
+        if i == 1 {
+            let err = result.as_ref().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+            assert!(present(&*inner, at).await, "{at} deleted");
+        } else {
+            assert!(result.is_ok(), "{at}: {result:?}");
+            assert!(!present(&*inner, at).await, "{at} still there");
+        }
+    }
+    assert_eq!(
+        (faults.calls(Op::DeleteMany), faults.calls(Op::Delete)),
+        (1, 4)
+    );
+    // The other three went in one request.
+    assert_eq!(server.requests("DeleteObjects"), 1);
+    // A single delete of the key is refused too, until cleared.
+    assert!(store.delete(&locations[1]).await.is_err());
+    faults.fail_delete_of(&locations[1], None);
+    assert!(store.delete_many(&locations[1..2]).await[0].is_ok());
+    assert!(!present(&*inner, &locations[1]).await);
+}
+
+#[tokio::test]
+async fn a_cut_bulk_delete_deletes_some_keys_and_fails_every_one() {
+    let server = crate::harness::s3::S3Server::start().await;
+    server.create_bucket("hot");
+    let inner: Arc<dyn Store> =
+        Arc::new(coldsweep::store::S3Store::new("minio", &server.config()).unwrap());
+    let (store, faults) = FaultyStore::wrap(inner.clone());
+    let locations = four_objects(&*inner).await;
+    faults.cut_next_delete_many(2);
+    let results = store.delete_many(&locations).await;
+    assert_eq!(results.len(), 4);
+    for result in &results {
+        assert_eq!(result.as_ref().unwrap_err().kind(), ErrorKind::Transient);
+    }
+    let left: Vec<bool> =
+        futures::future::join_all(locations.iter().map(|at| present(&*inner, at))).await;
+    assert_eq!(left, [false, false, true, true]);
+    // Only the next call was cut.
+    assert!(
+        store
+            .delete_many(&locations)
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    for at in &locations {
+        assert!(!present(&*inner, at).await);
+    }
+    // A scripted whole-call failure deletes nothing.
+    let locations = four_objects(&*inner).await;
+    faults.fail_next(Op::DeleteMany, Fault::ServerError, 1);
+    assert!(
+        store
+            .delete_many(&locations)
+            .await
+            .iter()
+            .all(Result::is_err)
+    );
+    for at in &locations {
+        assert!(present(&*inner, at).await);
     }
 }

@@ -56,7 +56,7 @@ impl FaultRig {
 
     fn faults(&self, op: Op) -> &Faults {
         match op {
-            Op::Get | Op::Delete => &self.hot_faults,
+            Op::Get | Op::Delete | Op::DeleteMany => &self.hot_faults,
             Op::Put | Op::Head => &self.cold_faults,
         }
     }

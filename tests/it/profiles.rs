@@ -24,6 +24,8 @@ use crate::pipeline::{Backend, COLD_BUCKET, Rig};
 use crate::store_conformance::{S3_KEEPS, run_all};
 
 const BUCKET: &str = "cold";
+/// A second bucket, for the conformance suite's bulk deletes.
+const OTHER_BUCKET: &str = "colder";
 /// Where Supabase serves its S3 API: `https://<ref>.storage.supabase.co/storage/v1/s3`.
 const SUPABASE_PREFIX: &str = "/storage/v1/s3";
 
@@ -89,7 +91,7 @@ async fn conforms_and_sends_what_the_provider_accepts(
     provider: Provider,
     checksum: Option<ChecksumMode>,
 ) {
-    let wire = OnTheWire::start(provider, checksum, &[BUCKET]).await;
+    let wire = OnTheWire::start(provider, checksum, &[BUCKET, OTHER_BUCKET]).await;
     let profile = wire.store.profile();
     assert_eq!(wire.store.provider(), provider.as_str());
     assert_eq!(
@@ -97,7 +99,7 @@ async fn conforms_and_sends_what_the_provider_accepts(
         checksum.unwrap_or(Profile::of(provider).unwrap().checksum)
     );
 
-    run_all(&wire.store, BUCKET, S3_KEEPS).await;
+    run_all(&wire.store, BUCKET, OTHER_BUCKET, S3_KEEPS).await;
 
     // Path-style under the endpoint's path: bucket, then key, on disk as such.
     let at = Location::new(BUCKET, ObjectKey::new("profiles/k.bin").unwrap());
@@ -117,6 +119,27 @@ async fn conforms_and_sends_what_the_provider_accepts(
     for put in puts {
         assert_put_fits(profile.checksum, put);
     }
+    // DeleteObjects where the service has it, always with the Content-MD5
+    // AWS requires of it; GCS gets single deletes only.
+    let batch_deletes: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.target.contains("?delete"))
+        .collect();
+    assert_eq!(
+        !batch_deletes.is_empty(),
+        profile.delete_objects,
+        "{provider}: {} DeleteObjects requests",
+        batch_deletes.len()
+    );
+    for delete in batch_deletes {
+        let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&delete.body));
+        assert_eq!(
+            delete.header("content-md5"),
+            Some(md5.as_str()),
+            "POST {}",
+            delete.target
+        );
+    }
 }
 
 /// Path-style under the endpoint's path, `Host` without the bucket, signed
@@ -132,7 +155,7 @@ fn assert_every_request_fits(wire: &OnTheWire, r: &Recorded) {
         .and_then(|r| r.split('/').next())
         .unwrap_or_default();
     assert!(
-        bucket == BUCKET || bucket.starts_with("missing-"),
+        bucket == BUCKET || bucket == OTHER_BUCKET || bucket.starts_with("missing-"),
         "{what}: path-style needs the bucket first, got {bucket:?}"
     );
     assert_eq!(

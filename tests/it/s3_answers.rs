@@ -240,6 +240,9 @@ impl Store for PutErrors {
     async fn delete(&self, location: &Location) -> Result<(), Error> {
         self.inner.delete(location).await
     }
+    async fn delete_many(&self, locations: &[Location]) -> Vec<Result<(), Error>> {
+        self.inner.delete_many(locations).await
+    }
 }
 
 /// An S3 endpoint in another region, as AWS and Garage answer a request

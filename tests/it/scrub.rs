@@ -163,6 +163,10 @@ impl Store for Watched {
     async fn delete(&self, location: &Location) -> Result<()> {
         self.inner.delete(location).await
     }
+
+    async fn delete_many(&self, locations: &[Location]) -> Vec<Result<()>> {
+        self.inner.delete_many(locations).await
+    }
 }
 
 /// Catches: a scrub that trusts the catalog without reading (no missing),

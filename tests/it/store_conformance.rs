@@ -44,8 +44,8 @@ pub(crate) const FS_KEEPS: Keeps = Keeps {
     user_metadata: true,
 };
 
-/// Run every check against `store`, whose `bucket` exists.
-pub(crate) async fn run_all(store: &dyn Store, bucket: &str, keeps: Keeps) {
+/// Run every check against `store`, whose `bucket` and `other` exist.
+pub(crate) async fn run_all(store: &dyn Store, bucket: &str, other: &str, keeps: Keeps) {
     round_trip_is_byte_identical(store, bucket).await;
     head_describes_the_object(store, bucket, keeps).await;
     missing_object_is_not_found(store, bucket).await;
@@ -54,6 +54,9 @@ pub(crate) async fn run_all(store: &dyn Store, bucket: &str, keeps: Keeps) {
     overwrite_replaces(store, bucket, keeps).await;
     exists_tells_present_from_absent(store, bucket).await;
     ping_finds_the_bucket(store, bucket).await;
+    delete_many_across_buckets(store, bucket, other).await;
+    delete_many_of_present_and_missing_is_ok(store, bucket, other).await;
+    delete_many_results_line_up_with_locations(store, bucket).await;
 }
 
 /// A fresh key under a per-run prefix, so checks never see each other's objects.
@@ -289,22 +292,124 @@ pub(crate) async fn ping_finds_the_bucket(store: &dyn Store, bucket: &str) {
     );
 }
 
+/// Put a small body at each location.
+async fn put_all(store: &dyn Store, locations: &[Location]) {
+    for at in locations {
+        store
+            .put(at, Bytes::from(at.to_string()), &PutOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("put {at}: {e}"));
+    }
+}
+
+/// Every location reads as not found.
+async fn all_gone(store: &dyn Store, locations: &[Location]) {
+    for at in locations {
+        let err = store.get(at).await.expect_err("deleted object is gone");
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{at}: {err}");
+    }
+}
+
+/// `delete_many` over keys of two buckets, interleaved: one `Ok` per
+/// location, every object gone, the neighbours left.
+pub(crate) async fn delete_many_across_buckets(store: &dyn Store, bucket: &str, other: &str) {
+    let doomed: Vec<Location> = (0..7)
+        .map(|i| {
+            fresh(
+                if i % 3 == 1 { other } else { bucket },
+                &format!("many-{i}"),
+            )
+        })
+        .collect();
+    let neighbours = [fresh(bucket, "many-keep"), fresh(other, "many-keep")];
+    put_all(store, &doomed).await;
+    put_all(store, &neighbours).await;
+    let results = store.delete_many(&doomed).await;
+    assert_eq!(results.len(), doomed.len());
+    for (at, result) in doomed.iter().zip(&results) {
+        assert!(result.is_ok(), "{at}: {result:?}");
+    }
+    all_gone(store, &doomed).await;
+    for at in &neighbours {
+        assert_eq!(store.get(at).await.expect("neighbour"), at.to_string());
+    }
+    assert!(store.delete_many(&[]).await.is_empty());
+}
+
+/// Missing keys (never written, or listed twice) are deleted as far as
+/// `delete_many` is concerned, like a single `delete`.
+pub(crate) async fn delete_many_of_present_and_missing_is_ok(
+    store: &dyn Store,
+    bucket: &str,
+    other: &str,
+) {
+    let present = [fresh(bucket, "mixed-a"), fresh(other, "mixed-b")];
+    put_all(store, &present).await;
+    let locations = vec![
+        fresh(bucket, "mixed-never"),
+        present[0].clone(),
+        fresh(other, "mixed-never"),
+        present[1].clone(),
+        present[0].clone(),
+    ];
+    let results = store.delete_many(&locations).await;
+    assert_eq!(results.len(), locations.len());
+    for (at, result) in locations.iter().zip(&results) {
+        assert!(result.is_ok(), "{at}: {result:?}");
+    }
+    all_gone(store, &locations).await;
+    // And all of them again, now that none is there.
+    assert!(
+        store
+            .delete_many(&locations)
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+}
+
+/// The results follow the locations' order: a location the store must
+/// refuse (a bucket name that is no bucket) fails at its own place only.
+pub(crate) async fn delete_many_results_line_up_with_locations(store: &dyn Store, bucket: &str) {
+    let present = [fresh(bucket, "order-a"), fresh(bucket, "order-b")];
+    put_all(store, &present).await;
+    let hostile = Location::new("../outside", ObjectKey::new("order-x").unwrap());
+    let locations = vec![
+        present[0].clone(),
+        hostile,
+        fresh(bucket, "order-never"),
+        present[1].clone(),
+    ];
+    let results = store.delete_many(&locations).await;
+    assert_eq!(results.len(), locations.len());
+    for (i, (at, result)) in locations.iter().zip(&results).enumerate() {
+        match (i, result) {
+            (1, Err(e)) => assert_eq!(e.kind(), ErrorKind::InvalidInput, "{at}: {e}"),
+            (1, Ok(())) => panic!("{at}: a hostile bucket name was accepted"),
+            (_, result) => assert!(result.is_ok(), "{at}: {result:?}"),
+        }
+    }
+    all_gone(store, &present).await;
+}
+
 #[tokio::test]
 async fn fs_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsStore::new(dir.path().join("root")).unwrap();
     std::fs::create_dir(store.root().join("cold")).unwrap();
+    std::fs::create_dir(store.root().join("colder")).unwrap();
     assert_eq!(store.provider(), "fs");
-    run_all(&store, "cold", FS_KEEPS).await;
+    run_all(&store, "cold", "colder", FS_KEEPS).await;
 }
 
 #[tokio::test]
 async fn s3_store_conforms() {
     let server = S3Server::start().await;
     server.create_bucket("cold");
+    server.create_bucket("colder");
     let store = S3Store::new("minio", &server.config()).unwrap();
     assert_eq!(store.provider(), "minio");
-    run_all(&store, "cold", S3_KEEPS).await;
+    run_all(&store, "cold", "colder", S3_KEEPS).await;
 }
 
 #[tokio::test]
@@ -447,4 +552,101 @@ async fn fs_refuses_hostile_bucket_names_and_writes_nothing_outside_root() {
     assert_eq!(names(dir.path()), ["root"]);
     assert_eq!(names(store.root()), [".coldsweep-tmp", "cold"]);
     assert!(names(&store.root().join("cold")).is_empty());
+}
+
+/// `n` objects written straight into the server's bucket folder (s3s-fs
+/// stores an object as a file), quicker than `n` uploads.
+fn seed_files(server: &S3Server, bucket: &str, n: usize, prefix: &str) -> Vec<Location> {
+    (0..n)
+        .map(|i| {
+            let key = format!("{prefix}/{i:05}.html.gz");
+            let path = server.root().join(bucket).join(&key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"x").unwrap();
+            Location::new(bucket, ObjectKey::new(key).unwrap())
+        })
+        .collect()
+}
+
+fn on_disk(server: &S3Server, at: &Location) -> bool {
+    server
+        .root()
+        .join(&at.bucket)
+        .join(at.key.as_str())
+        .exists()
+}
+
+#[tokio::test]
+async fn s3_delete_many_takes_one_request_per_thousand_keys() {
+    let server = S3Server::start().await;
+    server.create_bucket("cold");
+    server.create_bucket("colder");
+    let store = S3Store::new("minio", &server.config()).unwrap();
+    let mut locations = seed_files(&server, "cold", 2345, "bulk");
+    locations.extend(seed_files(&server, "colder", 7, "bulk"));
+    let results = store.delete_many(&locations).await;
+    assert_eq!(results.len(), locations.len());
+    assert!(results.iter().all(Result::is_ok));
+    assert!(!locations.iter().any(|at| on_disk(&server, at)));
+    // ceil(2345 / 1000) for one bucket, one for the other; no single deletes.
+    assert_eq!(server.requests("DeleteObjects"), 3 + 1);
+    assert_eq!(server.requests("DeleteObject"), 0);
+
+    // A lone key is one plain DeleteObject.
+    let lone = seed_files(&server, "cold", 1, "lone");
+    assert!(store.delete_many(&lone).await[0].is_ok());
+    assert_eq!(
+        (
+            server.requests("DeleteObjects"),
+            server.requests("DeleteObject")
+        ),
+        (4, 1)
+    );
+    assert!(!on_disk(&server, &lone[0]));
+}
+
+#[tokio::test]
+async fn s3_delete_many_without_delete_objects_deletes_one_by_one() {
+    let server = S3Server::start().await;
+    server.create_bucket("cold");
+    // GCS's S3 interoperability has no multi-object delete.
+    let store = S3Store::new("gcs", &server.config()).unwrap();
+    let locations = seed_files(&server, "cold", 12, "gcs");
+    let results = store.delete_many(&locations).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(!locations.iter().any(|at| on_disk(&server, at)));
+    assert_eq!(server.requests("DeleteObjects"), 0);
+    assert_eq!(server.requests("DeleteObject"), 12);
+}
+
+/// A refused batch leaves its keys undecided: each is asked again alone,
+/// and each result says what a single delete would have said.
+#[tokio::test]
+async fn s3_delete_many_refused_in_one_bucket_fails_only_its_keys() {
+    let server = S3Server::start().await;
+    server.create_bucket("cold");
+    server.create_bucket("colder");
+    let store = S3Store::new("minio", &server.config()).unwrap();
+    let kept = seed_files(&server, "cold", 3, "refused");
+    let gone = seed_files(&server, "colder", 3, "allowed");
+    server.make_read_only("cold");
+    let locations: Vec<Location> = kept
+        .iter()
+        .zip(&gone)
+        .flat_map(|(a, b)| [a.clone(), b.clone()])
+        .collect();
+    let results = store.delete_many(&locations).await;
+    assert_eq!(results.len(), locations.len());
+    for (at, result) in locations.iter().zip(&results) {
+        if at.bucket == "cold" {
+            let err = result.as_ref().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{at}: {err}");
+            assert!(on_disk(&server, at), "{at} was deleted");
+        } else {
+            assert!(result.is_ok(), "{at}: {result:?}");
+            assert!(!on_disk(&server, at), "{at} is still there");
+        }
+    }
+    assert_eq!(server.requests("DeleteObjects"), 2);
+    assert_eq!(server.requests("DeleteObject"), 3);
 }

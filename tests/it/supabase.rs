@@ -29,10 +29,13 @@ pub(crate) const SUPABASE_KEEPS: Keeps = Keeps {
 };
 
 const BUCKET: &str = "task-html";
+/// A second bucket, for the conformance suite's bulk deletes.
+const OTHER_BUCKET: &str = "task-html-old";
 
 async fn server() -> SupabaseServer {
     let server = SupabaseServer::start().await;
     server.create_bucket(BUCKET);
+    server.create_bucket(OTHER_BUCKET);
     server
 }
 
@@ -54,7 +57,7 @@ async fn supabase_store_conforms() {
     let server = server().await;
     let store = SupabaseStore::new(&server.config()).unwrap();
     assert_eq!(store.provider(), "supabase");
-    run_all(&store, BUCKET, SUPABASE_KEEPS).await;
+    run_all(&store, BUCKET, OTHER_BUCKET, SUPABASE_KEEPS).await;
 }
 
 #[tokio::test]
@@ -62,7 +65,7 @@ async fn supabase_store_conforms_when_missing_is_a_real_404() {
     let server = server().await;
     server.answer_missing_with_404(true);
     let store = SupabaseStore::new(&server.config()).unwrap();
-    run_all(&store, BUCKET, SUPABASE_KEEPS).await;
+    run_all(&store, BUCKET, OTHER_BUCKET, SUPABASE_KEEPS).await;
     assert!(
         server.requests().iter().any(|r| r.status == 404),
         "the real-404 answers were never exercised"
@@ -158,10 +161,7 @@ async fn refused_keys_are_permission_denied_and_never_shown() {
             store.get(&at("k")).await.unwrap_err(),
             store.head(&at("k")).await.unwrap_err(),
             store.delete(&at("k")).await.unwrap_err(),
-            store
-                .delete_many(BUCKET, &[ObjectKey::new("k").unwrap()])
-                .await
-                .unwrap_err(),
+            store.delete_many(&[at("k")]).await.remove(0).unwrap_err(),
         ];
         let keys = [
             config.secret_key.expose().to_owned(),
@@ -341,10 +341,12 @@ async fn a_demoted_service_key_sees_no_bucket_may_not_delete_and_changes_nothing
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
-        // The batch delete cannot tell: it says nothing was there.
-        let keys = [ObjectKey::new("k").unwrap()];
-        assert_eq!(store.delete_many(BUCKET, &keys).await.unwrap(), 0);
-        assert_eq!(server.requests().len(), 6, "none of these is retried");
+        // The batch answer says nothing was deleted, and a single DELETE
+        // tells why (a HEAD would have said "not found").
+        let err = store.delete_many(&[at("k")]).await.remove(0).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+        assert!(err.to_string().contains(&format!("{BUCKET}/k")), "{err}");
+        assert_eq!(server.requests().len(), 7, "none of these is retried");
         assert_eq!(server.object(BUCKET, "k").as_deref(), Some(&b"kept"[..]));
         assert_eq!(server.object_count(BUCKET), 1);
     }
@@ -386,11 +388,13 @@ async fn every_request_carries_apikey_and_bearer() {
         store.head(&location).await.unwrap();
         store.delete(&location).await.unwrap();
         store
-            .delete_many(BUCKET, std::slice::from_ref(&location.key))
+            .put(&location, Bytes::from_static(b"x"), &PutOptions::default())
             .await
             .unwrap();
+        let deleted = store.delete_many(std::slice::from_ref(&location)).await;
+        assert!(deleted[0].is_ok(), "{deleted:?}");
         let requests = server.requests();
-        assert_eq!(requests.len(), 6);
+        assert_eq!(requests.len(), 7);
         for r in requests {
             assert!(
                 r.status.is_success(),
@@ -621,47 +625,120 @@ async fn a_stalled_request_times_out_and_is_retried() {
 }
 
 #[tokio::test]
-async fn batch_delete_takes_many_keys_in_capped_requests_and_skips_missing_ones() {
+async fn batch_delete_takes_many_keys_in_capped_requests_and_settles_missing_ones() {
     let server = server().await;
     let total = 2 * MAX_DELETE_BATCH + 345;
-    let mut keys = Vec::new();
+    let mut locations = Vec::new();
     for i in 0..total {
         let key = format!("batch/{i:05}.html.gz");
         server.seed(BUCKET, &key, b"x");
-        keys.push(ObjectKey::new(key).unwrap());
+        locations.push(at(&key));
     }
     server.seed(BUCKET, "batch/not-listed", b"kept");
-    keys.extend((0..10).map(|i| ObjectKey::new(format!("batch/missing-{i}")).unwrap()));
+    locations.extend((0..10).map(|i| at(&format!("batch/missing-{i}"))));
     let store = store(&server.config());
 
     server.clear_requests();
-    assert_eq!(store.delete_many(BUCKET, &keys).await.unwrap(), total);
+    let results = store.delete_many(&locations).await;
+    assert_eq!(results.len(), locations.len());
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(server.object_count(BUCKET), 1);
     assert!(server.object(BUCKET, "batch/not-listed").is_some());
     let requests = server.requests();
-    // The server refuses more than 1000 names a request.
-    assert_eq!(requests.len(), 3, "{requests:#?}");
-    for r in &requests {
-        assert_eq!(
-            (&r.method, r.path.as_str(), r.status.as_u16()),
-            (&Method::DELETE, "/storage/v1/object/task-html", 200)
-        );
+    // The server refuses more than 1000 names a request; each name its
+    // answer leaves out gets one DELETE of its own, which finds it gone.
+    let batches: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path == "/storage/v1/object/task-html")
+        .collect();
+    assert_eq!(batches.len(), 3, "{requests:#?}");
+    for r in batches {
+        assert_eq!((&r.method, r.status.as_u16()), (&Method::DELETE, 200));
     }
+    let singles: Vec<_> = requests
+        .iter()
+        .filter(|r| {
+            r.path
+                .starts_with("/storage/v1/object/task-html/batch/missing-")
+        })
+        .collect();
+    assert_eq!(singles.len(), 10, "{requests:#?}");
+    assert_eq!(requests.len(), 13, "{requests:#?}");
 
     // Nothing left to delete, or no bucket at all: not an error.
-    assert_eq!(store.delete_many(BUCKET, &keys[..5]).await.unwrap(), 0);
-    assert_eq!(
-        store
-            .delete_many("no-such-bucket", &keys[..5])
-            .await
-            .unwrap(),
-        0
-    );
+    let mut elsewhere = locations[..5].to_vec();
+    for at in &mut elsewhere {
+        at.bucket = "no-such-bucket".into();
+    }
+    for again in [&locations[..5], &elsewhere[..]] {
+        assert!(store.delete_many(again).await.iter().all(Result::is_ok));
+    }
     server.clear_requests();
-    assert_eq!(store.delete_many(BUCKET, &[]).await.unwrap(), 0);
+    assert!(store.delete_many(&[]).await.is_empty());
     assert!(server.requests().is_empty());
-    let err = store.delete_many("../x", &keys[..1]).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+/// A key that Row Level Security keeps from being deleted fails alone;
+/// the rest of its batch is deleted.
+#[tokio::test]
+async fn a_key_refused_by_row_level_security_fails_alone() {
+    let server = server().await;
+    let locations: Vec<Location> = (0..5).map(|i| at(&format!("rls/{i}"))).collect();
+    for at in &locations {
+        server.seed(&at.bucket, at.key.as_str(), b"x");
+    }
+    server.keep_from_delete(BUCKET, "rls/2");
+    let store = store(&server.config());
+    server.clear_requests();
+    let results = store.delete_many(&locations).await;
+    assert_eq!(results.len(), locations.len());
+    for (i, result) in results.iter().enumerate() {
+        if i == 2 {
+            let err = result.as_ref().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+            assert!(err.to_string().contains("task-html/rls/2"), "{err}");
+        } else {
+            assert!(result.is_ok(), "{}: {result:?}", locations[i]);
+        }
+    }
+    assert_eq!(server.object(BUCKET, "rls/2").as_deref(), Some(&b"x"[..]));
+    assert_eq!(server.object_count(BUCKET), 1);
+    // One batch, then one DELETE for the key its answer left out.
+    let requests: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            (Method::DELETE, "/storage/v1/object/task-html".to_owned()),
+            (
+                Method::DELETE,
+                "/storage/v1/object/task-html/rls/2".to_owned()
+            ),
+        ]
+    );
+}
+
+/// A batch request that fails for good fails every key in it, and deletes nothing.
+#[tokio::test]
+async fn a_failed_batch_fails_each_of_its_keys() {
+    let server = server().await;
+    let locations: Vec<Location> = (0..3).map(|i| at(&format!("failed/{i}"))).collect();
+    for at in &locations {
+        server.seed(&at.bucket, at.key.as_str(), b"x");
+    }
+    let store = store(&server.config());
+    server.inject(Fault::BadRequest, 1);
+    let results = store.delete_many(&locations).await;
+    assert_eq!(results.len(), 3);
+    for (at, result) in locations.iter().zip(&results) {
+        let err = result.as_ref().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{at}: {err}");
+        assert!(err.to_string().contains(&at.to_string()), "{err}");
+    }
+    assert_eq!(server.object_count(BUCKET), 3);
 }
 
 #[tokio::test]

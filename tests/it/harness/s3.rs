@@ -5,7 +5,7 @@
 //! runtime dies when its test ends). Dropping the server stops it and removes
 //! its folder. Buckets are sub-folders of that folder.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +33,8 @@ pub(crate) struct S3Server {
     root: tempfile::TempDir,
     /// Buckets the key may read but not write or delete in; see [`Self::make_read_only`].
     read_only: Arc<Mutex<HashSet<String>>>,
+    /// Requests answered past authentication, per S3 operation; see [`Self::requests`].
+    requests: Arc<Mutex<HashMap<String, usize>>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -45,13 +47,17 @@ impl S3Server {
         let secret_key = format!("secret-{}", uuid::Uuid::new_v4().simple());
         let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs over the test folder");
         let read_only = Arc::new(Mutex::new(HashSet::new()));
+        let requests = Arc::new(Mutex::new(HashMap::new()));
         let service = {
             let mut b = S3ServiceBuilder::new(fs);
             b.set_auth(SimpleAuth::from_single(
                 access_key.clone(),
                 secret_key.clone(),
             ));
-            b.set_access(ReadOnlyBuckets(read_only.clone()));
+            b.set_access(Access {
+                read_only: read_only.clone(),
+                requests: requests.clone(),
+            });
             b.build()
         };
         // Bound here so the port is known (and listening) before start() returns.
@@ -83,6 +89,7 @@ impl S3Server {
             secret_key,
             root,
             read_only,
+            requests,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -101,6 +108,17 @@ impl S3Server {
             .lock()
             .expect("read-only set")
             .insert(bucket.to_owned());
+    }
+
+    /// Signed requests of S3 operation `op` (`DeleteObjects`,
+    /// `DeleteObject`, `PutObject`, …) the server has taken so far.
+    pub(crate) fn requests(&self, op: &str) -> usize {
+        self.requests
+            .lock()
+            .expect("request counts")
+            .get(op)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The server's folder (buckets are its sub-folders).
@@ -141,11 +159,15 @@ impl Drop for S3Server {
 }
 
 /// Access control: a signature is required (s3s's default), and the
-/// buckets in the set refuse every operation that writes or deletes.
-struct ReadOnlyBuckets(Arc<Mutex<HashSet<String>>>);
+/// buckets in `read_only` refuse every operation that writes or deletes.
+/// Every signed request is counted by operation.
+struct Access {
+    read_only: Arc<Mutex<HashSet<String>>>,
+    requests: Arc<Mutex<HashMap<String, usize>>>,
+}
 
 #[async_trait::async_trait]
-impl S3Access for ReadOnlyBuckets {
+impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> s3s::S3Result<()> {
         const WRITES: [&str; 8] = [
             "PutObject",
@@ -160,10 +182,16 @@ impl S3Access for ReadOnlyBuckets {
         if cx.credentials().is_none() {
             return Err(s3s::s3_error!(AccessDenied, "Signature is required"));
         }
+        *self
+            .requests
+            .lock()
+            .expect("request counts")
+            .entry(cx.s3_op().name().to_owned())
+            .or_default() += 1;
         let read_only = cx
             .s3_path()
             .get_bucket_name()
-            .is_some_and(|b| self.0.lock().expect("read-only set").contains(b));
+            .is_some_and(|b| self.read_only.lock().expect("read-only set").contains(b));
         if read_only && WRITES.contains(&cx.s3_op().name()) {
             return Err(s3s::s3_error!(
                 AccessDenied,

@@ -26,7 +26,10 @@
 //! - Routes that do not exist get the web framework's 404 (numeric `statusCode`).
 //! - Upload without `x-upsert: true` over an existing object → `Duplicate`;
 //!   `x-metadata` is base64 JSON; keys outside Storage's allowed characters
-//!   → `InvalidKey`; batch delete takes 1 to 1000 names and skips missing ones.
+//!   → `InvalidKey`; batch delete takes 1 to 1000 names, skips missing ones
+//!   and answers the rows it deleted (`name`, `bucket_id`, `id`, …).
+//! - [`keep_from_delete`](SupabaseServer::keep_from_delete): a delete policy
+//!   that keeps one object, which a batch delete then silently leaves out.
 //!
 //! Objects live in memory. Faults ([`Fault`]) can be queued for the next
 //! requests, and every request is recorded with its headers and the status
@@ -110,6 +113,8 @@ struct State {
     real_404: bool,
     /// The service keys act as `authenticated` (see `demote_service_key`).
     demoted: bool,
+    /// Objects Row Level Security keeps from being deleted (see `keep_from_delete`).
+    undeletable: std::collections::BTreeSet<(String, String)>,
 }
 
 struct Keys {
@@ -277,6 +282,18 @@ impl SupabaseServer {
     /// key that lost its privilege (or was never the service key) would be.
     pub(crate) fn demote_service_key(&self) {
         self.state().demoted = true;
+    }
+
+    /// From now on a delete policy of Row Level Security keeps `bucket/key`
+    /// from being deleted, while reads still see it: as for a key whose
+    /// role may read every object but delete only some. Storage answers
+    /// a single `DELETE` of it `"403"` `AccessDenied` (it finds the object
+    /// as superuser, then its RLS-bound `DELETE` removes no row) and leaves
+    /// it out of a batch delete's answer, deleting the others.
+    pub(crate) fn keep_from_delete(&self, bucket: &str, key: &str) {
+        self.state()
+            .undeletable
+            .insert((bucket.to_owned(), key.to_owned()));
     }
 
     /// Undo [`demote_service_key`](SupabaseServer::demote_service_key).
@@ -796,6 +813,19 @@ fn route(
             answer
         }
         Route::Delete(bucket, key) => {
+            let present = state
+                .buckets
+                .get(&bucket)
+                .is_some_and(|b| b.contains_key(&key));
+            if present && state.undeletable.contains(&(bucket.clone(), key.clone())) {
+                return storage_error(
+                    real_404,
+                    403,
+                    "AccessDenied",
+                    "Unauthorized",
+                    "Access denied",
+                );
+            }
             match state.buckets.get_mut(&bucket).and_then(|b| b.remove(&key)) {
                 Some(_) => json_answer(StatusCode::OK, &json!({"message": "Successfully deleted"})),
                 None => no_such_key(real_404),
@@ -824,10 +854,17 @@ fn route(
                     ),
                 );
             }
-            let objects = state.buckets.get_mut(&bucket);
+            let State {
+                buckets,
+                undeletable,
+                ..
+            } = &mut *state;
             let mut deleted = Vec::new();
-            if let Some(objects) = objects {
+            if let Some(objects) = buckets.get_mut(&bucket) {
                 for name in prefixes {
+                    if undeletable.contains(&(bucket.clone(), name.clone())) {
+                        continue;
+                    }
                     if let Some(object) = objects.remove(&name) {
                         deleted.push(json!({"name": name, "bucket_id": bucket, "id": object.id}));
                     }
