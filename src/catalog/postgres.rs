@@ -176,21 +176,23 @@ impl PgCatalog {
             return Ok(Claim::default());
         }
         // The jobs in their given order, each walked through the hot-HTML
-        // index in id order, the walk stopped by the LIMIT: LockRows sits
-        // inside the per-job scan and is pulled one row at a time, so only
-        // the rows the LIMIT passes get locked, and SKIP LOCKED passes over
-        // rows other claimers hold. No ORDER BY above the LIMIT, or a sort
-        // would pull (and lock) every row first; the nested loop's order is
-        // the jobs' order. The claimable test sits in the locking scan, so a
-        // row another claimer leased after our snapshot is re-checked, and
-        // dropped, once locked.
+        // index in id order, the walk stopped by the outer LIMIT: LockRows
+        // sits inside the per-job scan and is pulled one row at a time, so
+        // only the rows the LIMIT passes get locked, and SKIP LOCKED passes
+        // over rows other claimers hold. No ORDER BY above the LIMIT, or a
+        // sort would pull (and lock) every row first; the nested loop's
+        // order is the jobs' order. The per-job LIMIT locks nothing more (it
+        // is pulled lazily too); it steers the planner to the index's order
+        // instead of a sort of the job's rows. The claimable test sits in
+        // the locking scan, so a row another claimer leased after our
+        // snapshot is re-checked, and dropped, once locked.
         let rows = sqlx::query(concat!(
             "UPDATE tasks
             SET html_lease_owner = $2, html_lease_expires_at = $3,
                 html_archive_claims = html_archive_claims + 1
             WHERE id IN (
                 SELECT c.id
-                FROM unnest($1::text[]) WITH ORDINALITY AS j(id, position)
+                FROM unnest($1::text[]) AS j(id)
                 CROSS JOIN LATERAL (
                     SELECT t.id
                     FROM tasks t
@@ -198,6 +200,7 @@ impl PgCatalog {
             claimable!("$4"),
             "
                     ORDER BY t.id
+                    LIMIT $5
                     FOR UPDATE SKIP LOCKED
                 ) c
                 LIMIT $5
