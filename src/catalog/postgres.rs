@@ -1,9 +1,10 @@
 //! Postgres catalog: production, many workers on one database.
 //!
 //! A claim leases rows with `UPDATE … WHERE id IN (…)`, where the inner
-//! query walks the oldest eligible jobs and takes their rows `FOR UPDATE
-//! SKIP LOCKED`: concurrent claimers get disjoint rows without waiting on
-//! each other, and the lease columns let a dead worker's claim expire.
+//! query walks the jobs it is given (the sweep's eligible jobs, found once)
+//! and takes their rows `FOR UPDATE SKIP LOCKED` up to the batch: concurrent
+//! claimers get disjoint rows without waiting on each other, and the lease
+//! columns let a dead worker's claim expire.
 //! Migrations are embedded from `migrations/postgres` and recorded in
 //! `_coldsweep_migrations`, apart from any `_sqlx_migrations` the
 //! application keeps for its own. They run on a live application database,
