@@ -427,30 +427,53 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// storage, at least one archived, become `archived`. Returns how many.
     async fn mark_archived_jobs(&self) -> Result<u64>;
 
-    /// Claim up to `limit` task-HTML candidates beyond `retention_jobs`,
-    /// skipping rows under a live lease (and, on Postgres, rows locked by
-    /// another claim right now).
+    /// The jobs whose task HTML a sweep starting at `free_before` may move,
+    /// oldest first (`COALESCE(completed_at, created_at)`, no time first,
+    /// then id bytewise): terminal jobs older than the newest
+    /// `retention_jobs` terminal jobs of their (domain, organisation), with
+    /// a row claimable at `free_before`. Reads every terminal job: once per
+    /// sweep, not per claim.
+    async fn eligible_jobs(
+        &self,
+        retention_jobs: u32,
+        free_before: DateTime<Utc>,
+    ) -> Result<Vec<String>>;
+
+    /// Claim up to `limit` task-HTML candidates of `jobs`, taken job by job
+    /// in the order given and by task id within a job, skipping rows under
+    /// a live lease (and, on Postgres, rows locked by another claim right
+    /// now; no row is locked that is not claimed). Returned in that order.
+    /// Fewer than `limit` rows (claimed and unreadable together) means no
+    /// job of `jobs` had another claimable row. Rows that cannot be read
+    /// (text that is not UTF-8, a number stored as text) are quarantined
+    /// with the reason and reported in [`Claim::unreadable`] instead of
+    /// failing the whole claim. Its cost follows the rows it claims and the
+    /// jobs it passes, not the size of the catalog.
+    async fn claim_task_html_rows(
+        &self,
+        jobs: &[String],
+        limit: usize,
+        lease: &Lease,
+    ) -> Result<Claim>;
+
+    /// One claim from scratch: [`Catalog::eligible_jobs`] at
+    /// `lease.free_before`, then [`Catalog::claim_task_html_rows`] over all
+    /// of them. A sweep keeps the eligible jobs between claims instead
+    /// ([`TaskHtmlSource`](crate::source::TaskHtmlSource) does).
     async fn claim_task_html(
         &self,
         retention_jobs: u32,
         limit: usize,
         lease: &Lease,
     ) -> Result<Vec<ArchiveCandidate>> {
+        let jobs = self
+            .eligible_jobs(retention_jobs, lease.free_before)
+            .await?;
         Ok(self
-            .claim_task_html_rows(retention_jobs, limit, lease)
+            .claim_task_html_rows(&jobs, limit, lease)
             .await?
             .candidates)
     }
-
-    /// [`Catalog::claim_task_html`], also telling which claimed rows could
-    /// not be read (text that is not UTF-8, a number stored as text): those
-    /// are quarantined with the reason instead of failing the whole claim.
-    async fn claim_task_html_rows(
-        &self,
-        retention_jobs: u32,
-        limit: usize,
-        lease: &Lease,
-    ) -> Result<Claim>;
 
     /// Record the cold location (switched at `fence.now`); the hot
     /// reference stays until [`Catalog::clear_hot`]. Fenced: see [`Fence`].
@@ -814,6 +837,19 @@ where
         claims: row.try_get("html_archive_claims")?,
         missing_since: row.try_get("html_missing_since")?,
     })
+}
+
+/// Claimed rows in the order of their job in `jobs`, then task id
+/// (bytewise): RETURNING has no order of its own.
+pub(crate) fn sort_claimed(jobs: &[String], claimed: &mut [ArchiveCandidate]) {
+    let mut position = std::collections::HashMap::with_capacity(jobs.len());
+    for (i, job) in jobs.iter().enumerate() {
+        position.entry(job.as_str()).or_insert(i);
+    }
+    claimed.sort_by(|a, b| {
+        let key = |c: &ArchiveCandidate| position.get(c.job_id.as_str()).copied();
+        (key(a), &a.task_id).cmp(&(key(b), &b.task_id))
+    });
 }
 
 /// Why a claimed row was quarantined without being moved: it could not be

@@ -1,9 +1,10 @@
 //! Postgres catalog: production, many workers on one database.
 //!
 //! A claim leases rows with `UPDATE … WHERE id IN (…)`, where the inner
-//! query walks the oldest eligible jobs and takes their rows `FOR UPDATE
-//! SKIP LOCKED`: concurrent claimers get disjoint rows without waiting on
-//! each other, and the lease columns let a dead worker's claim expire.
+//! query walks the jobs it is given (the sweep's eligible jobs, found once)
+//! and takes their rows `FOR UPDATE SKIP LOCKED` up to the batch: concurrent
+//! claimers get disjoint rows without waiting on each other, and the lease
+//! columns let a dead worker's claim expire.
 //! Migrations are embedded from `migrations/postgres` and recorded in
 //! `_coldsweep_migrations`, apart from any `_sqlx_migrations` the
 //! application keeps for its own. They run on a live application database,
@@ -23,10 +24,9 @@ use super::{
     BlobState, Catalog, CatalogStatus, Claim, Fence, HotBucket, JobRetention, JobRow, Lease,
     MIGRATIONS_TABLE, RESET_SET, ResetFilter, TaskRow, Unreadable, bind_task, candidate_from_row,
     classify, fence_miss, lease_raced, migrate_error, missing_migrations, no_cold_location,
-    retention_from_row, settable_state, unreadable_reason, with_own_table,
+    retention_from_row, settable_state, sort_claimed, unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::ArchiveCandidate;
 
 /// How messages name this backend.
 const NAME: &str = "Postgres";
@@ -74,15 +74,19 @@ macro_rules! ranked_cte {
     };
 }
 
-/// A task row (`t`) that may be claimed now (`$4`): hot HTML with a known
-/// bucket, no recorded state but `missing` (re-checked once its back-off
-/// ends), no live lease or back-off.
+/// A task row (`t`) that may be claimed at `$free_before` (a placeholder):
+/// hot HTML with a known bucket, no recorded state but `missing` (re-checked
+/// once its back-off ends), no live lease or back-off.
 macro_rules! claimable {
-    () => {
-        "t.html_storage_path IS NOT NULL
-         AND t.html_storage_bucket IS NOT NULL
-         AND (t.html_archive_state IS NULL OR t.html_archive_state = 'missing')
-         AND (t.html_lease_expires_at IS NULL OR t.html_lease_expires_at < $4)"
+    ($free_before:literal) => {
+        concat!(
+            "t.html_storage_path IS NOT NULL
+             AND t.html_storage_bucket IS NOT NULL
+             AND (t.html_archive_state IS NULL OR t.html_archive_state = 'missing')
+             AND (t.html_lease_expires_at IS NULL OR t.html_lease_expires_at < ",
+            $free_before,
+            ")"
+        )
     };
 }
 
@@ -157,6 +161,107 @@ impl PgCatalog {
     /// The underlying pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// [`Catalog::claim_task_html_rows`] on `conn`, inside whatever
+    /// transaction it has open: the claimed rows stay locked until that
+    /// transaction ends, and no other row is locked.
+    pub async fn claim_task_html_rows_in(
+        &self,
+        conn: &mut PgConnection,
+        jobs: &[String],
+        limit: usize,
+        lease: &Lease,
+    ) -> Result<Claim> {
+        if limit == 0 || jobs.is_empty() {
+            return Ok(Claim::default());
+        }
+        // The jobs in their given order, each walked through the hot-HTML
+        // index in id order, the walk stopped by the outer LIMIT: LockRows
+        // sits inside the per-job scan and is pulled one row at a time, so
+        // only the rows the LIMIT passes get locked, and SKIP LOCKED passes
+        // over rows other claimers hold. No ORDER BY above the LIMIT, or a
+        // sort would pull (and lock) every row first; the nested loop's
+        // order is the jobs' order. The per-job LIMIT locks nothing more (it
+        // is pulled lazily too); it steers the planner to the index's order
+        // instead of a sort of the job's rows. The claimable test sits in
+        // the locking scan, so a row another claimer leased after our
+        // snapshot is re-checked, and dropped, once locked.
+        let rows = sqlx::query(concat!(
+            "UPDATE tasks
+            SET html_lease_owner = $2, html_lease_expires_at = $3,
+                html_archive_claims = html_archive_claims + 1
+            WHERE id IN (
+                SELECT c.id
+                FROM unnest($1::text[]) AS j(id)
+                CROSS JOIN LATERAL (
+                    SELECT t.id
+                    FROM tasks t
+                    WHERE t.job_id = j.id AND ",
+            claimable!("$4"),
+            "
+                    ORDER BY t.id
+                    LIMIT $5
+                    FOR UPDATE SKIP LOCKED
+                ) c
+                LIMIT $5
+            )
+            RETURNING id, job_id, html_storage_bucket, html_storage_path, html_sha256,
+                      html_compressed_size_bytes::int8 AS html_compressed_size_bytes,
+                      html_size_bytes::int8 AS html_size_bytes,
+                      html_content_type, html_content_encoding,
+                      html_archive_provider, html_archive_bucket, html_archive_key,
+                      html_archive_attempts::int4 AS html_archive_attempts,
+                      html_archive_claims::int4 AS html_archive_claims,
+                      html_missing_since::timestamptz AS html_missing_since"
+        ))
+        .bind(jobs)
+        .bind(&lease.owner)
+        .bind(lease.until)
+        .bind(lease.free_before)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(classify)?;
+
+        // As on SQLite: a row that cannot be read is quarantined, not allowed
+        // to fail the batch (and every later sweep that claims it again).
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
+        for row in &rows {
+            match candidate_from_row(row) {
+                Ok(c) => claimed.push(c),
+                Err(e) => {
+                    // Postgres text is always valid UTF-8: the id reads.
+                    let id: String = row.try_get("id").map_err(classify)?;
+                    let reason = unreadable_reason(&e);
+                    tracing::warn!(task_id = %id, %reason, "quarantined a catalog row that cannot be read");
+                    // On `conn`: the row may be locked by its open transaction.
+                    sqlx::query(
+                        "UPDATE tasks
+                         SET html_archive_state = 'quarantined', html_archive_error = $2,
+                             html_lease_owner = NULL, html_lease_expires_at = NULL
+                         WHERE id = $1 AND html_lease_owner = $3",
+                    )
+                    .bind(&id)
+                    .bind(&reason)
+                    .bind(&lease.owner)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(classify)?;
+                    unreadable.push(Unreadable {
+                        task_id: id,
+                        reason,
+                    });
+                }
+            }
+        }
+        // RETURNING has no order: the jobs' order, then task id.
+        sort_claimed(jobs, &mut claimed);
+        Ok(Claim {
+            candidates: claimed,
+            unreadable,
+        })
     }
 }
 
@@ -256,111 +361,42 @@ impl Catalog for PgCatalog {
         Ok(done.rows_affected())
     }
 
-    async fn claim_task_html_rows(
+    async fn eligible_jobs(
         &self,
         retention_jobs: u32,
+        free_before: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        // The one catalog-wide step of a sweep: every terminal job ranked,
+        // each eligible one probed once through the hot-HTML index.
+        sqlx::query_scalar(concat!(
+            "WITH ",
+            ranked_cte!(),
+            "
+            SELECT r.id
+            FROM ranked r
+            WHERE r.rank > $1
+              AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = r.id AND ",
+            claimable!("$2"),
+            ")
+            ORDER BY r.job_time ASC NULLS FIRST, r.id COLLATE \"C\""
+        ))
+        .bind(i64::from(retention_jobs))
+        .bind(free_before)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn claim_task_html_rows(
+        &self,
+        jobs: &[String],
         limit: usize,
         lease: &Lease,
     ) -> Result<Claim> {
-        if limit == 0 {
-            return Ok(Claim::default());
-        }
-        // Two steps keep a claim's cost bounded by `limit`, not by the
-        // backlog: `todo` is the oldest eligible jobs with a claimable row
-        // (at most `limit` of them, each found through the hot-HTML index);
-        // then up to `limit` rows of each, in index order, locked with SKIP
-        // LOCKED so concurrent claimers pass over each other's rows. The
-        // claimable test sits in the locking scan, so a row another claimer
-        // leased after our snapshot is re-checked, and dropped, once locked.
-        let rows = sqlx::query(concat!(
-            "WITH ",
-            ranked_cte!(),
-            ",
-            todo AS MATERIALIZED (
-                SELECT r.id, r.job_time
-                FROM ranked r
-                WHERE r.rank > $1
-                  AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = r.id AND ",
-            claimable!(),
-            ")
-                ORDER BY r.job_time ASC NULLS FIRST, r.id COLLATE \"C\"
-                LIMIT $5
-            )
-            UPDATE tasks
-            SET html_lease_owner = $2, html_lease_expires_at = $3,
-                html_archive_claims = html_archive_claims + 1
-            WHERE id IN (
-                SELECT c.id
-                FROM todo r
-                CROSS JOIN LATERAL (
-                    SELECT t.id
-                    FROM tasks t
-                    WHERE t.job_id = r.id AND ",
-            claimable!(),
-            "
-                    ORDER BY t.id
-                    LIMIT $5
-                    FOR UPDATE SKIP LOCKED
-                ) c
-                ORDER BY r.job_time ASC NULLS FIRST, r.id COLLATE \"C\", c.id
-                LIMIT $5
-            )
-            RETURNING id, job_id, html_storage_bucket, html_storage_path, html_sha256,
-                      html_compressed_size_bytes::int8 AS html_compressed_size_bytes,
-                      html_size_bytes::int8 AS html_size_bytes,
-                      html_content_type, html_content_encoding,
-                      html_archive_provider, html_archive_bucket, html_archive_key,
-                      html_archive_attempts::int4 AS html_archive_attempts,
-                      html_archive_claims::int4 AS html_archive_claims,
-                      html_missing_since::timestamptz AS html_missing_since,
-                      (SELECT COALESCE(j.completed_at, j.created_at)::timestamptz
-                       FROM jobs j WHERE j.id = tasks.job_id) AS job_time"
-        ))
-        .bind(i64::from(retention_jobs))
-        .bind(&lease.owner)
-        .bind(lease.until)
-        .bind(lease.free_before)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-
-        // As on SQLite: a row that cannot be read is quarantined, not allowed
-        // to fail the batch (and every later sweep that claims it again).
-        let mut claimed = Vec::with_capacity(rows.len());
-        let mut unreadable = Vec::new();
-        for row in &rows {
-            match claimed_from_row(row) {
-                Ok(c) => claimed.push(c),
-                Err(e) => {
-                    // Postgres text is always valid UTF-8: the id reads.
-                    let id: String = row.try_get("id").map_err(classify)?;
-                    let reason = unreadable_reason(&e);
-                    tracing::warn!(task_id = %id, %reason, "quarantined a catalog row that cannot be read");
-                    // This statement just leased the row to `lease.owner` until `lease.until`.
-                    let fence = Fence {
-                        owner: &lease.owner,
-                        now: lease.until,
-                    };
-                    self.mark_state(&id, fence, BlobState::Quarantined, &reason)
-                        .await?;
-                    unreadable.push(Unreadable {
-                        task_id: id,
-                        reason,
-                    });
-                }
-            }
-        }
-        // RETURNING has no order: oldest jobs first, as chosen above.
-        claimed.sort_by(|a, b| {
-            (a.0, &a.1.job_id, &a.1.task_id).cmp(&(b.0, &b.1.job_id, &b.1.task_id))
-        });
-        Ok(Claim {
-            candidates: claimed.into_iter().map(|(_, c)| c).collect(),
-            unreadable,
-        })
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        self.claim_task_html_rows_in(&mut conn, jobs, limit, lease)
+            .await
     }
-
     async fn record_archived(
         &self,
         task_id: &str,
@@ -1039,12 +1075,6 @@ fn lock_busy(err: &MigrateError) -> bool {
         return false;
     };
     matches!(db.code().as_deref(), Some("55P03" | "40P01"))
-}
-
-/// A claimed row and its job's time (the sort key).
-fn claimed_from_row(row: &PgRow) -> Result<(Option<DateTime<Utc>>, ArchiveCandidate), sqlx::Error> {
-    let candidate = candidate_from_row(row)?;
-    Ok((row.try_get("job_time")?, candidate))
 }
 
 fn job_from_row(row: &PgRow) -> Result<JobRow, sqlx::Error> {

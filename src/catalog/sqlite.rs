@@ -29,10 +29,9 @@ use super::{
     BlobState, Catalog, CatalogStatus, Claim, Fence, HotBucket, JobRetention, JobRow, Lease,
     MIGRATIONS_TABLE, RESET_SET, ResetFilter, TaskRow, Unreadable, bind_task, candidate_from_row,
     classify, fence_miss, lease_raced, migrate_error, missing_migrations, no_cold_location,
-    retention_from_row, settable_state, unreadable_reason, with_own_table,
+    retention_from_row, settable_state, sort_claimed, unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::ArchiveCandidate;
 
 /// How messages name this backend.
 const NAME: &str = "SQLite";
@@ -80,16 +79,20 @@ macro_rules! ranked_cte {
     };
 }
 
-/// A task row (`t`) that may be claimed now (`?4`): hot HTML with a known
-/// bucket, no recorded state but `missing` (re-checked once its back-off
-/// ends), no live lease or back-off.
+/// A task row (`t`) that may be claimed at `$free_before` (a placeholder):
+/// hot HTML with a known bucket, no recorded state but `missing` (re-checked
+/// once its back-off ends), no live lease or back-off.
 macro_rules! claimable {
-    () => {
-        "t.html_storage_path IS NOT NULL
-         AND t.html_storage_bucket IS NOT NULL
-         AND (t.html_archive_state IS NULL OR t.html_archive_state = 'missing')
-         AND (t.html_lease_expires_at IS NULL
-              OR julianday(t.html_lease_expires_at) < julianday(?4))"
+    ($free_before:literal) => {
+        concat!(
+            "t.html_storage_path IS NOT NULL
+             AND t.html_storage_bucket IS NOT NULL
+             AND (t.html_archive_state IS NULL OR t.html_archive_state = 'missing')
+             AND (t.html_lease_expires_at IS NULL
+                  OR julianday(t.html_lease_expires_at) < julianday(",
+            $free_before,
+            "))"
+        )
     };
 }
 
@@ -207,67 +210,83 @@ impl Catalog for SqliteCatalog {
         Ok(done.rows_affected())
     }
 
-    async fn claim_task_html_rows(
+    async fn eligible_jobs(
         &self,
         retention_jobs: u32,
+        free_before: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        // The one catalog-wide step of a sweep: every terminal job ranked,
+        // each eligible one probed once through the hot-HTML index.
+        sqlx::query_scalar(concat!(
+            "WITH ",
+            ranked_cte!(),
+            "
+            SELECT r.id
+            FROM ranked r
+            WHERE r.rank > ?1
+              AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = r.id AND ",
+            claimable!("?2"),
+            ")
+            ORDER BY r.job_day ASC NULLS FIRST, r.job_time ASC, r.id"
+        ))
+        .bind(i64::from(retention_jobs))
+        .bind(free_before)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn claim_task_html_rows(
+        &self,
+        jobs: &[String],
         limit: usize,
         lease: &Lease,
     ) -> Result<Claim> {
-        if limit == 0 {
+        if limit == 0 || jobs.is_empty() {
             return Ok(Claim::default());
         }
-        // One statement = one write transaction: no other claimer can
-        // interleave between choosing the rows and leasing them. As on
-        // Postgres, `todo` first narrows the work to the oldest `limit`
-        // eligible jobs that have a claimable row, so the sort below covers
-        // their tasks only, not the whole backlog.
-        let rows = sqlx::query(concat!(
-            "WITH ",
-            ranked_cte!(),
-            ",
-            todo AS MATERIALIZED (
-                SELECT r.id, r.job_day, r.job_time
-                FROM ranked r
-                WHERE r.rank > ?1
-                  AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = r.id AND ",
-            claimable!(),
-            ")
-                ORDER BY r.job_day ASC NULLS FIRST, r.job_time ASC, r.id
-                LIMIT ?5
-            )
-            UPDATE tasks
-            SET html_lease_owner = ?2, html_lease_expires_at = ?3,
-                html_archive_claims = html_archive_claims + 1
-            WHERE id IN (
-                SELECT t.id
-                FROM todo r
-                JOIN tasks t ON t.job_id = r.id
-                WHERE ",
-            claimable!(),
-            "
-                ORDER BY r.job_day ASC NULLS FIRST, r.job_time ASC, r.id, t.id
-                LIMIT ?5
-            )
-            RETURNING rowid AS claimed_rowid,
-                      id, job_id, html_storage_bucket, html_storage_path, html_sha256,
-                      html_compressed_size_bytes, html_size_bytes,
-                      html_content_type, html_content_encoding, html_archive_provider, html_archive_bucket, html_archive_key,
-                      html_archive_attempts, html_archive_claims, html_missing_since,
-                      (SELECT julianday(",
-            job_time!("j"),
-            ") FROM jobs j WHERE j.id = tasks.job_id) AS job_day,
-                      (SELECT ",
-            job_time!("j"),
-            " FROM jobs j WHERE j.id = tasks.job_id) AS job_time"
-        ))
-        .bind(i64::from(retention_jobs))
-        .bind(&lease.owner)
-        .bind(lease.until)
-        .bind(lease.free_before)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        // One write transaction (the first statement writes, so it takes
+        // the write lock at once): no other claimer can interleave. One
+        // statement per job, each walking the hot-HTML index in id order and
+        // stopped by its LIMIT; a single statement over all the jobs would
+        // sort every hot row of them first.
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut rows = Vec::new();
+        for job in jobs {
+            let left = limit - rows.len();
+            if left == 0 {
+                break;
+            }
+            let taken = sqlx::query(concat!(
+                "UPDATE tasks
+                SET html_lease_owner = ?2, html_lease_expires_at = ?3,
+                    html_archive_claims = html_archive_claims + 1
+                WHERE id IN (
+                    SELECT t.id
+                    FROM tasks t INDEXED BY coldsweep_tasks_hot_html_idx
+                    WHERE t.job_id = ?1 AND ",
+                claimable!("?4"),
+                "
+                    ORDER BY t.id
+                    LIMIT ?5
+                )
+                RETURNING rowid AS claimed_rowid,
+                          id, job_id, html_storage_bucket, html_storage_path, html_sha256,
+                          html_compressed_size_bytes, html_size_bytes,
+                          html_content_type, html_content_encoding, html_archive_provider,
+                          html_archive_bucket, html_archive_key,
+                          html_archive_attempts, html_archive_claims, html_missing_since"
+            ))
+            .bind(job)
+            .bind(&lease.owner)
+            .bind(lease.until)
+            .bind(lease.free_before)
+            .bind(i64::try_from(left).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+            rows.extend(taken);
+        }
 
         // One row that cannot be read (text that is not UTF-8, a number
         // stored as text) must not fail the whole batch, or every sweep
@@ -275,7 +294,7 @@ impl Catalog for SqliteCatalog {
         let mut claimed = Vec::with_capacity(rows.len());
         let mut unreadable = Vec::new();
         for row in &rows {
-            match claimed_from_row(row) {
+            match candidate_from_row(row) {
                 Ok(c) => claimed.push(c),
                 Err(e) => {
                     let rowid: i64 = row.try_get("claimed_rowid").map_err(classify)?;
@@ -293,7 +312,7 @@ impl Catalog for SqliteCatalog {
                     )
                     .bind(rowid)
                     .bind(&reason)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(classify)?;
                     unreadable.push(Unreadable {
@@ -303,18 +322,11 @@ impl Catalog for SqliteCatalog {
                 }
             }
         }
-        // RETURNING has no order: oldest jobs first, as chosen above.
-        claimed.sort_by(|a, b| {
-            let day = match (a.0, b.0) {
-                (Some(x), Some(y)) => x.total_cmp(&y),
-                (x, y) => x.is_some().cmp(&y.is_some()),
-            };
-            day.then_with(|| {
-                (&a.1, &a.2.job_id, &a.2.task_id).cmp(&(&b.1, &b.2.job_id, &b.2.task_id))
-            })
-        });
+        tx.commit().await.map_err(classify)?;
+        // RETURNING has no order: the jobs' order, then task id.
+        sort_claimed(jobs, &mut claimed);
         Ok(Claim {
-            candidates: claimed.into_iter().map(|(_, _, c)| c).collect(),
+            candidates: claimed,
             unreadable,
         })
     }
@@ -964,14 +976,6 @@ fn sqlite_reset_clause(filter: &ResetFilter) -> String {
 /// `ids` as a JSON array, for `json_each`.
 fn json_list(ids: &[String]) -> String {
     serde_json::to_string(ids).expect("a list of strings is JSON")
-}
-
-/// A claimed row with its job's time as a number and as text (the sort key).
-type Claimed = (Option<f64>, Option<String>, ArchiveCandidate);
-
-fn claimed_from_row(row: &SqliteRow) -> Result<Claimed, sqlx::Error> {
-    let candidate = candidate_from_row(row)?;
-    Ok((row.try_get("job_day")?, row.try_get("job_time")?, candidate))
 }
 
 fn job_from_row(row: &SqliteRow) -> Result<JobRow> {

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Mutex;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -13,10 +15,27 @@ use crate::source::{ArchiveCandidate, ArchiveSource};
 /// Task HTML of terminal jobs older than the newest `retention_jobs` terminal
 /// jobs of the same (domain, organisation), ordered by
 /// `COALESCE(completed_at, created_at)`.
+///
+/// The eligible jobs are found once per sweep (a sweep = the claims made
+/// with one [`Lease::free_before`]); each claim then takes rows from where
+/// the last one stopped, so a claim costs about the rows it takes. A job
+/// that becomes eligible during a sweep is taken by the next one. Clones
+/// share the sweep's position.
 #[derive(Debug, Clone)]
 pub struct TaskHtmlSource {
     catalog: Arc<dyn Catalog>,
     retention_jobs: u32,
+    sweep: Arc<Mutex<Option<Sweep>>>,
+}
+
+/// Where one sweep has got to in its eligible jobs.
+#[derive(Debug)]
+struct Sweep {
+    free_before: DateTime<Utc>,
+    /// Oldest first.
+    jobs: Vec<String>,
+    /// Every job before this one has no claimable row left for this sweep.
+    next: usize,
 }
 
 impl TaskHtmlSource {
@@ -25,6 +44,41 @@ impl TaskHtmlSource {
         Self {
             catalog,
             retention_jobs,
+            sweep: Arc::default(),
+        }
+    }
+
+    /// Claim from the next jobs of `sweep` until `batch` rows or its end.
+    async fn claim_from(&self, sweep: &mut Sweep, batch: usize, lease: &Lease) -> Result<Claim> {
+        let mut claim = Claim::default();
+        loop {
+            let want = batch - claim.candidates.len() - claim.unreadable.len();
+            if want == 0 || sweep.next >= sweep.jobs.len() {
+                return Ok(claim);
+            }
+            // Each job had a claimable row when the sweep began, so `want`
+            // jobs usually hold `want` rows; a short answer moves on.
+            let end = sweep.jobs.len().min(sweep.next + want);
+            let window = &sweep.jobs[sweep.next..end];
+            let part = match self.catalog.claim_task_html_rows(window, want, lease).await {
+                Ok(part) => part,
+                // Rows already claimed stay with this claim: failing it would
+                // hide them until their lease ends.
+                Err(e) if !claim.candidates.is_empty() || !claim.unreadable.is_empty() => {
+                    tracing::warn!(error = %e, "claiming more candidates failed; moving those claimed");
+                    return Ok(claim);
+                }
+                Err(e) => return Err(e),
+            };
+            if part.candidates.len() + part.unreadable.len() < want {
+                sweep.next = end;
+            } else if let Some(last) = part.candidates.last() {
+                // Candidates come in job order: the jobs before the last
+                // one's are exhausted, that one may have more.
+                sweep.next += window.iter().position(|j| *j == last.job_id).unwrap_or(0);
+            }
+            claim.candidates.extend(part.candidates);
+            claim.unreadable.extend(part.unreadable);
         }
     }
 }
@@ -36,15 +90,27 @@ impl ArchiveSource for TaskHtmlSource {
     }
 
     async fn find_candidates(&self, batch: usize, lease: &Lease) -> Result<Vec<ArchiveCandidate>> {
-        self.catalog
-            .claim_task_html(self.retention_jobs, batch, lease)
-            .await
+        Ok(self.claim(batch, lease).await?.candidates)
     }
 
     async fn claim(&self, batch: usize, lease: &Lease) -> Result<Claim> {
-        self.catalog
-            .claim_task_html_rows(self.retention_jobs, batch, lease)
-            .await
+        // Held across the claim: claims of one sweep take turns on its position.
+        let mut sweep = self.sweep.lock().await;
+        let sweep = match &mut *sweep {
+            Some(current) if current.free_before == lease.free_before => current,
+            stale => {
+                let jobs = self
+                    .catalog
+                    .eligible_jobs(self.retention_jobs, lease.free_before)
+                    .await?;
+                stale.insert(Sweep {
+                    free_before: lease.free_before,
+                    jobs,
+                    next: 0,
+                })
+            }
+        };
+        self.claim_from(sweep, batch, lease).await
     }
 
     fn cold_key(&self, candidate: &ArchiveCandidate, prefix: &KeyPrefix) -> Result<ObjectKey> {

@@ -7,12 +7,13 @@
 //! concurrent claimers and migrating an application's existing schema.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use coldsweep::catalog::{
     BlobState, Catalog, CatalogStatus, Fence, JobRow, Lease, ResetFilter, ResetState, TaskRow,
 };
-use coldsweep::source::{ArchiveCandidate, ArchivedAt};
+use coldsweep::source::{ArchiveCandidate, ArchiveSource, ArchivedAt, TaskHtmlSource};
 use coldsweep::{Error, ErrorKind};
 use sqlx::{Connection, Executor, Row};
 use uuid::Uuid;
@@ -2417,6 +2418,7 @@ on_both_backends!(
     retry_failing_now_ends_backoffs_of_failing_rows,
     failing_tasks_soonest_retry_first,
     status_counts_missing_and_waiting,
+    claims_take_jobs_in_order,
 );
 
 #[tokio::test]
@@ -2452,4 +2454,271 @@ async fn postgres_claims_skip_locked_rows() {
 #[tokio::test]
 async fn postgres_migrating_a_seed_schema_keeps_data() {
     migrating_a_seed_schema_keeps_data().await;
+}
+
+/// Jobs of one group, oldest first: `j1` (3 hot rows), `j2` (2), `j3` (2),
+/// `j4` (archived only), then `keep` (newest, 1 hot row: kept by retention 1).
+async fn job_order_fixture(db: &dyn Catalog) {
+    for (n, id) in ["j1", "j2", "j3", "j4", "keep"].into_iter().enumerate() {
+        let at = minutes(10 * n as i64);
+        db.insert_job(&job(id, 7, Some(ORG_A), "completed", at, Some(at)))
+            .await
+            .unwrap();
+    }
+    for (job_id, rows) in [("j1", 3), ("j2", 2), ("j3", 2), ("keep", 1)] {
+        for n in 1..=rows {
+            db.insert_task(&hot_task(job_id, &format!("{job_id}-t{n}")))
+                .await
+                .unwrap();
+        }
+    }
+    db.insert_task(&archived(hot_task("j4", "j4-t1")))
+        .await
+        .unwrap();
+}
+
+/// The eligible jobs come oldest first, only those with a claimable row;
+/// a claim over them takes a later job's rows only once the earlier jobs
+/// are exhausted, and a short claim means every job it was given is.
+pub(crate) async fn claims_take_jobs_in_order(db: &dyn Catalog) {
+    job_order_fixture(db).await;
+    let now = later(0);
+    let jobs = db.eligible_jobs(1, now).await.unwrap();
+    assert_eq!(jobs, ["j1", "j2", "j3"], "{}", db.backend());
+
+    let first = db
+        .claim_task_html_rows(&jobs, 2, &lease("w", now))
+        .await
+        .unwrap();
+    assert_eq!(ids(&first.candidates), ["j1-t1", "j1-t2"]);
+    let second = db
+        .claim_task_html_rows(&jobs, 2, &lease("w", now))
+        .await
+        .unwrap();
+    assert_eq!(ids(&second.candidates), ["j1-t3", "j2-t1"]);
+    // Given in another order, jobs are taken in that order.
+    let reversed: Vec<String> = jobs.iter().rev().cloned().collect();
+    let third = db
+        .claim_task_html_rows(&reversed, 2, &lease("w", now))
+        .await
+        .unwrap();
+    assert_eq!(ids(&third.candidates), ["j3-t1", "j3-t2"]);
+    let short = db
+        .claim_task_html_rows(&jobs, 5, &lease("w", now))
+        .await
+        .unwrap();
+    assert_eq!(ids(&short.candidates), ["j2-t2"]);
+    let none = db
+        .claim_task_html_rows(&jobs, 5, &lease("w", now))
+        .await
+        .unwrap();
+    assert!(none.candidates.is_empty(), "{none:?}");
+    // Every row leased now: no job is eligible for a sweep starting now.
+    assert!(db.eligible_jobs(1, now).await.unwrap().is_empty());
+}
+
+/// A source claims through its sweep's jobs in order, batch after batch,
+/// and ends the sweep with a short claim.
+pub(crate) async fn source_walks_the_sweep_in_job_order(db: Arc<dyn Catalog>) {
+    job_order_fixture(&*db).await;
+    let source = TaskHtmlSource::new(db.clone(), 1);
+    let now = later(0);
+    let mut batches = Vec::new();
+    loop {
+        let claim = source.claim(2, &lease("w", now)).await.unwrap();
+        let got = ids(&claim.candidates);
+        let short = got.len() < 2;
+        batches.push(got);
+        if short {
+            break;
+        }
+    }
+    assert_eq!(
+        batches,
+        [
+            vec!["j1-t1", "j1-t2"],
+            vec!["j1-t3", "j2-t1"],
+            vec!["j2-t2", "j3-t1"],
+            vec!["j3-t2"],
+        ],
+        "{}",
+        db.backend()
+    );
+}
+
+/// A job that becomes eligible during a sweep (a newer job finished, so
+/// retention lets an older one go) is taken by the next sweep, not this one.
+pub(crate) async fn a_job_eligible_mid_sweep_waits_for_the_next(db: Arc<dyn Catalog>) {
+    job_order_fixture(&*db).await;
+    let source = TaskHtmlSource::new(db.clone(), 1);
+    let sweep = later(0);
+    let first = source.claim(1, &lease("w", sweep)).await.unwrap();
+    assert_eq!(ids(&first.candidates), ["j1-t1"]);
+    // A newer job finishes: `keep` is no longer within retention 1.
+    db.insert_job(&job(
+        "newest",
+        7,
+        Some(ORG_A),
+        "completed",
+        minutes(100),
+        Some(minutes(100)),
+    ))
+    .await
+    .unwrap();
+    let rest = source.claim(100, &lease("w", sweep)).await.unwrap();
+    assert_eq!(
+        ids(&rest.candidates),
+        ["j1-t2", "j1-t3", "j2-t1", "j2-t2", "j3-t1", "j3-t2"],
+        "{}",
+        db.backend()
+    );
+    let next = source
+        .claim(100, &lease("w", sweep + Duration::minutes(1)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&next.candidates), ["keep-t1"]);
+}
+
+/// Two workers, each with its own sweep position, never get the same row
+/// and between them take every eligible row.
+pub(crate) async fn two_sources_never_share_a_row(db: Arc<dyn Catalog>) {
+    job_order_fixture(&*db).await;
+    for n in 0..20 {
+        db.insert_task(&hot_task("j2", &format!("j2-more-{n:02}")))
+            .await
+            .unwrap();
+    }
+    let one = TaskHtmlSource::new(db.clone(), 1);
+    let two = TaskHtmlSource::new(db.clone(), 1);
+    let now = later(0);
+    let mut owner_of = BTreeMap::new();
+    let mut done = [false, false];
+    let mut turn = 0;
+    while !done.iter().all(|d| *d) {
+        let (source, owner, at) = if turn % 2 == 0 {
+            (&one, "w1", now)
+        } else {
+            (&two, "w2", now + Duration::seconds(1))
+        };
+        // Uneven batches, so the two positions drift apart.
+        let batch = if turn % 2 == 0 { 3 } else { 2 };
+        let claim = source.claim(batch, &lease(owner, at)).await.unwrap();
+        if claim.candidates.len() < batch {
+            done[turn % 2] = true;
+        }
+        for c in claim.candidates {
+            if let Some(other) = owner_of.insert(c.task_id.clone(), owner) {
+                panic!("{} claimed by both {other} and {owner}", c.task_id);
+            }
+        }
+        turn += 1;
+    }
+    let mut expected = strings(&[
+        "j1-t1", "j1-t2", "j1-t3", "j2-t1", "j2-t2", "j3-t1", "j3-t2",
+    ]);
+    expected.extend((0..20).map(|n| format!("j2-more-{n:02}")));
+    assert_eq!(
+        owner_of.keys().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "{}",
+        db.backend()
+    );
+}
+
+/// Postgres: a claim locks the rows it claims and no other, even across
+/// jobs: inside an open transaction that claimed 3 rows, every other hot
+/// row is still free for a second claimer.
+pub(crate) async fn a_claim_locks_only_what_it_claims() {
+    let db = fresh_database().await;
+    let catalog = db.catalog().await;
+    catalog.migrate().await.unwrap();
+    job_order_fixture(&catalog).await;
+    let now = later(0);
+    let jobs = catalog.eligible_jobs(1, now).await.unwrap();
+
+    let mut conn = db.connection().await;
+    let mut tx = conn.begin().await.unwrap();
+    let claimed = catalog
+        .claim_task_html_rows_in(&mut tx, &jobs, 4, &lease("w1", now))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&claimed.candidates),
+        ["j1-t1", "j1-t2", "j1-t3", "j2-t1"]
+    );
+    // What another session can lock now is everything hot but those four.
+    let mut other = db.connection().await;
+    let free: BTreeSet<String> = sqlx::query_scalar(
+        "SELECT id FROM tasks WHERE html_storage_path IS NOT NULL FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_all(&mut other)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(free, strings(&["j2-t2", "j3-t1", "j3-t2", "keep-t1"]));
+    // And a second claimer, not waiting on the open transaction, gets the rest.
+    let second = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        catalog.claim_task_html_rows(&jobs, 100, &lease("w2", now)),
+    )
+    .await
+    .expect("a claim must not wait for rows another transaction holds")
+    .unwrap();
+    assert_eq!(ids(&second.candidates), ["j2-t2", "j3-t1", "j3-t2"]);
+    tx.commit().await.unwrap();
+    let recorded: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT id, html_lease_owner FROM tasks WHERE html_storage_path IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(&mut other)
+    .await
+    .unwrap();
+    let owner = |o: &str| Some(o.to_owned());
+    assert_eq!(
+        recorded,
+        [
+            ("j1-t1".to_owned(), owner("w1")),
+            ("j1-t2".to_owned(), owner("w1")),
+            ("j1-t3".to_owned(), owner("w1")),
+            ("j2-t1".to_owned(), owner("w1")),
+            ("j2-t2".to_owned(), owner("w2")),
+            ("j3-t1".to_owned(), owner("w2")),
+            ("j3-t2".to_owned(), owner("w2")),
+            ("keep-t1".to_owned(), None),
+        ]
+    );
+}
+
+macro_rules! on_both_backends_shared {
+    ($($check:ident),* $(,)?) => {
+        mod shared_postgres {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let db = super::pg_catalog().await;
+                    super::$check(db.catalog.clone()).await;
+                }
+            )*
+        }
+        mod shared_sqlite {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let db = super::sqlite_catalog().await;
+                    super::$check(db.catalog.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends_shared!(
+    source_walks_the_sweep_in_job_order,
+    a_job_eligible_mid_sweep_waits_for_the_next,
+    two_sources_never_share_a_row,
+);
+
+#[tokio::test]
+async fn postgres_a_claim_locks_only_what_it_claims() {
+    a_claim_locks_only_what_it_claims().await;
 }
