@@ -36,6 +36,8 @@ pub(crate) struct Faults {
     pub(crate) get_delay_ms: AtomicU64,
     /// While closed, every `get` waits at it: a worker stalled mid-move on command.
     pub(crate) gate: Gate,
+    /// When set, only the `get` of this location waits at the gate: one slow blob.
+    gate_only: Mutex<Option<Location>>,
     /// Count of `put` calls that reached the inner store.
     pub(crate) puts: AtomicU64,
     /// `get` returns all but the last bytes, as a connection broken
@@ -144,6 +146,11 @@ impl Faults {
     /// The next `times` calls of `op` fail with `fault` (0 clears; `u32::MAX`: for good).
     pub(crate) fn fail_next(&self, op: Op, fault: Fault, times: u32) {
         self.script.lock().unwrap().insert(op, (fault, times));
+    }
+
+    /// Only the `get` of `location` waits at the closed gate (`None`: every `get`).
+    pub(crate) fn gate_only(&self, location: Option<Location>) {
+        *self.gate_only.lock().unwrap() = location;
     }
 
     /// From now on, deleting `location` fails with `fault`, alone or in a
@@ -275,7 +282,13 @@ impl Store for FaultyStore {
         if self.faults.refuse_bucket.lock().unwrap().as_deref() == Some(&location.bucket) {
             return Err(Fault::Refused.error());
         }
-        self.faults.gate.pass().await;
+        let gated = match &*self.faults.gate_only.lock().unwrap() {
+            Some(only) => only == location,
+            None => true,
+        };
+        if gated {
+            self.faults.gate.pass().await;
+        }
         let delay = self.faults.get_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -3,6 +3,7 @@
 
 mod alloc;
 mod bad_input;
+mod batching;
 mod catalog_conformance;
 mod catalog_outage;
 mod check;
