@@ -177,8 +177,9 @@ pub(crate) fn put_proves(
 /// Cheap path, only on a store whose ETag is proof (see [`put_proves`]):
 /// size equal, the MD5 ETag equal to the MD5 of the bytes, and our
 /// `stored-sha256` metadata present and equal. A copy without that
-/// metadata (left by something else, or by a store that drops it) is read
-/// back, never assumed good; so is every copy on a store whose profile
+/// metadata (left by something else, by a store that drops it, or by a
+/// streamed upload, which cannot know it when it starts) is read back,
+/// never assumed good; so is every copy on a store whose profile
 /// cannot prove the digest, with no, a multipart or an opaque ETag, or with
 /// [`VerifyMode::ReadBack`]: verification never depends on a feature a
 /// provider lacks.

@@ -314,3 +314,43 @@ async fn supabase_hot_streams_a_large_blob_and_reads_a_small_one_in_one_get() {
         .await;
     drop(s3);
 }
+
+#[tokio::test]
+async fn a_streamed_copy_found_again_lacks_the_stored_digest_and_is_read_back() {
+    let rig = Rig::new(Backend::PostgresS3).await;
+    rig.old_and_new_jobs().await;
+    let large = large_task(&rig, "old", "large", 9 * 1024 * 1024, None).await;
+    // Streamed and switched; the hot delete fails (a crash right before it).
+    let (hot, hot_faults) = FaultyStore::wrap(rig.hot.clone());
+    hot_faults
+        .fail_delete
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut first = config(&rig);
+    // Its retries back off in proportion: keep them short.
+    first.blob_timeout = std::time::Duration::from_secs(10);
+    let report = rig
+        .archiver_with(hot, rig.cold.clone(), first)
+        .sweep()
+        .await;
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert!(rig.row("large").await.html_archive_key.is_some());
+
+    // Held whole this time (threshold above it): the copy is found, and
+    // since it carries no stored-sha256 its ETag alone is not enough.
+    let (cold, cold_faults) = FaultyStore::wrap(rig.cold.clone());
+    let mut config = config(&rig);
+    config.stream_threshold = u64::MAX;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let report = rig
+        .archiver_with(rig.hot.clone(), cold, config)
+        .with_clock(Arc::new(move || later))
+        .sweep()
+        .await;
+    assert_eq!(report.archived, 1, "{report:?}");
+    assert_eq!(
+        (cold_faults.calls(Op::Get), cold_faults.calls(Op::Put)),
+        (1, 0),
+        "read back once, then reused without another upload"
+    );
+    rig.audit(&[("old", "large", large)]).await;
+}
