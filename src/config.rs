@@ -130,6 +130,7 @@ const ARCHIVE_BATCH_SIZE: &str = "ARCHIVE_BATCH_SIZE";
 const ARCHIVE_CONCURRENCY: &str = "ARCHIVE_CONCURRENCY";
 const ARCHIVE_PATH_PREFIX: &str = "ARCHIVE_PATH_PREFIX";
 const ARCHIVE_BLOB_TIMEOUT: &str = "ARCHIVE_BLOB_TIMEOUT";
+const ARCHIVE_STREAM_THRESHOLD: &str = "ARCHIVE_STREAM_THRESHOLD";
 const ARCHIVE_LEASE: &str = "ARCHIVE_LEASE";
 const ARCHIVE_VERIFY: &str = "ARCHIVE_VERIFY";
 const ARCHIVE_PROBE_PREFIX: &str = "ARCHIVE_PROBE_PREFIX";
@@ -159,6 +160,9 @@ const DEFAULT_INTERVAL: &str = "1m";
 const DEFAULT_BATCH_SIZE: &str = "50";
 const DEFAULT_CONCURRENCY: &str = "5";
 const DEFAULT_BLOB_TIMEOUT: &str = "5m";
+const DEFAULT_STREAM_THRESHOLD: &str = "8388608";
+/// A threshold above any blob: nothing streams.
+const MAX_STREAM_THRESHOLD: u64 = 1 << 50;
 const DEFAULT_LEASE: &str = "1m";
 const DEFAULT_VERIFY: &str = "auto";
 const DEFAULT_LOST_AFTER: &str = "1h";
@@ -244,6 +248,11 @@ pub const VARIABLES: &[Variable] = &[
         ARCHIVE_BLOB_TIMEOUT,
         Some(DEFAULT_BLOB_TIMEOUT),
         "time limit for moving one blob",
+    ),
+    var(
+        ARCHIVE_STREAM_THRESHOLD,
+        Some(DEFAULT_STREAM_THRESHOLD),
+        "blobs larger than this many bytes stream from hot to cold (multipart upload) instead of being held in memory; at most 2 stream at once, ~25 MiB each",
     ),
     var(
         ARCHIVE_LEASE,
@@ -397,6 +406,9 @@ pub struct Config {
     pub path_prefix: KeyPrefix,
     /// Time limit for moving one blob (`ARCHIVE_BLOB_TIMEOUT`).
     pub blob_timeout: Duration,
+    /// Blobs larger than this many bytes stream from hot to cold rather
+    /// than being held whole (`ARCHIVE_STREAM_THRESHOLD`).
+    pub stream_threshold: u64,
     /// How long a claim hides a row from other workers if its worker dies
     /// (`ARCHIVE_LEASE`); a live worker renews its claims every third of it.
     pub lease: Duration,
@@ -482,6 +494,7 @@ impl Default for Config {
             concurrency: 5,
             path_prefix: KeyPrefix::none(),
             blob_timeout: Duration::from_secs(300),
+            stream_threshold: 8 * 1024 * 1024,
             lease: Duration::from_secs(60),
             verify: VerifyMode::Auto,
             probe_prefix: ObjectKey::new(DEFAULT_PROBE_PREFIX)
@@ -541,6 +554,12 @@ impl Config {
         let blob_timeout = parse_duration(
             ARCHIVE_BLOB_TIMEOUT,
             &vars.or_default(ARCHIVE_BLOB_TIMEOUT, DEFAULT_BLOB_TIMEOUT),
+        )?;
+        let stream_threshold = parse_whole(
+            ARCHIVE_STREAM_THRESHOLD,
+            &vars.or_default(ARCHIVE_STREAM_THRESHOLD, DEFAULT_STREAM_THRESHOLD),
+            0,
+            MAX_STREAM_THRESHOLD,
         )?;
         let lease = parse_duration(
             ARCHIVE_LEASE,
@@ -605,6 +624,7 @@ impl Config {
             concurrency: concurrency as usize,
             path_prefix,
             blob_timeout,
+            stream_threshold,
             lease,
             verify,
             probe_prefix,
@@ -1192,6 +1212,7 @@ mod tests {
             ("ARCHIVE_CONCURRENCY", "256"),
             ("ARCHIVE_PATH_PREFIX", "/preview-42/"),
             ("ARCHIVE_BLOB_TIMEOUT", "500ms"),
+            ("ARCHIVE_STREAM_THRESHOLD", "0"),
             ("ARCHIVE_LEASE", "2h"),
             ("ARCHIVE_VERIFY", "Read-Back"),
             ("ARCHIVE_PROBE_PREFIX", "/ops/probe/"),
@@ -1213,6 +1234,7 @@ mod tests {
                 concurrency: 256,
                 path_prefix: KeyPrefix::new("preview-42").unwrap(),
                 blob_timeout: Duration::from_millis(500),
+                stream_threshold: 0,
                 lease: Duration::from_secs(7200),
                 verify: VerifyMode::ReadBack,
                 probe_prefix: ObjectKey::new("ops/probe").unwrap(),

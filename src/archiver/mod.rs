@@ -30,6 +30,7 @@ use crate::store::Store;
 use crate::store::retry::Retry;
 
 mod pipeline;
+mod stream;
 pub(crate) mod verify;
 
 pub use pipeline::Outcome;
@@ -1202,6 +1203,7 @@ impl Archiver {
             cold_bucket: &self.config.bucket,
             prefix: &self.config.path_prefix,
             verify: self.config.verify,
+            stream_threshold: self.config.stream_threshold,
             source,
             owner: &self.worker_id,
             clock: &self.clock,

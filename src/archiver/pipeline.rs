@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::Clock;
+use super::stream::{self, Copied, HotRead};
 use super::verify::{self, Digest};
 use crate::catalog::Fence;
 use crate::config::VerifyMode;
@@ -71,6 +72,8 @@ pub(crate) struct Pipeline<'a> {
     pub(crate) cold_bucket: &'a str,
     pub(crate) prefix: &'a KeyPrefix,
     pub(crate) verify: VerifyMode,
+    /// Blobs larger than this many bytes stream (`ARCHIVE_STREAM_THRESHOLD`).
+    pub(crate) stream_threshold: u64,
     pub(crate) source: &'a dyn ArchiveSource,
     /// This worker (the lease owner) and its clock, for fenced writes.
     pub(crate) owner: &'a str,
@@ -119,8 +122,8 @@ impl Pipeline<'_> {
             return done(self.quarantine(candidate, reason).await);
         }
 
-        match self.hot.get(&hot_location).await {
-            Ok(bytes) => {
+        match stream::read_hot(self.hot, &hot_location, candidate, self.stream_threshold).await {
+            Ok(read) => {
                 self.found(candidate).await?;
                 // Only a row that an earlier claim or attempt touched can
                 // have a copy in cold to reuse (an upload before a crash, a
@@ -130,9 +133,35 @@ impl Pipeline<'_> {
                     && candidate.attempts == 0
                     && candidate.archived_at.is_none()
                     && candidate.missing_since.is_none();
-                let copied = self
-                    .copy(candidate, &hot_location, &cold_location, bytes, fresh)
-                    .await?;
+                let copied = match read {
+                    HotRead::Whole(bytes) => {
+                        self.copy(candidate, &hot_location, &cold_location, bytes, fresh)
+                            .await?
+                    }
+                    // Never reused: its digest is known only once it is read.
+                    HotRead::Streamed(hot) => {
+                        let options = self.put_options(candidate, None);
+                        let copied = stream::copy(
+                            hot,
+                            self.cold,
+                            &cold_location,
+                            candidate,
+                            &options,
+                            self.verify,
+                        )
+                        .await?;
+                        match copied {
+                            Copied::Proven(digest) => Ran::Verified(Verified {
+                                hot: hot_location.clone(),
+                                cold: cold_location.clone(),
+                                bytes: digest.size,
+                            }),
+                            Copied::Mismatch(mismatch) => {
+                                Ran::Finished(self.quarantine(candidate, mismatch.0).await?)
+                            }
+                        }
+                    }
+                };
                 match copied {
                     Ran::Verified(verified) if !batched => {
                         self.finish(candidate, &verified).await.map(Ran::Finished)
@@ -214,7 +243,11 @@ impl Pipeline<'_> {
         if !reused {
             let put = self
                 .cold
-                .put(cold_location, bytes, &self.put_options(candidate, &digest))
+                .put(
+                    cold_location,
+                    bytes,
+                    &self.put_options(candidate, Some(&digest)),
+                )
                 .await
                 .map_err(|e| e.context(format!("put cold {cold_location}")))?;
             // The PUT's own answer proves the copy where the store's ETag is
@@ -307,15 +340,19 @@ impl Pipeline<'_> {
         Ok(Outcome::Quarantined { reason })
     }
 
-    fn put_options(&self, candidate: &ArchiveCandidate, digest: &Digest) -> PutOptions {
+    /// `stored` is `None` for a streamed upload, whose digest is known only
+    /// at its end: such a copy, if ever reused, is read back.
+    fn put_options(&self, candidate: &ArchiveCandidate, stored: Option<&Digest>) -> PutOptions {
         use crate::store::meta;
         // `sha256` keeps the seed's meaning (digest of the decoded content, as
         // in the catalog); `stored-sha256` is of the bytes as stored.
         let mut metadata = BTreeMap::from([
             (meta::TASK_ID.to_owned(), candidate.task_id.clone()),
             (meta::JOB_ID.to_owned(), candidate.job_id.clone()),
-            (meta::STORED_SHA256.to_owned(), digest.sha256_hex()),
         ]);
+        if let Some(digest) = stored {
+            metadata.insert(meta::STORED_SHA256.to_owned(), digest.sha256_hex());
+        }
         if let Some(sha) = &candidate.sha256 {
             metadata.insert(meta::SHA256.to_owned(), sha.trim().to_ascii_lowercase());
         }

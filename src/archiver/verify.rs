@@ -2,12 +2,12 @@
 
 use std::io::Read;
 
-use bytes::Bytes;
+use futures::StreamExt as _;
 use md5::Md5;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::VerifyMode;
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::source::ArchiveCandidate;
 use crate::store::{Location, PutResult, Store};
 
@@ -43,14 +43,31 @@ pub(crate) fn check_against_catalog(
     candidate: &ArchiveCandidate,
     bytes: &[u8],
 ) -> std::result::Result<(), Mismatch> {
+    check_size(candidate, bytes.len() as u64)?;
+    check_content(candidate, bytes)
+}
+
+/// The catalog's compressed size (when it has one) against `size`.
+pub(crate) fn check_size(
+    candidate: &ArchiveCandidate,
+    size: u64,
+) -> std::result::Result<(), Mismatch> {
     if let Some(expected) = candidate.compressed_size_bytes
-        && u64::try_from(expected).ok() != Some(bytes.len() as u64)
+        && u64::try_from(expected).ok() != Some(size)
     {
         return Err(Mismatch(format!(
-            "size mismatch: catalog says {expected} bytes, store holds {}",
-            bytes.len()
+            "size mismatch: catalog says {expected} bytes, store holds {size}"
         )));
     }
+    Ok(())
+}
+
+/// The catalog's `html_sha256` (and decoded size), when it has one, against
+/// the content `stored` decodes to; `stored` is read only as far as needed.
+pub(crate) fn check_content(
+    candidate: &ArchiveCandidate,
+    stored: impl Read,
+) -> std::result::Result<(), Mismatch> {
     let Some(expected) = candidate.sha256.as_deref() else {
         return Ok(());
     };
@@ -67,7 +84,7 @@ pub(crate) fn check_against_catalog(
         ),
         None => None,
     };
-    let actual = decoded_sha256(candidate.content_encoding.as_deref(), bytes, decoded_size)?;
+    let actual = decoded_sha256(candidate.content_encoding.as_deref(), stored, decoded_size)?;
     if hex::encode(actual) != expected {
         return Err(Mismatch(format!(
             "content digest mismatch: catalog html_sha256 {expected}, decoded bytes hash to {}",
@@ -82,18 +99,28 @@ pub(crate) fn check_against_catalog(
 /// size known, decoding stops as soon as the content outgrows it.
 fn decoded_sha256(
     encoding: Option<&str>,
-    bytes: &[u8],
+    mut stored: impl Read,
     expected_size: Option<u64>,
 ) -> std::result::Result<[u8; 32], Mismatch> {
     let mut hasher = Sha256::new();
     let mut decoded = 0u64;
     match encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
         None | Some("") | Some("identity") => {
-            hasher.update(bytes);
-            decoded = bytes.len() as u64;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stored.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        hasher.update(&buf[..n]);
+                        decoded += n as u64;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Mismatch(format!("the bytes could not be read: {e}"))),
+                }
+            }
         }
         Some("gzip") | Some("x-gzip") => {
-            let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
+            let mut decoder = flate2::read::MultiGzDecoder::new(stored);
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 match decoder.read(&mut buf) {
@@ -150,8 +177,9 @@ pub(crate) fn put_proves(
 /// Cheap path, only on a store whose ETag is proof (see [`put_proves`]):
 /// size equal, the MD5 ETag equal to the MD5 of the bytes, and our
 /// `stored-sha256` metadata present and equal. A copy without that
-/// metadata (left by something else, or by a store that drops it) is read
-/// back, never assumed good; so is every copy on a store whose profile
+/// metadata (left by something else, by a store that drops it, or by a
+/// streamed upload, which cannot know it when it starts) is read back,
+/// never assumed good; so is every copy on a store whose profile
 /// cannot prove the digest, with no, a multipart or an opaque ETag, or with
 /// [`VerifyMode::ReadBack`]: verification never depends on a feature a
 /// provider lacks.
@@ -179,39 +207,59 @@ pub(crate) async fn cold_holds(
     {
         return Ok(true);
     }
-    let stored = match cold.get(location).await {
-        Ok(bytes) => bytes,
+    // Streamed and hashed off the executor: a large copy is never held.
+    let body = match cold.get_stream(location).await {
+        Ok((_, body)) => body,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
-    Ok(Digest::of(&stored) == *digest)
+    Ok(super::stream::tally(body).await?.digest == *digest)
 }
 
-/// Read a cold object that must stand alone (its hot copy is gone): returns
-/// `None` if absent, else the bytes or why they disagree with the catalog
-/// or with the `stored_sha256` recorded at upload.
+/// Check a cold object that must stand alone (its hot copy is gone),
+/// streamed: returns `None` if absent, else whether it agrees with the
+/// catalog and with the `stored-sha256` recorded at upload (when there is one).
 pub(crate) async fn cold_copy_alone(
     cold: &dyn Store,
     location: &Location,
     candidate: &ArchiveCandidate,
-) -> Result<Option<std::result::Result<Bytes, Mismatch>>> {
-    let bytes = match cold.get(location).await {
-        Ok(bytes) => bytes,
+) -> Result<Option<std::result::Result<(), Mismatch>>> {
+    let (size, mut body) = match cold.get_stream(location).await {
+        Ok(read) => read,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    if let Err(mismatch) = check_against_catalog(candidate, &bytes) {
+    if let Err(mismatch) = check_size(candidate, size) {
         return Ok(Some(Err(mismatch)));
+    }
+    let mut tally = super::stream::Tally::start(Some(candidate.clone()));
+    while let Some(piece) = body.next().await {
+        if !tally.feed(piece?).await {
+            break;
+        }
+    }
+    let tallied = match tally.finish().await? {
+        Ok(tallied) => tallied,
+        Err(mismatch) => return Ok(Some(Err(mismatch))),
+    };
+    if tallied.digest.size != size {
+        return Err(Error::new(
+            ErrorKind::Transient,
+            format!(
+                "read {location}: ended after {} of {size} bytes",
+                tallied.digest.size
+            ),
+        ));
     }
     let meta = cold.head(location).await?;
     if let Some(sha) = meta.stored_sha256()
-        && !sha.eq_ignore_ascii_case(&Digest::of(&bytes).sha256_hex())
+        && !sha.eq_ignore_ascii_case(&tallied.digest.sha256_hex())
     {
         return Ok(Some(Err(Mismatch(format!(
             "cold copy does not match the sha256 recorded at upload ({sha})"
         )))));
     }
-    Ok(Some(Ok(bytes)))
+    Ok(Some(Ok(())))
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::opendal::{Adapter, Retry, check_bucket};
-use super::{Location, ObjectMeta, PutOptions, PutResult, Store};
+use super::{ByteStream, Location, ObjectMeta, PutOptions, PutResult, Store};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Folder under the root for bodies being written; never a bucket, since
@@ -253,6 +253,31 @@ impl Store for FsStore {
     async fn get(&self, location: &Location) -> Result<Bytes> {
         let path = self.confined(location).await?;
         self.adapter.get(&path, &Named(location)).await
+    }
+
+    async fn get_stream(&self, location: &Location) -> Result<(u64, ByteStream)> {
+        let path = self.confined(location).await?;
+        self.adapter.get_stream(&path, &Named(location)).await
+    }
+
+    /// Into the atomic-write folder, renamed into place once the body ends.
+    async fn put_stream(
+        &self,
+        location: &Location,
+        _size: u64,
+        body: ByteStream,
+        options: &PutOptions,
+    ) -> Result<PutResult> {
+        if !self.writable {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!("put fs:{location}: this folder store only reads and deletes (hot role)"),
+            ));
+        }
+        let path = self.confined(location).await?;
+        self.adapter
+            .put_stream(&path, body, options, &Named(location))
+            .await
     }
 
     async fn head(&self, location: &Location) -> Result<ObjectMeta> {

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ObjectKey;
@@ -139,6 +141,16 @@ fn etag_md5(etag: &str) -> Option<[u8; 16]> {
     Some(md5)
 }
 
+/// A body read or written piece by piece: peak memory follows the pieces,
+/// not the object.
+pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+
+/// Part size of a streamed upload that a store sends in parts (S3
+/// multipart): every part but the last holds exactly this many bytes, so the
+/// archiver can compute the multipart ETag (`md5(part md5s)-N`) on the way.
+/// Also bounds what one streamed upload buffers (see `archiver::stream`).
+pub const STREAM_PART_SIZE: usize = 8 * 1024 * 1024;
+
 /// An object store in either role.
 ///
 /// Contract every backend honours (proven by the conformance suite):
@@ -185,6 +197,42 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Read the whole object.
     async fn get(&self, location: &Location) -> Result<Bytes>;
+
+    /// Read the object as a stream: its size, as the store's answer to the
+    /// read states it, and the bytes. Errors before the first byte (a missing
+    /// object, a refused request) come from the call, with
+    /// [`get`](Store::get)'s kinds; the stream fails if the body breaks
+    /// off. The default reads the whole object with `get`, so a store
+    /// without a streaming read costs no extra request.
+    async fn get_stream(&self, location: &Location) -> Result<(u64, ByteStream)> {
+        let bytes = self.get(location).await?;
+        Ok((
+            bytes.len() as u64,
+            futures::stream::once(async move { Ok(bytes) }).boxed(),
+        ))
+    }
+
+    /// Store the bytes of `body` (`size` of them, as the caller expects) at
+    /// `location`, replacing any object there, without holding them all.
+    ///
+    /// The object appears only once `body` ends without an error: an error
+    /// from `body` (the caller found the bytes bad) or from the store
+    /// aborts the upload and is returned as it came, and whatever was at
+    /// `location` stays. The default collects the body and calls
+    /// [`put`](Store::put).
+    async fn put_stream(
+        &self,
+        location: &Location,
+        size: u64,
+        mut body: ByteStream,
+        options: &PutOptions,
+    ) -> Result<PutResult> {
+        let mut all = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0).min(1 << 30));
+        while let Some(piece) = body.next().await {
+            all.extend_from_slice(&piece?);
+        }
+        self.put(location, all.freeze(), options).await
+    }
 
     /// Describe the object without reading it.
     async fn head(&self, location: &Location) -> Result<ObjectMeta>;

@@ -25,11 +25,12 @@ use std::future::Future;
 use ::opendal::options::WriteOptions;
 use ::opendal::{Buffer, ErrorKind as OdKind, Metadata, Operator};
 use bytes::Bytes;
+use futures::{StreamExt as _, TryStreamExt as _};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
 pub(super) use super::retry::Retry;
 use super::s3_answer::{Refusal, S3Answer, answer_of};
-use super::{ObjectMeta, PutOptions, PutResult};
+use super::{ByteStream, ObjectMeta, PutOptions, PutResult};
 use crate::error::{Error, ErrorKind, Result};
 
 /// One OpenDAL operator, spoken to in the terms of the store seam.
@@ -39,11 +40,25 @@ use crate::error::{Error, ErrorKind, Result};
 pub(super) struct Adapter {
     op: Operator,
     retry: Retry,
+    /// Writes streamed uploads when `op` cannot (OpenDAL refuses a
+    /// multipart upload on an operator that sends Content-MD5), and the
+    /// exact part size it uploads in; `None`: `op` writes them in one piece.
+    stream_op: Option<(Operator, usize)>,
 }
 
 impl Adapter {
     pub(super) fn new(op: Operator, retry: Retry) -> Self {
-        Self { op, retry }
+        Self {
+            op,
+            retry,
+            stream_op: None,
+        }
+    }
+
+    /// Streamed uploads go through `op` in parts of exactly `part_size` bytes.
+    pub(super) fn with_stream_op(mut self, op: Operator, part_size: usize) -> Self {
+        self.stream_op = Some((op, part_size));
+        self
     }
 
     /// Run `attempt` until it succeeds, fails for good, or retries run out;
@@ -66,24 +81,7 @@ impl Adapter {
         options: &PutOptions,
         what: &(dyn fmt::Display + Sync),
     ) -> Result<PutResult> {
-        // Only ask for what the service keeps; the rest is documented per backend.
-        let cap = self.op.info().capability();
-        let mut opts = WriteOptions::default();
-        if cap.write_with_content_type {
-            opts.content_type = options.content_type.clone();
-        }
-        if cap.write_with_content_encoding {
-            opts.content_encoding = options.content_encoding.clone();
-        }
-        if cap.write_with_user_metadata && !options.metadata.is_empty() {
-            opts.user_metadata = Some(
-                options
-                    .metadata
-                    .iter()
-                    .map(|(k, v)| (k.clone(), encode_value(v)))
-                    .collect(),
-            );
-        }
+        let opts = write_options(&self.op, options);
         let body = Buffer::from(body);
         self.retrying("put", || {
             self.op.write_options(path, body.clone(), opts.clone())
@@ -95,6 +93,90 @@ impl Adapter {
         .map_err(|e| classify(e, format_args!("put {what}")))
     }
 
+    /// Write `body` at `path` piece by piece; the object is committed only
+    /// when `body` ends without an error, else the upload is aborted.
+    ///
+    /// Not retried request by request: the body is gone once sent, so a
+    /// failed part fails the upload and the caller starts over.
+    pub(super) async fn put_stream(
+        &self,
+        path: &str,
+        mut body: ByteStream,
+        options: &PutOptions,
+        what: &(dyn fmt::Display + Sync),
+    ) -> Result<PutResult> {
+        let (op, chunk) = match &self.stream_op {
+            Some((op, part_size)) => (op, Some(*part_size)),
+            None => (&self.op, None),
+        };
+        let mut opts = write_options(op, options);
+        opts.chunk = chunk;
+        let mut writer = op
+            .writer_options(path, opts)
+            .await
+            .map_err(|e| classify(e, format_args!("put {what}")))?;
+        let failed = loop {
+            match body.next().await {
+                Some(Ok(piece)) => {
+                    if let Err(e) = writer.write(piece).await {
+                        break classify(e, format_args!("put {what}"));
+                    }
+                }
+                Some(Err(e)) => break e,
+                None => match writer.close().await {
+                    Ok(meta) => {
+                        return Ok(PutResult {
+                            etag: meta.etag().map(clean_etag),
+                        });
+                    }
+                    Err(e) => break classify(e, format_args!("put {what}")),
+                },
+            }
+        };
+        // Parts already sent are dropped rather than left to be billed; a
+        // failed abort leaves nothing visible (the object was never committed).
+        if let Err(e) = writer.abort().await {
+            tracing::debug!(error = %e, "aborting a streamed upload failed");
+        }
+        Err(failed)
+    }
+
+    /// Open the object at `path` for reading: its size from the read's
+    /// answer, and its bytes as they arrive. Opening is retried like any
+    /// request; a body that breaks off fails the stream.
+    pub(super) async fn get_stream(
+        &self,
+        path: &str,
+        what: &(dyn fmt::Display + Sync),
+    ) -> Result<(u64, ByteStream)> {
+        let (size, stream) = self
+            .retrying("get", || async {
+                let mut stream = self.op.reader(path).await?.into_stream(..).await?;
+                // Opens the request; its answer carries the size.
+                let size = match stream.metadata().await {
+                    Ok(meta) => Some(meta.content_length()),
+                    Err(e) if e.kind() == OdKind::Unsupported => None,
+                    Err(e) => return Err(e),
+                };
+                Ok((size, stream))
+            })
+            .await
+            .map_err(|e| classify(e, format_args!("get {what}")))?;
+        let size = match size {
+            Some(size) => size,
+            // Only for services whose read answer has no size (a local file: cheap).
+            None => self.head(path, what).await?.size,
+        };
+        let doing = format!("get {what}");
+        let body = stream
+            .map_ok(|buffer| futures::stream::iter(Iterator::map(buffer, Ok)))
+            .try_flatten()
+            .map_err(move |e| classify(e, &doing))
+            .boxed();
+        Ok((size, body))
+    }
+
+    /// Read the whole object at `path`.
     /// Read the whole object at `path`.
     pub(super) async fn get(&self, path: &str, what: &(dyn fmt::Display + Sync)) -> Result<Bytes> {
         self.retrying("get", || self.op.read(path))
@@ -170,6 +252,29 @@ impl Adapter {
             Err(e) => Err(classify(e, format_args!("ping {what}"))),
         }
     }
+}
+
+/// The options of an upload to `op`: only what the service keeps is asked
+/// for; the rest is documented per backend.
+fn write_options(op: &Operator, options: &PutOptions) -> WriteOptions {
+    let cap = op.info().capability();
+    let mut opts = WriteOptions::default();
+    if cap.write_with_content_type {
+        opts.content_type = options.content_type.clone();
+    }
+    if cap.write_with_content_encoding {
+        opts.content_encoding = options.content_encoding.clone();
+    }
+    if cap.write_with_user_metadata && !options.metadata.is_empty() {
+        opts.user_metadata = Some(
+            options
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), encode_value(v)))
+                .collect(),
+        );
+    }
+    opts
 }
 
 /// Refuse a bucket name that is not one plain path segment.

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use super::opendal::{Adapter, Retry, check_bucket};
 use super::profile::Profile;
 use super::s3_answer::AnswerReader;
-use super::{Location, ObjectMeta, PutOptions, PutResult, Store};
+use super::{ByteStream, Location, ObjectMeta, PutOptions, PutResult, Store};
 use crate::config::{ChecksumMode, Provider, S3Config, Secret};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -146,6 +146,22 @@ impl S3Store {
     }
 
     fn build(&self, bucket: &str) -> Result<Adapter> {
+        let md5 = self.profile.checksum == ChecksumMode::ContentMd5;
+        let op = self.operator(bucket, md5)?;
+        // OpenDAL refuses multipart uploads on an operator that sends
+        // Content-MD5 (S3 takes no MD5 algorithm for them), so streamed
+        // uploads go without it: their parts are proven by the multipart
+        // ETag or by reading the copy back (see `archiver::stream`).
+        let stream_op = if md5 {
+            self.operator(bucket, false)?
+        } else {
+            op.clone()
+        };
+        Ok(Adapter::new(op, RETRY).with_stream_op(stream_op, super::STREAM_PART_SIZE))
+    }
+
+    /// An operator for `bucket`, sending Content-MD5 with every upload when `md5`.
+    fn operator(&self, bucket: &str, md5: bool) -> Result<Operator> {
         let mut builder = S3::default()
             .bucket(bucket)
             .root("/")
@@ -155,9 +171,8 @@ impl S3Store {
             .disable_config_load()
             .disable_ec2_metadata();
         // OpenDAL sends at most this one checksum, and no SDK checksum headers.
-        match self.profile.checksum {
-            ChecksumMode::ContentMd5 => builder = builder.checksum_algorithm("md5"),
-            ChecksumMode::None => {}
+        if md5 {
+            builder = builder.checksum_algorithm("md5");
         }
         if let Some(endpoint) = &self.endpoint {
             builder = builder.endpoint(endpoint);
@@ -179,15 +194,14 @@ impl S3Store {
             &self.region,
             self.region_variable.clone(),
         );
-        let op = op
+        Ok(op
             .with_context(base.with_http_transport(HttpTransporter::new(reader)))
             // A timed-out attempt is a temporary error, so the adapter retries it.
             .layer(
                 TimeoutLayer::new()
                     .with_timeout(OP_TIMEOUT)
                     .with_io_timeout(IO_TIMEOUT),
-            );
-        Ok(Adapter::new(op, RETRY))
+            ))
     }
 
     /// The cached operator for `bucket`, built on first use.
@@ -288,6 +302,27 @@ impl Store for S3Store {
     async fn get(&self, location: &Location) -> Result<Bytes> {
         self.bucket(&location.bucket)?
             .get(location.key.as_str(), &self.named(location))
+            .await
+    }
+
+    async fn get_stream(&self, location: &Location) -> Result<(u64, ByteStream)> {
+        self.bucket(&location.bucket)?
+            .get_stream(location.key.as_str(), &self.named(location))
+            .await
+    }
+
+    /// In parts of [`STREAM_PART_SIZE`](super::STREAM_PART_SIZE) bytes
+    /// (multipart), or one plain PUT for a body smaller than a part; neither
+    /// carries Content-MD5 (see `build`).
+    async fn put_stream(
+        &self,
+        location: &Location,
+        _size: u64,
+        body: ByteStream,
+        options: &PutOptions,
+    ) -> Result<PutResult> {
+        self.bucket(&location.bucket)?
+            .put_stream(location.key.as_str(), body, options, &self.named(location))
             .await
     }
 

@@ -49,6 +49,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD};
 use bytes::Bytes;
+use futures::{StreamExt as _, TryStreamExt as _};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
@@ -56,7 +57,7 @@ use serde::Deserialize;
 
 use super::opendal::check_bucket;
 use super::retry::Retry;
-use super::{Location, ObjectMeta, PutOptions, PutResult, Store};
+use super::{ByteStream, Location, ObjectMeta, PutOptions, PutResult, Store};
 use crate::config::SupabaseConfig;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -281,30 +282,44 @@ impl SupabaseStore {
         let build = &build;
         self.retry
             .run(doing, Error::is_retryable, || async move {
-                let response = build()
-                    .header("apikey", self.apikey.clone())
-                    .header(AUTHORIZATION, self.authorization.clone())
-                    .timeout(self.request_timeout)
-                    .send()
-                    .await
-                    .map_err(|e| transport_error(e, doing, what))?;
-                let status = response.status();
-                let body = response
+                let request = build().timeout(self.request_timeout);
+                self.respond(request, doing, what)
+                    .await?
                     .bytes()
                     .await
-                    .map_err(|e| transport_error(e, doing, what))?;
-                if status.is_success() {
-                    Ok(body)
-                } else {
-                    Err(classify(
-                        status,
-                        &body,
-                        &format!("{doing} {what}"),
-                        &self.secrets,
-                    ))
-                }
+                    .map_err(|e| transport_error(e, doing, what))
             })
             .await
+    }
+
+    /// Send `request` once, with the keys: a success's response, its body
+    /// not yet read, or the error the answer makes.
+    async fn respond(
+        &self,
+        request: reqwest::RequestBuilder,
+        doing: &str,
+        what: &str,
+    ) -> Result<reqwest::Response> {
+        let response = request
+            .header("apikey", self.apikey.clone())
+            .header(AUTHORIZATION, self.authorization.clone())
+            .send()
+            .await
+            .map_err(|e| transport_error(e, doing, what))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(e, doing, what))?;
+        Err(classify(
+            status,
+            &body,
+            &format!("{doing} {what}"),
+            &self.secrets,
+        ))
     }
 }
 
@@ -399,6 +414,30 @@ impl Store for SupabaseStore {
             self.client.get(&url)
         })
         .await
+    }
+
+    /// One GET, as [`get`](Store::get); the answer is retried until its
+    /// status, the body then streams with no limit on the whole (a large
+    /// blob takes its time) but one on each read (`IO_TIMEOUT`).
+    async fn get_stream(&self, location: &Location) -> Result<(u64, ByteStream)> {
+        let url = self.object_url("authenticated/", location)?;
+        let what = format!("{PROVIDER}:{location}");
+        let response = self
+            .retry
+            .run("get", Error::is_retryable, || {
+                self.respond(self.client.get(&url), "get", &what)
+            })
+            .await?;
+        let size = match response.content_length() {
+            Some(size) => size,
+            // A chunked answer: its size from the object's info.
+            None => self.head(location).await?.size,
+        };
+        let body = response
+            .bytes_stream()
+            .map_err(move |e| transport_error(e, "get", &what))
+            .boxed();
+        Ok((size, body))
     }
 
     async fn head(&self, location: &Location) -> Result<ObjectMeta> {

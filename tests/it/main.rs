@@ -22,5 +22,6 @@ mod schedule;
 mod scrub;
 mod secrets;
 mod store_conformance;
+mod streaming;
 mod supabase;
 mod verdicts;

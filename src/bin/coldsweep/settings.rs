@@ -185,6 +185,8 @@ pub(crate) struct Settings {
     concurrency: Option<String>,
     #[arg(long, env = "ARCHIVE_BLOB_TIMEOUT", value_name = "DURATION", help = help("ARCHIVE_BLOB_TIMEOUT"), help_heading = "Archiver")]
     blob_timeout: Option<String>,
+    #[arg(long, env = "ARCHIVE_STREAM_THRESHOLD", value_name = "BYTES", help = help("ARCHIVE_STREAM_THRESHOLD"), help_heading = "Archiver")]
+    stream_threshold: Option<String>,
     #[arg(long, env = "ARCHIVE_LEASE", value_name = "DURATION", help = help("ARCHIVE_LEASE"), help_heading = "Archiver")]
     lease: Option<String>,
     #[arg(long, env = "ARCHIVE_VERIFY", value_name = "MODE", help = help("ARCHIVE_VERIFY"), help_heading = "Archiver")]
@@ -249,6 +251,7 @@ impl Settings {
             "ARCHIVE_BATCH_SIZE" => &self.batch_size,
             "ARCHIVE_CONCURRENCY" => &self.concurrency,
             "ARCHIVE_BLOB_TIMEOUT" => &self.blob_timeout,
+            "ARCHIVE_STREAM_THRESHOLD" => &self.stream_threshold,
             "ARCHIVE_LEASE" => &self.lease,
             "ARCHIVE_VERIFY" => &self.verify,
             "ARCHIVE_LOST_AFTER" => &self.lost_after,
