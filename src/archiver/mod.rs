@@ -803,30 +803,7 @@ impl Archiver {
         } else {
             self.config.blob_timeout
         };
-        let deadline = tokio::time::Instant::now() + limit;
-        let retry = blob_retry(limit);
-        let mut retries = 0;
-        loop {
-            let error = match tokio::time::timeout_at(deadline, write()).await {
-                Ok(Ok(written)) => return Ok(written),
-                Ok(Err(e)) => e,
-                Err(_) => {
-                    return Err(Error::new(
-                        ErrorKind::Transient,
-                        format!("catalog write timed out after {limit:?} ({retries} retries)"),
-                    ));
-                }
-            };
-            let delay = retry.delay(retries);
-            if !error.is_retryable()
-                || retries >= retry.times
-                || tokio::time::Instant::now() + delay >= deadline
-            {
-                return Err(error);
-            }
-            retries += 1;
-            tokio::time::sleep(delay).await;
-        }
+        retrying(limit, stop, |_| write(), |_, _, _| {}).await
     }
 
     /// Ping every hot bucket of `candidates` not proven yet in this sweep.
@@ -1229,40 +1206,55 @@ impl Archiver {
         stop: &CancellationToken,
         first: bool,
     ) -> Result<Ran> {
-        let limit = self.config.blob_timeout;
-        let deadline = tokio::time::Instant::now() + limit;
-        let retry = blob_retry(limit);
-        let mut retries = 0;
-        loop {
-            let error = match tokio::time::timeout_at(
-                deadline,
-                pipeline.run(candidate, first && retries == 0, first),
-            )
-            .await
-            {
-                Ok(Ok(outcome)) => return Ok(outcome),
-                Ok(Err(e)) => e,
-                Err(_) => {
-                    return Err(Error::new(
-                        ErrorKind::Transient,
-                        format!("timed out after {limit:?} ({retries} retries)"),
-                    ));
-                }
-            };
-            let delay = retry.delay(retries);
-            if !error.is_retryable()
-                || retries >= retry.times
-                || tokio::time::Instant::now() + delay >= deadline
-            {
-                return Err(error);
-            }
-            retries += 1;
+        let attempt = |retries| pipeline.run(candidate, first && retries == 0, first);
+        let retried = |retries, delay, error: &Error| {
             metrics::blob_retry(pipeline.source.name());
             tracing::debug!(task_id = %candidate.task_id, retries, ?delay, error = %error, "retrying blob");
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = stop.cancelled() => return Err(error),
+        };
+        retrying(self.config.blob_timeout, stop, attempt, retried).await
+    }
+}
+
+/// Run `attempt` (given the retries so far) until it succeeds, fails with
+/// an error not worth repeating, or `limit`, the retries or the sweep
+/// (`stop`) run out; a transient failure is repeated after a back-off with
+/// jitter, told to `retried` first.
+async fn retrying<T, F, Fut>(
+    limit: Duration,
+    stop: &CancellationToken,
+    mut attempt: F,
+    retried: impl Fn(u32, Duration, &Error),
+) -> Result<T>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    let retry = blob_retry(limit);
+    let mut retries = 0;
+    loop {
+        let error = match tokio::time::timeout_at(deadline, attempt(retries)).await {
+            Ok(Ok(done)) => return Ok(done),
+            Ok(Err(e)) => e,
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Transient,
+                    format!("timed out after {limit:?} ({retries} retries)"),
+                ));
             }
+        };
+        let delay = retry.delay(retries);
+        if !error.is_retryable()
+            || retries >= retry.times
+            || tokio::time::Instant::now() + delay >= deadline
+        {
+            return Err(error);
+        }
+        retries += 1;
+        retried(retries, delay, &error);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => return Err(error),
         }
     }
 }
