@@ -66,6 +66,29 @@ pub(crate) struct Verified {
     pub(crate) bytes: u64,
 }
 
+/// Where a blob's move starts after the hot read, derived from its row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// A row no claim or attempt touched before: no copy can exist in
+    /// cold, so it goes straight to the upload.
+    Upload,
+    /// A row with a recorded cold location, an earlier attempt or claim
+    /// (a crash, a hand-back, a lost lease) or a retry within this sweep:
+    /// an earlier upload may be there, and is reused once proven.
+    Reuse,
+}
+
+impl Start {
+    pub(crate) fn of(candidate: &ArchiveCandidate, first_try: bool) -> Start {
+        let fresh = first_try
+            && candidate.claims <= 1
+            && candidate.attempts == 0
+            && candidate.archived_at.is_none()
+            && candidate.missing_since.is_none();
+        if fresh { Start::Upload } else { Start::Reuse }
+    }
+}
+
 pub(crate) struct Pipeline<'a> {
     pub(crate) hot: &'a dyn Store,
     pub(crate) cold: &'a dyn Store,
@@ -125,17 +148,10 @@ impl Pipeline<'_> {
         match stream::read_hot(self.hot, &hot_location, candidate, self.stream_threshold).await {
             Ok(read) => {
                 self.found(candidate).await?;
-                // Only a row that an earlier claim or attempt touched can
-                // have a copy in cold to reuse (an upload before a crash, a
-                // retry within this sweep); a fresh one goes straight to PUT.
-                let fresh = first_try
-                    && candidate.claims <= 1
-                    && candidate.attempts == 0
-                    && candidate.archived_at.is_none()
-                    && candidate.missing_since.is_none();
+                let start = Start::of(candidate, first_try);
                 let copied = match read {
                     HotRead::Whole(bytes) => {
-                        self.copy(candidate, &hot_location, &cold_location, bytes, fresh)
+                        self.copy(candidate, &hot_location, &cold_location, bytes, start)
                             .await?
                     }
                     // Never reused: its digest is known only once it is read.
@@ -218,7 +234,7 @@ impl Pipeline<'_> {
         hot_location: &Location,
         cold_location: &Location,
         bytes: Bytes,
-        fresh: bool,
+        start: Start,
     ) -> Result<Ran> {
         let checked = bytes.clone();
         let candidate_copy = candidate.clone();
@@ -238,8 +254,8 @@ impl Pipeline<'_> {
         };
 
         // A copy left by an interrupted attempt is reused once proven identical.
-        let reused =
-            !fresh && verify::cold_holds(self.cold, cold_location, &digest, self.verify).await?;
+        let reused = start == Start::Reuse
+            && verify::cold_holds(self.cold, cold_location, &digest, self.verify).await?;
         if !reused {
             let put = self
                 .cold
