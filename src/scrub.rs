@@ -30,7 +30,7 @@ use crate::archiver::verify::{Digest, check_against_catalog};
 use crate::catalog::{Catalog, TaskRow};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::ObjectKey;
-use crate::source::ArchiveCandidate;
+use crate::model::ArchiveCandidate;
 use crate::store::{Location, Store};
 
 /// Problems kept in [`ScrubReport::problems`] at most; the counts stay exact.

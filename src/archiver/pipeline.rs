@@ -16,11 +16,11 @@ use bytes::Bytes;
 use super::Clock;
 use super::stream::{self, Copied, HotRead};
 use super::verify::{self, Digest};
-use crate::catalog::Fence;
 use crate::config::VerifyMode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{KeyPrefix, ObjectKey};
-use crate::source::{ArchiveCandidate, ArchiveSource};
+use crate::model::{ArchiveCandidate, Fence};
+use crate::source::ArchiveSource;
 use crate::store::{Location, PutOptions, Store};
 
 /// How one blob's move ended (errors are reported separately).

@@ -37,7 +37,7 @@ use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 use super::verify::{self, Digest, Mismatch};
 use crate::config::VerifyMode;
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::ArchiveCandidate;
+use crate::model::ArchiveCandidate;
 use crate::store::{ByteStream, Location, PutOptions, PutResult, STREAM_PART_SIZE, Store};
 
 /// Blobs streamed at once in this process.

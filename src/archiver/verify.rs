@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::VerifyMode;
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::ArchiveCandidate;
+use crate::model::ArchiveCandidate;
 use crate::store::{Location, PutResult, Store};
 
 /// Size and digests of a blob's stored bytes.
