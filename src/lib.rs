@@ -68,6 +68,7 @@ pub mod catalog;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub(crate) mod integrity;
 pub mod keys;
 pub mod metrics;
 pub mod model;

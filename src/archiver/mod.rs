@@ -32,7 +32,7 @@ use crate::store::retry::Retry;
 
 mod pipeline;
 mod stream;
-pub(crate) mod verify;
+mod verify;
 
 pub use pipeline::Outcome;
 use pipeline::{Ran, Verified};

@@ -15,9 +15,10 @@ use bytes::Bytes;
 
 use super::Clock;
 use super::stream::{self, Copied, HotRead};
-use super::verify::{self, Digest};
+use super::verify;
 use crate::config::VerifyMode;
 use crate::error::{Error, ErrorKind, Result};
+use crate::integrity::{self, Digest};
 use crate::keys::{KeyPrefix, ObjectKey};
 use crate::model::{ArchiveCandidate, Fence};
 use crate::source::ArchiveSource;
@@ -239,7 +240,8 @@ impl Pipeline<'_> {
         let checked = bytes.clone();
         let candidate_copy = candidate.clone();
         let checks = tokio::task::spawn_blocking(move || {
-            verify::check_against_catalog(&candidate_copy, &checked).map(|()| Digest::of(&checked))
+            integrity::check_against_catalog(&candidate_copy, &checked)
+                .map(|()| Digest::of(&checked))
         })
         .await
         .map_err(|e| Error::new(ErrorKind::Unexpected, "digest task failed").with_source(e))?;
