@@ -4,6 +4,8 @@
 //! store, with the application's database (the **catalog**) as the single
 //! source of truth for where every blob lives.
 //!
+//! - [`model`]: the plain data every layer shares ([`ArchiveCandidate`], a
+//!   claim, its lease and fence, a blob's state).
 //! - [`catalog`]: Postgres or SQLite; finds candidates, claims them with a lease.
 //! - [`source`]: kinds of archivable data ([`TaskHtmlSource`] is the first).
 //! - [`store`]: the one [`Store`] seam for hot and cold (S3-compatible, Supabase
@@ -66,8 +68,10 @@ pub mod catalog;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub(crate) mod integrity;
 pub mod keys;
 pub mod metrics;
+pub mod model;
 pub mod scrub;
 pub mod source;
 pub mod store;
@@ -77,5 +81,6 @@ pub use catalog::Catalog;
 pub use config::{Config, Provider};
 pub use error::{Error, ErrorKind, Result};
 pub use keys::{KeyPrefix, ObjectKey, cold_key, task_html_object_path};
-pub use source::{ArchiveCandidate, ArchiveSource, TaskHtmlSource};
+pub use model::ArchiveCandidate;
+pub use source::{ArchiveSource, TaskHtmlSource};
 pub use store::{Location, Store};

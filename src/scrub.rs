@@ -26,11 +26,11 @@ use std::fmt;
 use futures::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::archiver::verify::{Digest, check_against_catalog};
 use crate::catalog::{Catalog, TaskRow};
 use crate::error::{Error, ErrorKind, Result};
+use crate::integrity::{Digest, check_against_catalog};
 use crate::keys::ObjectKey;
-use crate::source::ArchiveCandidate;
+use crate::model::ArchiveCandidate;
 use crate::store::{Location, Store};
 
 /// Problems kept in [`ScrubReport::problems`] at most; the counts stay exact.

@@ -21,17 +21,18 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{Catalog, Fence, Lease};
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{self, BlobOutcome, Step};
-use crate::source::{ArchiveCandidate, ArchiveSource, TaskHtmlSource};
+use crate::model::{ArchiveCandidate, Claim, Fence, Lease};
+use crate::source::{ArchiveSource, TaskHtmlSource};
 use crate::store::Store;
 use crate::store::retry::Retry;
 
 mod pipeline;
 mod stream;
-pub(crate) mod verify;
+mod verify;
 
 pub use pipeline::Outcome;
 use pipeline::{Ran, Verified};
@@ -217,7 +218,7 @@ enum Event {
         started: Instant,
         first: bool,
     },
-    Claimed(Result<crate::catalog::Claim>),
+    Claimed(Result<Claim>),
     Committed(Vec<(Pending, Committed)>),
     /// Time to look at the chunk waiting for bookkeeping.
     Tick,

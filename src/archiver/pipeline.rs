@@ -15,12 +15,13 @@ use bytes::Bytes;
 
 use super::Clock;
 use super::stream::{self, Copied, HotRead};
-use super::verify::{self, Digest};
-use crate::catalog::Fence;
+use super::verify;
 use crate::config::VerifyMode;
 use crate::error::{Error, ErrorKind, Result};
+use crate::integrity::{self, Digest};
 use crate::keys::{KeyPrefix, ObjectKey};
-use crate::source::{ArchiveCandidate, ArchiveSource};
+use crate::model::{ArchiveCandidate, Fence};
+use crate::source::ArchiveSource;
 use crate::store::{Location, PutOptions, Store};
 
 /// How one blob's move ended (errors are reported separately).
@@ -239,7 +240,8 @@ impl Pipeline<'_> {
         let checked = bytes.clone();
         let candidate_copy = candidate.clone();
         let checks = tokio::task::spawn_blocking(move || {
-            verify::check_against_catalog(&candidate_copy, &checked).map(|()| Digest::of(&checked))
+            integrity::check_against_catalog(&candidate_copy, &checked)
+                .map(|()| Digest::of(&checked))
         })
         .await
         .map_err(|e| Error::new(ErrorKind::Unexpected, "digest task failed").with_source(e))?;

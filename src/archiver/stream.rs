@@ -34,10 +34,11 @@ use md5::Md5;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 
-use super::verify::{self, Digest, Mismatch};
+use super::verify;
 use crate::config::VerifyMode;
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::ArchiveCandidate;
+use crate::integrity::{self, Digest, Mismatch};
+use crate::model::ArchiveCandidate;
 use crate::store::{ByteStream, Location, PutOptions, PutResult, STREAM_PART_SIZE, Store};
 
 /// Blobs streamed at once in this process.
@@ -139,7 +140,7 @@ pub(crate) async fn copy(
         body,
         _turn: turn,
     } = hot;
-    if let Err(mismatch) = verify::check_size(candidate, size) {
+    if let Err(mismatch) = integrity::check_size(candidate, size) {
         return Ok(Copied::Mismatch(mismatch));
     }
     let outcome = Arc::new(Mutex::new(None));
@@ -283,7 +284,7 @@ impl Tally {
         let task = tokio::task::spawn_blocking(move || {
             let mut stream = Hashing::new(received);
             if let Some(candidate) = &candidate {
-                verify::check_content(candidate, &mut stream)?;
+                integrity::check_content(candidate, &mut stream)?;
             }
             // Whatever the check did not need is still hashed.
             let _ = std::io::copy(&mut stream, &mut std::io::sink());

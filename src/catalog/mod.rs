@@ -17,7 +17,7 @@ use sqlx::query::Query;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::{ArchiveCandidate, ArchivedAt};
+use crate::model::{ArchiveCandidate, ArchivedAt};
 
 /// The terminal statuses as an SQL list, for both backends' queries; kept
 /// equal to [`TERMINAL_STATUSES`] by a unit test.
@@ -64,6 +64,8 @@ macro_rules! insert_task_sql {
 mod postgres;
 mod sqlite;
 
+// The model types this trait speaks, where embedders have always found them.
+pub use crate::model::{BlobState, Claim, Fence, Lease, Unreadable};
 pub use postgres::PgCatalog;
 pub use sqlite::SqliteCatalog;
 
@@ -72,81 +74,6 @@ pub const TERMINAL_STATUSES: [&str; 3] = ["completed", "failed", "cancelled"];
 
 /// Status the job marker gives a terminal job whose HTML has all left hot storage.
 pub const ARCHIVED_STATUS: &str = "archived";
-
-/// A claim on candidate rows: who holds it and until when.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lease {
-    /// Worker identity (host + pid + random), recorded on claimed rows.
-    pub owner: String,
-    /// Rows whose lease (or back-off) ended before this instant are free to
-    /// claim; the archiver passes the start of the sweep.
-    pub free_before: DateTime<Utc>,
-    /// When this claim expires if the worker dies.
-    pub until: DateTime<Utc>,
-}
-
-/// The condition every catalog write of a move holds under (invariant 9):
-/// the row's lease is `owner`'s and has not ended at `now`. A write whose
-/// fence fails changes nothing and returns [`ErrorKind::LeaseLost`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fence<'a> {
-    /// The worker that claimed the row ([`Lease::owner`]).
-    pub owner: &'a str,
-    /// The worker's current time; a lease that ended before it is lost.
-    pub now: DateTime<Utc>,
-}
-
-/// What happened to a task's HTML, beyond "hot" and "archived".
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlobState {
-    /// In hot storage (possibly already copied to cold, hot copy not yet deleted).
-    Hot,
-    /// In cold storage only.
-    Archived,
-    /// Hot bytes disagreed with the catalog; kept hot, not moved again until reset.
-    Quarantined,
-    /// Seen missing from both stores once: a suspicion, re-checked by a
-    /// later sweep before it becomes [`BlobState::Lost`].
-    Missing,
-    /// Missing from both stores on two sweeps at least `ARCHIVE_LOST_AFTER`
-    /// apart, with both stores proven healthy each time.
-    Lost,
-    /// No HTML recorded for the task.
-    None,
-}
-
-impl BlobState {
-    /// Name as stored in `tasks.html_archive_state` and shown by `status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BlobState::Hot => "hot",
-            BlobState::Archived => "archived",
-            BlobState::Quarantined => "quarantined",
-            BlobState::Missing => "missing",
-            BlobState::Lost => "lost",
-            BlobState::None => "none",
-        }
-    }
-}
-
-/// What one claim took: candidates to move, and rows that could not be read.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Claim {
-    /// Rows to move, oldest jobs first.
-    pub candidates: Vec<ArchiveCandidate>,
-    /// Claimed rows that could not be read into a candidate; already
-    /// quarantined in the catalog with the reason.
-    pub unreadable: Vec<Unreadable>,
-}
-
-/// A claimed row that could not be read, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unreadable {
-    /// The row's id (shown lossily if it is not UTF-8 itself).
-    pub task_id: String,
-    /// The reason recorded with the quarantine.
-    pub reason: String,
-}
 
 /// A `jobs` row, as coldsweep reads and (for demos and tests) writes it.
 #[derive(Clone, Debug, PartialEq, Eq)]

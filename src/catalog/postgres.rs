@@ -21,12 +21,13 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, FromRow, Row};
 
 use super::{
-    BlobState, Catalog, CatalogStatus, Claim, Fence, HotBucket, JobRetention, JobRow, Lease,
-    MIGRATIONS_TABLE, RESET_SET, ResetFilter, TaskRow, Unreadable, bind_task, candidate_from_row,
-    classify, fence_miss, lease_raced, migrate_error, missing_migrations, no_cold_location,
-    retention_from_row, settable_state, sort_claimed, unreadable_reason, with_own_table,
+    Catalog, CatalogStatus, HotBucket, JobRetention, JobRow, MIGRATIONS_TABLE, RESET_SET,
+    ResetFilter, TaskRow, bind_task, candidate_from_row, classify, fence_miss, lease_raced,
+    migrate_error, missing_migrations, no_cold_location, retention_from_row, settable_state,
+    sort_claimed, unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
+use crate::model::{BlobState, Claim, Fence, Lease, Unreadable};
 
 /// How messages name this backend.
 const NAME: &str = "Postgres";

@@ -7,57 +7,15 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::catalog::{Claim, Fence, Lease};
 use crate::error::{ErrorKind, Result};
 use crate::keys::{KeyPrefix, ObjectKey};
+use crate::model::{Claim, Fence, Lease};
 
 mod task_html;
 
+// Where embedders have always found the candidate types.
+pub use crate::model::{ArchiveCandidate, ArchivedAt};
 pub use task_html::TaskHtmlSource;
-
-/// A cold location already recorded in the catalog for a candidate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ArchivedAt {
-    /// Provider name recorded (`r2`, `s3`, …).
-    pub provider: String,
-    /// Cold bucket.
-    pub bucket: String,
-    /// Cold key.
-    pub key: String,
-}
-
-/// One blob eligible to move.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ArchiveCandidate {
-    /// Task row id.
-    pub task_id: String,
-    /// The task's job.
-    pub job_id: String,
-    /// Hot bucket.
-    pub storage_bucket: String,
-    /// Hot key inside `storage_bucket`, as the catalog holds it (validated before use).
-    pub storage_path: String,
-    /// Hex SHA-256 of the decoded (gunzipped) content, when the catalog has it.
-    pub sha256: Option<String>,
-    /// Size of the stored (compressed) bytes, when the catalog has it.
-    pub compressed_size_bytes: Option<i64>,
-    /// Size of the decoded content (`html_size_bytes`), when the catalog has it.
-    pub size_bytes: Option<i64>,
-    /// Stored content type.
-    pub content_type: Option<String>,
-    /// Stored content encoding (`gzip`).
-    pub content_encoding: Option<String>,
-    /// Set when an earlier sweep already switched the row to cold but did
-    /// not finish deleting the hot copy.
-    pub archived_at: Option<ArchivedAt>,
-    /// Failed attempts recorded so far.
-    pub attempts: i32,
-    /// Times the row has been claimed, this claim included: 1 on a first
-    /// claim, more after a crash, a hand-back or a lease lost mid-move.
-    pub claims: i32,
-    /// When an earlier sweep first found the blob missing from both stores.
-    pub missing_since: Option<DateTime<Utc>>,
-}
 
 /// One kind of archivable data.
 #[async_trait]

@@ -7,10 +7,11 @@ use tokio::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::catalog::{BlobState, Catalog, Claim, Fence, Lease};
+use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::keys::{KeyPrefix, ObjectKey, cold_key};
-use crate::source::{ArchiveCandidate, ArchiveSource};
+use crate::model::{ArchiveCandidate, BlobState, Claim, Fence, Lease};
+use crate::source::ArchiveSource;
 
 /// Task HTML of terminal jobs older than the newest `retention_jobs` terminal
 /// jobs of the same (domain, organisation), ordered by

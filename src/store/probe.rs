@@ -31,8 +31,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::meta;
 use super::{Location, ObjectMeta, PutOptions, Store, exists};
-use crate::archiver::verify::Digest;
 use crate::error::{Error, ErrorKind, Result};
+use crate::integrity::Digest;
 use crate::keys::ObjectKey;
 
 /// `Content-Type` of the probe object.

@@ -222,14 +222,6 @@ pub(crate) struct Settings {
     supabase_publishable_key: Option<String>,
 }
 
-/// What a command needs to sweep.
-pub(crate) struct Ready {
-    pub(crate) config: Config,
-    pub(crate) catalog: Arc<dyn Catalog>,
-    pub(crate) hot: Arc<dyn Store>,
-    pub(crate) cold: Arc<dyn Store>,
-}
-
 impl Settings {
     /// The value of variable `name`: the flag, else the environment (clap
     /// already merged the two for every variable declared above; the
@@ -332,25 +324,6 @@ impl Settings {
         let cold_config = ColdConfig::from_lookup(config.provider, lookup).map_err(bad)?;
         let hot_config = HotConfig::from_lookup(lookup).map_err(bad)?;
         Ok((cold_config, hot_config))
-    }
-
-    /// Check every setting, connect the catalog (migrated), build both stores
-    /// and prove the cold bucket takes uploads (the start-up probe).
-    pub(crate) async fn ready(&self) -> anyhow::Result<Ready> {
-        let config = self.enabled_config()?;
-        let lookup = |name: &str| self.lookup(name);
-        let cold_config = ColdConfig::from_lookup(config.provider, lookup).map_err(bad)?;
-        let hot_config = HotConfig::from_lookup(lookup).map_err(bad)?;
-        let catalog = self.db.connect_migrated().await?;
-        let cold = cold_store(config.provider, &cold_config)?;
-        let hot = hot_store(&hot_config)?;
-        crate::commands::probe_cold(cold.as_ref(), &config).await?;
-        Ok(Ready {
-            config,
-            catalog,
-            hot,
-            cold,
-        })
     }
 }
 

@@ -2,15 +2,20 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use coldsweep::{Archiver, SweepReport};
+use coldsweep::config::Config;
+use coldsweep::store::Store;
+use coldsweep::{Archiver, Catalog, SweepReport};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::format;
 use crate::format::out;
-use crate::settings::{BadSettings, DbArgs, MetricsArgs, Settings, redact_url};
+use crate::settings::{
+    BadSettings, DbArgs, MetricsArgs, Settings, cold_store, hot_store, redact_url,
+};
 
 mod check;
 mod demo;
@@ -19,12 +24,38 @@ mod reset;
 mod status;
 mod verify;
 
-pub(crate) use check::{check, probe_cold};
+pub(crate) use check::check;
+use check::probe_cold;
 pub(crate) use demo::{DEFAULT_DIR as DEMO_DIR, demo};
 pub(crate) use plan::plan;
 pub(crate) use reset::{ResetArgs, reset};
 pub(crate) use status::status;
 pub(crate) use verify::{VerifyArgs, verify};
+
+/// What a command needs to sweep.
+struct Ready {
+    config: Config,
+    catalog: Arc<dyn Catalog>,
+    hot: Arc<dyn Store>,
+    cold: Arc<dyn Store>,
+}
+
+/// Check every setting, connect the catalog (migrated), build both stores
+/// and prove the cold bucket takes uploads (the start-up probe).
+async fn ready(settings: &Settings) -> anyhow::Result<Ready> {
+    let config = settings.enabled_config()?;
+    let (cold_config, hot_config) = settings.store_configs(&config)?;
+    let catalog = settings.db.connect_migrated().await?;
+    let cold = cold_store(config.provider, &cold_config)?;
+    let hot = hot_store(&hot_config)?;
+    probe_cold(cold.as_ref(), &config).await?;
+    Ok(Ready {
+        config,
+        catalog,
+        hot,
+        cold,
+    })
+}
 
 /// SIGINT and SIGTERM, listened to from creation on so that a signal during
 /// start-up is not lost (nor kills the process mid-step).
@@ -55,7 +86,7 @@ pub(crate) async fn run(settings: Settings, metrics: MetricsArgs) -> anyhow::Res
     let mut shutdown = Shutdown::listen()?;
     let metrics_addr = metrics.listen_addr()?;
     let ready = tokio::select! {
-        ready = settings.ready() => ready?,
+        ready = ready(&settings) => ready?,
         () = shutdown.recv() => {
             tracing::info!("stopped during start-up");
             return Ok(ExitCode::SUCCESS);
@@ -115,7 +146,7 @@ pub(crate) async fn sweep(
         .into());
     }
     let mut shutdown = Shutdown::listen()?;
-    let ready = settings.ready().await?;
+    let ready = ready(&settings).await?;
     let target = format!("{}:{}", ready.config.provider, ready.config.bucket);
     let catalog = ready.catalog.clone();
     if retry_failed {
