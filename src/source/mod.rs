@@ -23,19 +23,11 @@ pub trait ArchiveSource: Send + Sync {
     /// Name used in logs, reports and metrics.
     fn name(&self) -> &str;
 
-    /// Claim up to `batch` candidates under `lease`; claimed rows are hidden
-    /// from other workers until the lease expires or is released.
-    async fn find_candidates(&self, batch: usize, lease: &Lease) -> Result<Vec<ArchiveCandidate>>;
-
-    /// [`find_candidates`](ArchiveSource::find_candidates), also telling
-    /// which claimed rows could not be read (and were quarantined instead),
-    /// so the sweep can report them. The default reports none.
-    async fn claim(&self, batch: usize, lease: &Lease) -> Result<Claim> {
-        Ok(Claim {
-            candidates: self.find_candidates(batch, lease).await?,
-            unreadable: Vec::new(),
-        })
-    }
+    /// Claim up to `batch` candidates under `lease` (claimed rows are
+    /// hidden from other workers until the lease expires or is handed
+    /// back), telling which claimed rows could not be read and were
+    /// quarantined instead, so the sweep can report them.
+    async fn claim(&self, batch: usize, lease: &Lease) -> Result<Claim>;
 
     /// The cold key for `candidate` under `prefix`.
     fn cold_key(&self, candidate: &ArchiveCandidate, prefix: &KeyPrefix) -> Result<ObjectKey>;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::keys::{KeyPrefix, ObjectKey, cold_key};
-use crate::model::{ArchiveCandidate, BlobState, Claim, Fence, Lease};
+use crate::model::{ArchiveCandidate, Claim, Fence, Lease, Verdict};
 use crate::source::ArchiveSource;
 
 /// Task HTML of terminal jobs older than the newest `retention_jobs` terminal
@@ -90,10 +90,6 @@ impl ArchiveSource for TaskHtmlSource {
         "task_html"
     }
 
-    async fn find_candidates(&self, batch: usize, lease: &Lease) -> Result<Vec<ArchiveCandidate>> {
-        Ok(self.claim(batch, lease).await?.candidates)
-    }
-
     async fn claim(&self, batch: usize, lease: &Lease) -> Result<Claim> {
         // Held across the claim: claims of one sweep take turns on its position.
         let mut sweep = self.sweep.lock().await;
@@ -167,7 +163,7 @@ impl ArchiveSource for TaskHtmlSource {
         reason: &str,
     ) -> Result<()> {
         self.catalog
-            .mark_state(&candidate.task_id, fence, BlobState::Lost, reason)
+            .mark_state(&candidate.task_id, fence, Verdict::Lost, reason)
             .await
     }
 
@@ -209,7 +205,7 @@ impl ArchiveSource for TaskHtmlSource {
         reason: &str,
     ) -> Result<()> {
         self.catalog
-            .mark_state(&candidate.task_id, fence, BlobState::Quarantined, reason)
+            .mark_state(&candidate.task_id, fence, Verdict::Quarantined, reason)
             .await
     }
 

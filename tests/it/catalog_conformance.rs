@@ -12,6 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use coldsweep::catalog::{
     BlobState, Catalog, CatalogStatus, Fence, JobRow, Lease, ResetFilter, ResetState, TaskRow,
+    Verdict,
 };
 use coldsweep::source::{ArchiveCandidate, ArchiveSource, ArchivedAt, TaskHtmlSource};
 use coldsweep::{Error, ErrorKind};
@@ -729,7 +730,7 @@ pub(crate) async fn archive_then_clear_hot(db: &dyn Catalog) {
         "release",
     );
     assert_kind(
-        db.mark_state("nope", fence("w", at), BlobState::Lost, "r")
+        db.mark_state("nope", fence("w", at), Verdict::Lost, "r")
             .await,
         ErrorKind::NotFound,
         "mark_state",
@@ -742,18 +743,13 @@ pub(crate) async fn lost_and_quarantined(db: &dyn Catalog) {
     let now = later(0);
     let all = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
 
-    db.mark_state(
-        "a1-t1",
-        fence("w", now),
-        BlobState::Lost,
-        "in neither store",
-    )
-    .await
-    .unwrap();
+    db.mark_state("a1-t1", fence("w", now), Verdict::Lost, "in neither store")
+        .await
+        .unwrap();
     db.mark_state(
         "a1-t2",
         fence("w", now),
-        BlobState::Quarantined,
+        Verdict::Quarantined,
         "sha256 mismatch",
     )
     .await
@@ -786,14 +782,6 @@ pub(crate) async fn lost_and_quarantined(db: &dyn Catalog) {
     expected.remove("a1-t2");
     assert_eq!(id_set(&claimed), expected);
 
-    for state in [BlobState::Hot, BlobState::Archived, BlobState::None] {
-        assert_kind(
-            db.mark_state("a0-t1", fence("w", later(1)), state, "r")
-                .await,
-            ErrorKind::InvalidInput,
-            state.as_str(),
-        );
-    }
     let mut unchanged = db.task("a0-t1").await.unwrap().unwrap();
     assert!(unchanged.html_lease_expires_at.is_some(), "claimed above");
     unchanged.html_lease_expires_at = None;
@@ -1422,8 +1410,12 @@ pub(crate) async fn fenced_writes_need_a_live_lease_of_their_own(db: &dyn Catalo
         );
         // a1-pending has a cold location: only the fence stops the clear.
         assert_kind(db.clear_hot("a1-pending", stale).await, lost, &what);
-        for state in [BlobState::Lost, BlobState::Quarantined] {
-            assert_kind(db.mark_state("a1-t1", stale, state, "r").await, lost, &what);
+        for verdict in [Verdict::Lost, Verdict::Quarantined] {
+            assert_kind(
+                db.mark_state("a1-t1", stale, verdict, "r").await,
+                lost,
+                &what,
+            );
         }
         assert_kind(
             db.mark_missing("a1-t1", stale, "r", now, far).await,

@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use coldsweep::archiver::CatalogJobMarker;
-use coldsweep::catalog::{BlobState, Fence, JobRow, Lease, TaskRow};
+use coldsweep::catalog::{BlobState, Claim, Fence, JobRow, Lease, TaskRow};
 use coldsweep::error::Result;
 use coldsweep::store::{ObjectMeta, PutOptions, PutResult, S3Store, exists};
 use coldsweep::{
@@ -274,9 +274,9 @@ impl ArchiveSource for CrashingSource {
         self.inner.name()
     }
 
-    async fn find_candidates(&self, batch: usize, lease: &Lease) -> Result<Vec<ArchiveCandidate>> {
+    async fn claim(&self, batch: usize, lease: &Lease) -> Result<Claim> {
         self.crash
-            .guard(None, None, self.inner.find_candidates(batch, lease))
+            .guard(None, None, self.inner.claim(batch, lease))
             .await
     }
 
