@@ -1,0 +1,224 @@
+//! Parsing helpers. Each takes the variable name so every message names it.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::variables::{ARCHIVE_BUCKET, ARCHIVE_PROBE_PREFIX};
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::{KeyPrefix, ObjectKey};
+
+/// The lookup with trimming and "empty means unset" applied once.
+pub(super) struct Vars<F>(pub(super) F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    pub(super) fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub(super) fn or_default(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    pub(super) fn required(&self, name: &str, expected: &str, when: &str) -> Result<String> {
+        self.get(name).ok_or_else(|| missing(name, expected, when))
+    }
+}
+
+/// Reads the process environment; a value that is not UTF-8 is converted
+/// lossily so that it fails validation instead of passing as "unset".
+pub(super) fn env_lookup(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+pub(super) fn invalid(name: &str, expected: impl fmt::Display, got: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("{name}: expected {expected}, got {}", shown(got)),
+    )
+}
+
+pub(super) fn missing(name: &str, expected: &str, when: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("{name}: expected {expected} {when}, got nothing (unset or empty)"),
+    )
+}
+
+/// A value quoted for a message, cut short so a pasted blob cannot flood a log.
+pub(super) fn shown(value: &str) -> String {
+    const MAX: usize = 80;
+    if value.chars().count() <= MAX {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(MAX).collect();
+        format!("{head:?}… ({} characters)", value.chars().count())
+    }
+}
+
+pub(super) fn parse_whole(name: &str, raw: &str, min: u64, max: u64) -> Result<u64> {
+    let expected = if max == u64::from(u32::MAX) {
+        format!("a whole number, {min} or more")
+    } else {
+        format!("a whole number from {min} to {max}")
+    };
+    // Digits only: `u64::from_str` would also take a leading `+`.
+    if !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(name, expected, raw));
+    }
+    match raw.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(name, expected, raw)),
+    }
+}
+
+pub(super) fn parse_duration(name: &str, raw: &str) -> Result<Duration> {
+    let expected = "a duration greater than zero and at most 365 days, \
+                    such as 30s, 1m30s, 2h, 500ms or a whole number of seconds";
+    let duration = if raw.bytes().all(|b| b.is_ascii_digit()) {
+        raw.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|e| invalid(name, expected, raw).with_source(e))?
+    } else if raw.contains('M') {
+        // humantime reads `M` as months; `5M` almost always meant minutes.
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{name}: expected {expected}, got {} ('M' means months; write 'm' for minutes)",
+                shown(raw)
+            ),
+        ));
+    } else {
+        humantime::parse_duration(raw).map_err(|e| invalid(name, expected, raw).with_source(e))?
+    };
+    if duration.is_zero() || duration > MAX_DURATION {
+        return Err(invalid(name, expected, raw));
+    }
+    Ok(duration)
+}
+
+/// S3's bucket naming rules. Checked for every provider (`fs` included) so a
+/// bucket name is portable between cold stores and safe as a folder name.
+pub(super) fn parse_bucket(raw: &str) -> Result<String> {
+    let expected = "an S3 bucket name (3 to 63 lowercase letters, digits, '-' or '.', \
+                    starting and ending with a letter or digit)";
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let why = if raw.len() < 3 {
+        Some("too short")
+    } else if raw.len() > 63 {
+        Some("too long")
+    } else if !raw.chars().all(allowed) {
+        Some("only lowercase letters, digits, '-' and '.' are allowed")
+    } else if !edge_ok(raw.chars().next()) || !edge_ok(raw.chars().next_back()) {
+        Some("must start and end with a letter or digit")
+    } else if raw.contains("..") {
+        Some("two '.' in a row")
+    } else if raw.parse::<std::net::Ipv4Addr>().is_ok() {
+        Some("formatted like an IP address")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{ARCHIVE_BUCKET}: expected {expected}, got {} ({why})",
+                shown(raw)
+            ),
+        )),
+        None => Ok(raw.to_owned()),
+    }
+}
+
+/// A probe folder: a valid key prefix (surrounding `/` trimmed) that fits
+/// under `path_prefix` and stays out of the archive's `jobs/` layout, so a
+/// probe can never touch an archived blob.
+pub(super) fn parse_probe_prefix(raw: &str, path_prefix: &KeyPrefix) -> Result<ObjectKey> {
+    let expected = "a folder name such as .coldsweep-probe, outside the archive's jobs/ folder";
+    let trimmed = raw.trim_matches('/');
+    if trimmed.is_empty() {
+        return Err(invalid(ARCHIVE_PROBE_PREFIX, expected, raw));
+    }
+    let key = ObjectKey::new(trimmed)
+        .map_err(|e| invalid(ARCHIVE_PROBE_PREFIX, expected, raw).with_source(e))?;
+    let layout_root = crate::keys::task_html_object_path("j", "t");
+    let layout_root = layout_root.split('/').next().unwrap_or_default();
+    if key.as_str().split('/').next() == Some(layout_root) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{ARCHIVE_PROBE_PREFIX}: expected {expected}, got {} (archived blobs live under \
+                 {layout_root}/)",
+                shown(raw)
+            ),
+        ));
+    }
+    if let Some(prefix) = path_prefix.as_key() {
+        prefix
+            .join(key.as_str())
+            .map_err(|e| invalid(ARCHIVE_PROBE_PREFIX, expected, raw).with_source(e))?;
+    }
+    Ok(key)
+}
+
+pub(super) const ENDPOINT_EXPECTED: &str =
+    "an http:// or https:// URL such as https://<account>.r2.cloudflarestorage.com";
+
+/// A plain `http(s)://host[:port][/path]` URL; a trailing `/` is dropped.
+pub(super) fn parse_endpoint(name: &str, raw: &str) -> Result<String> {
+    // `user:password@host` would put a credential in every message and log
+    // line that shows the endpoint, so refuse it without echoing it.
+    if raw.contains('@') {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{name}: expected {ENDPOINT_EXPECTED} without user info, \
+                 got a URL containing '@' (value not shown; put credentials in the \
+                 access key variables)"
+            ),
+        ));
+    }
+    let bad = || invalid(name, ENDPOINT_EXPECTED, raw);
+    let (scheme, rest) = raw.split_once("://").ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(bad());
+    }
+    if raw
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#' || c == '\\')
+    {
+        return Err(bad());
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host_ok, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+        let host_ok = host.parse::<std::net::Ipv6Addr>().is_ok();
+        match after {
+            "" => (host_ok, None),
+            _ => (host_ok, Some(after.strip_prefix(':').ok_or_else(bad)?)),
+        }
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        (host_ok, port)
+    };
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+    });
+    if !host_ok || !port_ok {
+        return Err(bad());
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+/// Upper bound for every duration: a typo such as `5y` should fail at
+/// start-up rather than overflow a timer or a database interval later.
+pub(super) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
