@@ -8,8 +8,9 @@
 //! naming the variable, what was expected and what was given — except for
 //! secrets, whose values never appear in messages or `Debug` output.
 //!
-//! [`VARIABLES`] lists every variable with its default and a one-line
-//! description, for `--help` and the README.
+//! [`VARIABLES`] lists every variable with its flag, default and one-line
+//! description: the binary builds its flags and `--help` from it, and a test
+//! checks the README table against it.
 //!
 //! Values are trimmed of surrounding whitespace, and an empty value counts as
 //! unset, so `ARCHIVE_BUCKET=` in a `.env` file behaves like no line at all.
@@ -28,7 +29,7 @@ mod variables;
 
 use parse::*;
 pub(crate) use variables::*;
-pub use variables::{DEFAULT_PROBE_PREFIX, VARIABLES, Variable};
+pub use variables::{DEFAULT_PROBE_PREFIX, Group, VARIABLES, Variable};
 
 /// Cold storage backend, as recorded in the catalog's `html_archive_provider`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

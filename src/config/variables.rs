@@ -56,11 +56,41 @@ pub(crate) const DEFAULT_REGION: &str = "auto";
 pub(crate) const DEFAULT_HOT_STORE: &str = "fs";
 pub(crate) const DEFAULT_HOT_FS_ROOT: &str = "./hot";
 
-/// One configuration variable, for `--help` text and documentation checks.
+/// Where a variable is listed in `--help`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// The cold store and the cold keys.
+    Cold,
+    /// How the archiver sweeps.
+    Archiver,
+    /// The hot store.
+    Hot,
+}
+
+impl Group {
+    /// The `--help` heading.
+    pub fn heading(self) -> &'static str {
+        match self {
+            Group::Cold => "Cold store",
+            Group::Archiver => "Archiver",
+            Group::Hot => "Hot store",
+        }
+    }
+}
+
+/// One configuration variable: the environment variable, its flag, its
+/// default and its `--help` line. [`VARIABLES`] is the one list the CLI
+/// flags, `--help`, the environment lookup and the README table come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Variable {
     /// Environment variable name.
     pub name: &'static str,
+    /// Long flag, without the leading `--`.
+    pub flag: &'static str,
+    /// Placeholder for the value in `--help` (`N`, `URL`, …).
+    pub value_name: &'static str,
+    /// `--help` section.
+    pub group: Group,
     /// Value used when unset or empty; `None` when there is no default
     /// (the variable is optional or required, as `help` says).
     pub default: Option<&'static str>,
@@ -68,14 +98,44 @@ pub struct Variable {
     pub help: &'static str,
     /// Whether the value is a secret: never print it.
     pub secret: bool,
+    /// Whether `--help` hides the value found in the environment: secrets
+    /// and access key ids (half a credential).
+    pub hide_value: bool,
 }
 
-const fn var(name: &'static str, default: Option<&'static str>, help: &'static str) -> Variable {
+/// A variable whose value is not a secret.
+const fn var(
+    name: &'static str,
+    flag: &'static str,
+    value_name: &'static str,
+    group: Group,
+    default: Option<&'static str>,
+    help: &'static str,
+) -> Variable {
     Variable {
         name,
+        flag,
+        value_name,
+        group,
         default,
         help,
         secret: false,
+        hide_value: false,
+    }
+}
+
+/// A variable whose value is a secret.
+const fn secret(
+    name: &'static str,
+    flag: &'static str,
+    value_name: &'static str,
+    group: Group,
+    help: &'static str,
+) -> Variable {
+    Variable {
+        secret: true,
+        hide_value: true,
+        ..var(name, flag, value_name, group, None, help)
     }
 }
 
@@ -83,179 +143,261 @@ const fn var(name: &'static str, default: Option<&'static str>, help: &'static s
 pub const VARIABLES: &[Variable] = &[
     var(
         ARCHIVE_PROVIDER,
+        "provider",
+        "NAME",
+        Group::Cold,
         None,
         "cold provider: r2, s3, b2, minio, gcs, supabase-s3 or fs; archiving is off when unset",
     ),
     var(
         ARCHIVE_BUCKET,
+        "bucket",
+        "BUCKET",
+        Group::Cold,
         None,
         "cold bucket (S3 naming rules); archiving is off when unset",
     ),
     var(
-        ARCHIVE_RETENTION_JOBS,
-        Some(DEFAULT_RETENTION_JOBS),
-        "newest finished jobs per domain and organisation kept hot (0 or more)",
-    ),
-    var(
-        ARCHIVE_INTERVAL,
-        Some(DEFAULT_INTERVAL),
-        "time between sweeps, e.g. 30s, 1m30s, 2h, or a number of seconds",
-    ),
-    var(
-        ARCHIVE_BATCH_SIZE,
-        Some(DEFAULT_BATCH_SIZE),
-        "blobs claimed per source per sweep (1 to 10000)",
-    ),
-    var(
-        ARCHIVE_CONCURRENCY,
-        Some(DEFAULT_CONCURRENCY),
-        "blobs moved at once (1 to 256)",
-    ),
-    var(
-        ARCHIVE_PATH_PREFIX,
-        None,
-        "prefix in front of every cold key, e.g. preview-42 (surrounding '/' trimmed)",
-    ),
-    var(
-        ARCHIVE_BLOB_TIMEOUT,
-        Some(DEFAULT_BLOB_TIMEOUT),
-        "time limit for moving one blob",
-    ),
-    var(
-        ARCHIVE_STREAM_THRESHOLD,
-        Some(DEFAULT_STREAM_THRESHOLD),
-        "blobs larger than this many bytes stream from hot to cold (multipart upload) instead of being held in memory; at most 2 stream at once, ~25 MiB each",
-    ),
-    var(
-        ARCHIVE_LEASE,
-        Some(DEFAULT_LEASE),
-        "how long a dead worker's claim hides a blob from other workers (a live worker renews its claims every third of it); at least 2s",
-    ),
-    var(
-        ARCHIVE_VERIFY,
-        Some(DEFAULT_VERIFY),
-        "how a cold copy is proven: auto (the store's MD5 ETag where its profile trusts it, else read back) or read-back (always)",
-    ),
-    var(
-        ARCHIVE_LOST_AFTER,
-        Some(DEFAULT_LOST_AFTER),
-        "a blob missing from both stores is first only suspected (state missing); a sweep at least this long later that finds it still missing, both stores healthy, records it lost",
-    ),
-    var(
-        ARCHIVE_MISSING_STOP_COUNT,
-        Some(DEFAULT_MISSING_STOP_COUNT),
-        "a sweep in which more than this many blobs look missing, and more than ARCHIVE_MISSING_STOP_PERCENT of those it tried, stops and records nothing (a wrong setting, not loss)",
-    ),
-    var(
-        ARCHIVE_MISSING_STOP_PERCENT,
-        Some(DEFAULT_MISSING_STOP_PERCENT),
-        "the share (0 to 100) of the blobs a sweep tried that may look missing before it stops; see ARCHIVE_MISSING_STOP_COUNT",
-    ),
-    var(
-        ARCHIVE_MAX_ATTEMPTS,
-        Some(DEFAULT_MAX_ATTEMPTS),
-        "a blob that fails this many times with the same kind of permanent error, while other blobs of its hot bucket move, is quarantined with the reason (1 to 1000)",
-    ),
-    var(
-        ARCHIVE_PROBE_PREFIX,
-        Some(DEFAULT_PROBE_PREFIX),
-        "folder (under ARCHIVE_PATH_PREFIX) where the start-up check writes and deletes its probe object",
-    ),
-    var(
-        ARCHIVE_FS_ROOT,
-        None,
-        "cold folder; required when ARCHIVE_PROVIDER=fs",
-    ),
-    var(
         ARCHIVE_ENDPOINT,
+        "endpoint",
+        "URL",
+        Group::Cold,
         None,
         "cold S3 endpoint URL (http or https); required except for s3, where unset means AWS",
     ),
     var(
         ARCHIVE_REGION,
+        "region",
+        "REGION",
+        Group::Cold,
         None,
         "cold S3 signing region; default by provider: auto (r2, gcs, s3 with an endpoint), us-east-1 (minio), from the endpoint (b2); required for AWS and supabase-s3",
     ),
     var(
         ARCHIVE_CHECKSUM,
+        "checksum",
+        "MODE",
+        Group::Cold,
         None,
         "upload checksum: md5 (Content-MD5, checked by the store) or none; default by provider: none for supabase-s3, else md5",
     ),
-    var(
-        ARCHIVE_ACCESS_KEY_ID,
-        None,
-        "cold S3 access key id; required unless ARCHIVE_PROVIDER=fs",
-    ),
     Variable {
-        secret: true,
+        hide_value: true,
         ..var(
-            ARCHIVE_SECRET_ACCESS_KEY,
+            ARCHIVE_ACCESS_KEY_ID,
+            "access-key-id",
+            "ID",
+            Group::Cold,
             None,
-            "cold S3 secret access key; required unless ARCHIVE_PROVIDER=fs",
+            "cold S3 access key id; required unless ARCHIVE_PROVIDER=fs",
         )
     },
+    secret(
+        ARCHIVE_SECRET_ACCESS_KEY,
+        "secret-access-key",
+        "SECRET",
+        Group::Cold,
+        "cold S3 secret access key; required unless ARCHIVE_PROVIDER=fs",
+    ),
+    var(
+        ARCHIVE_FS_ROOT,
+        "fs-root",
+        "DIR",
+        Group::Cold,
+        None,
+        "cold folder; required when ARCHIVE_PROVIDER=fs",
+    ),
+    var(
+        ARCHIVE_PATH_PREFIX,
+        "path-prefix",
+        "PREFIX",
+        Group::Cold,
+        None,
+        "prefix in front of every cold key, e.g. preview-42 (surrounding '/' trimmed)",
+    ),
+    var(
+        ARCHIVE_PROBE_PREFIX,
+        "probe-prefix",
+        "PREFIX",
+        Group::Cold,
+        Some(DEFAULT_PROBE_PREFIX),
+        "folder (under ARCHIVE_PATH_PREFIX) where the start-up check writes and deletes its probe object",
+    ),
+    var(
+        ARCHIVE_RETENTION_JOBS,
+        "retention-jobs",
+        "N",
+        Group::Archiver,
+        Some(DEFAULT_RETENTION_JOBS),
+        "newest finished jobs per domain and organisation kept hot (0 or more)",
+    ),
+    var(
+        ARCHIVE_INTERVAL,
+        "interval",
+        "DURATION",
+        Group::Archiver,
+        Some(DEFAULT_INTERVAL),
+        "time between sweeps, e.g. 30s, 1m30s, 2h, or a number of seconds",
+    ),
+    var(
+        ARCHIVE_BATCH_SIZE,
+        "batch-size",
+        "N",
+        Group::Archiver,
+        Some(DEFAULT_BATCH_SIZE),
+        "blobs claimed per source per sweep (1 to 10000)",
+    ),
+    var(
+        ARCHIVE_CONCURRENCY,
+        "concurrency",
+        "N",
+        Group::Archiver,
+        Some(DEFAULT_CONCURRENCY),
+        "blobs moved at once (1 to 256)",
+    ),
+    var(
+        ARCHIVE_BLOB_TIMEOUT,
+        "blob-timeout",
+        "DURATION",
+        Group::Archiver,
+        Some(DEFAULT_BLOB_TIMEOUT),
+        "time limit for moving one blob",
+    ),
+    var(
+        ARCHIVE_STREAM_THRESHOLD,
+        "stream-threshold",
+        "BYTES",
+        Group::Archiver,
+        Some(DEFAULT_STREAM_THRESHOLD),
+        "blobs larger than this many bytes stream from hot to cold (multipart upload) instead of being held in memory; at most 2 stream at once, ~25 MiB each",
+    ),
+    var(
+        ARCHIVE_LEASE,
+        "lease",
+        "DURATION",
+        Group::Archiver,
+        Some(DEFAULT_LEASE),
+        "how long a dead worker's claim hides a blob from other workers (a live worker renews its claims every third of it); at least 2s",
+    ),
+    var(
+        ARCHIVE_VERIFY,
+        "verify",
+        "MODE",
+        Group::Archiver,
+        Some(DEFAULT_VERIFY),
+        "how a cold copy is proven: auto (the store's MD5 ETag where its profile trusts it, else read back) or read-back (always)",
+    ),
+    var(
+        ARCHIVE_LOST_AFTER,
+        "lost-after",
+        "DURATION",
+        Group::Archiver,
+        Some(DEFAULT_LOST_AFTER),
+        "a blob missing from both stores is first only suspected (state missing); a sweep at least this long later that finds it still missing, both stores healthy, records it lost",
+    ),
+    var(
+        ARCHIVE_MISSING_STOP_COUNT,
+        "missing-stop-count",
+        "N",
+        Group::Archiver,
+        Some(DEFAULT_MISSING_STOP_COUNT),
+        "a sweep in which more than this many blobs look missing, and more than ARCHIVE_MISSING_STOP_PERCENT of those it tried, stops and records nothing (a wrong setting, not loss)",
+    ),
+    var(
+        ARCHIVE_MISSING_STOP_PERCENT,
+        "missing-stop-percent",
+        "PERCENT",
+        Group::Archiver,
+        Some(DEFAULT_MISSING_STOP_PERCENT),
+        "the share (0 to 100) of the blobs a sweep tried that may look missing before it stops; see ARCHIVE_MISSING_STOP_COUNT",
+    ),
+    var(
+        ARCHIVE_MAX_ATTEMPTS,
+        "max-attempts",
+        "N",
+        Group::Archiver,
+        Some(DEFAULT_MAX_ATTEMPTS),
+        "a blob that fails this many times with the same kind of permanent error, while other blobs of its hot bucket move, is quarantined with the reason (1 to 1000)",
+    ),
     var(
         HOT_STORE,
+        "hot-store",
+        "KIND",
+        Group::Hot,
         Some(DEFAULT_HOT_STORE),
         "hot store kind: fs, s3 or supabase (Supabase Storage's REST API)",
     ),
     var(
         HOT_FS_ROOT,
+        "hot-fs-root",
+        "DIR",
+        Group::Hot,
         Some(DEFAULT_HOT_FS_ROOT),
         "hot folder when HOT_STORE=fs; buckets are sub-folders",
     ),
     var(
         HOT_S3_ENDPOINT,
+        "hot-s3-endpoint",
+        "URL",
+        Group::Hot,
         None,
         "hot S3 endpoint URL (http or https); unset means AWS",
     ),
     var(
         HOT_S3_REGION,
+        "hot-s3-region",
+        "REGION",
+        Group::Hot,
         Some(DEFAULT_REGION),
         "hot S3 signing region; the bucket's region when HOT_S3_ENDPOINT is unset (AWS)",
     ),
-    var(
-        HOT_S3_ACCESS_KEY_ID,
-        None,
-        "hot S3 access key id; required when HOT_STORE=s3",
-    ),
     Variable {
-        secret: true,
+        hide_value: true,
         ..var(
-            HOT_S3_SECRET_ACCESS_KEY,
+            HOT_S3_ACCESS_KEY_ID,
+            "hot-s3-access-key-id",
+            "ID",
+            Group::Hot,
             None,
-            "hot S3 secret access key; required when HOT_STORE=s3",
+            "hot S3 access key id; required when HOT_STORE=s3",
         )
     },
+    secret(
+        HOT_S3_SECRET_ACCESS_KEY,
+        "hot-s3-secret-access-key",
+        "SECRET",
+        Group::Hot,
+        "hot S3 secret access key; required when HOT_STORE=s3",
+    ),
     var(
         SUPABASE_URL,
+        "supabase-url",
+        "URL",
+        Group::Hot,
         None,
         "Supabase project URL, e.g. https://<ref>.supabase.co; required when HOT_STORE=supabase",
     ),
-    Variable {
-        secret: true,
-        ..var(
-            SUPABASE_SERVICE_ROLE_KEY,
-            None,
-            "Supabase service_role or secret (sb_secret_...) key; required when HOT_STORE=supabase",
-        )
-    },
-    Variable {
-        secret: true,
-        ..var(
-            SUPABASE_SECRET_KEY,
-            None,
-            "another name for SUPABASE_SERVICE_ROLE_KEY; if both are set they must be equal",
-        )
-    },
-    Variable {
-        secret: true,
-        ..var(
-            SUPABASE_PUBLISHABLE_KEY,
-            None,
-            "Supabase publishable (or anon) key for the apikey header; unset: the secret key is sent",
-        )
-    },
+    secret(
+        SUPABASE_SERVICE_ROLE_KEY,
+        "supabase-service-role-key",
+        "KEY",
+        Group::Hot,
+        "Supabase service_role or secret (sb_secret_...) key; required when HOT_STORE=supabase",
+    ),
+    secret(
+        SUPABASE_SECRET_KEY,
+        "supabase-secret-key",
+        "KEY",
+        Group::Hot,
+        "another name for SUPABASE_SERVICE_ROLE_KEY; if both are set they must be equal",
+    ),
+    secret(
+        SUPABASE_PUBLISHABLE_KEY,
+        "supabase-publishable-key",
+        "KEY",
+        Group::Hot,
+        "Supabase publishable (or anon) key for the apikey header; unset: the secret key is sent",
+    ),
 ];
 
 #[cfg(test)]
