@@ -1,9 +1,13 @@
-//! Configuration: the archiver's [`Config`] and the stores' connection settings.
+//! Configuration: the archiver's [`Config`], and the stores' settings read
+//! from variables.
 //!
 //! Every value comes from one pure function over a variable lookup
 //! ([`Config::from_lookup`], [`ColdConfig::from_lookup`],
 //! [`HotConfig::from_lookup`]) so that environment, flags and tests share one
 //! parser; the `from_env` constructors only plug in the process environment.
+//! Each store owns its settings type and checks its values once
+//! ([`S3Config::build`], [`SupabaseConfig::build`]); here they are only read
+//! from variables and handed over with the variables' names for messages.
 //! A bad value is a clear [`ErrorKind::InvalidInput`](crate::ErrorKind) error
 //! naming the variable, what was expected and what was given — except for
 //! secrets, whose values never appear in messages or `Debug` output.
@@ -15,14 +19,18 @@
 //! Values are trimmed of surrounding whitespace, and an empty value counts as
 //! unset, so `ARCHIVE_BUCKET=` in a `.env` file behaves like no line at all.
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{KeyPrefix, ObjectKey};
 use crate::store::profile::Profile;
+pub use crate::store::profile::{ChecksumMode, Provider};
+use crate::store::s3::ENDPOINT_EXPECTED;
+pub use crate::store::s3::{S3Config, S3Names, S3Settings};
+use crate::store::supabase::URL_EXPECTED as SUPABASE_URL_EXPECTED;
+pub use crate::store::supabase::{SupabaseConfig, SupabaseNames, SupabaseSettings};
+pub use crate::store::{ColdConfig, HotConfig, Secret};
 
 mod parse;
 mod variables;
@@ -30,101 +38,6 @@ mod variables;
 use parse::*;
 pub(crate) use variables::*;
 pub use variables::{DEFAULT_PROBE_PREFIX, Group, VARIABLES, Variable};
-
-/// Cold storage backend, as recorded in the catalog's `html_archive_provider`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Provider {
-    /// Cloudflare R2.
-    R2,
-    /// Amazon S3.
-    S3,
-    /// Backblaze B2 (S3 API).
-    B2,
-    /// MinIO.
-    Minio,
-    /// Google Cloud Storage (S3 interoperability API).
-    Gcs,
-    /// Supabase Storage's S3 endpoint (`…/storage/v1/s3`).
-    SupabaseS3,
-    /// A local folder.
-    Fs,
-}
-
-impl Provider {
-    /// All providers, in the order `--help` lists them.
-    pub const ALL: [Provider; 7] = [
-        Provider::R2,
-        Provider::S3,
-        Provider::B2,
-        Provider::Minio,
-        Provider::Gcs,
-        Provider::SupabaseS3,
-        Provider::Fs,
-    ];
-
-    /// Short name (`r2`, `s3`, `b2`, `minio`, `gcs`, `supabase-s3`, `fs`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::R2 => "r2",
-            Provider::S3 => "s3",
-            Provider::B2 => "b2",
-            Provider::Minio => "minio",
-            Provider::Gcs => "gcs",
-            Provider::SupabaseS3 => "supabase-s3",
-            Provider::Fs => "fs",
-        }
-    }
-}
-
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Provider {
-    type Err = Error;
-
-    /// Case-insensitive; surrounding whitespace is ignored.
-    fn from_str(s: &str) -> Result<Self> {
-        let lower = s.trim().to_ascii_lowercase();
-        Provider::ALL
-            .into_iter()
-            .find(|p| p.as_str() == lower)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "expected one of {}, got {}",
-                        Provider::ALL.map(Provider::as_str).join(", "),
-                        shown(s)
-                    ),
-                )
-            })
-    }
-}
-
-/// A secret string that never shows in `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; call only where it is handed to a client.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
 
 const MAX_BATCH_SIZE: u64 = 10_000;
 /// Shortest `ARCHIVE_LEASE`: a third of it is the heartbeat's period, which
@@ -198,34 +111,6 @@ impl VerifyMode {
             VerifyMode::Auto => "auto",
             VerifyMode::ReadBack => "read-back",
         }
-    }
-}
-
-/// The checksum an S3 upload carries for the store to check (`ARCHIVE_CHECKSUM`).
-///
-/// Each provider's [`Profile`] picks one;
-/// this overrides it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChecksumMode {
-    /// `Content-MD5`: the store refuses a body whose MD5 differs.
-    ContentMd5,
-    /// No checksum header; the copy is proven by reading it back.
-    None,
-}
-
-impl ChecksumMode {
-    /// `md5` or `none`, as `ARCHIVE_CHECKSUM` takes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChecksumMode::ContentMd5 => "md5",
-            ChecksumMode::None => "none",
-        }
-    }
-}
-
-impl fmt::Display for ChecksumMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -397,57 +282,6 @@ impl Config {
     }
 }
 
-/// Connection settings for an S3-compatible store.
-///
-/// `Debug` hides both the secret and the access key id.
-#[derive(Clone, PartialEq, Eq)]
-pub struct S3Config {
-    /// Endpoint URL (`https://<account>.r2.cloudflarestorage.com`, `http://127.0.0.1:9000`);
-    /// `None` means AWS's regional endpoint.
-    pub endpoint: Option<String>,
-    /// Signing region; `auto` for R2.
-    pub region: String,
-    /// Access key id.
-    pub access_key_id: Option<String>,
-    /// Secret access key.
-    pub secret_access_key: Option<Secret>,
-    /// Upload checksum instead of the provider profile's (`ARCHIVE_CHECKSUM`);
-    /// `None` keeps the profile's.
-    pub checksum: Option<ChecksumMode>,
-}
-
-impl fmt::Debug for S3Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The key id is half a credential: show only whether it is set.
-        let redacted = |set: bool| if set { "Some(***)" } else { "None" };
-        f.debug_struct("S3Config")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field(
-                "access_key_id",
-                &format_args!("{}", redacted(self.access_key_id.is_some())),
-            )
-            .field(
-                "secret_access_key",
-                &format_args!("{}", redacted(self.secret_access_key.is_some())),
-            )
-            .field("checksum", &self.checksum)
-            .finish()
-    }
-}
-
-/// Where the cold store is and how to reach it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ColdConfig {
-    /// A local folder (`ARCHIVE_FS_ROOT`); buckets are sub-folders.
-    Fs {
-        /// Root folder.
-        root: PathBuf,
-    },
-    /// Any S3-compatible service.
-    S3(S3Config),
-}
-
 impl ColdConfig {
     /// Read the cold store's connection settings for `provider` through `lookup`.
     ///
@@ -470,7 +304,7 @@ impl ColdConfig {
             });
         }
         let endpoint = match vars.get(ARCHIVE_ENDPOINT) {
-            Some(raw) => Some(parse_endpoint(ARCHIVE_ENDPOINT, &raw)?),
+            Some(raw) => Some(raw),
             None if provider == Provider::S3 => None,
             None => return Err(missing(ARCHIVE_ENDPOINT, ENDPOINT_EXPECTED, &when)),
         };
@@ -481,7 +315,6 @@ impl ColdConfig {
                 .default_region(endpoint.as_deref())
                 .ok_or_else(|| missing(ARCHIVE_REGION, profile.region_help, &when))?,
         };
-        aws_needs_real_region(ARCHIVE_REGION, endpoint.as_deref(), &region)?;
         let checksum = vars
             .get(ARCHIVE_CHECKSUM)
             .map(|raw| match raw.to_ascii_lowercase().as_str() {
@@ -492,13 +325,14 @@ impl ColdConfig {
             .transpose()?;
         let access_key_id = vars.required(ARCHIVE_ACCESS_KEY_ID, "an access key id", &when)?;
         let secret = vars.required(ARCHIVE_SECRET_ACCESS_KEY, "a secret access key", &when)?;
-        Ok(ColdConfig::S3(S3Config {
+        let s3 = S3Config {
             endpoint,
             region,
             access_key_id: Some(access_key_id),
             secret_access_key: Some(Secret::new(secret)),
             checksum,
-        }))
+        };
+        Ok(ColdConfig::S3(s3.build(provider, &COLD_S3)?))
     }
 
     /// [`ColdConfig::from_lookup`] over the process environment.
@@ -507,49 +341,21 @@ impl ColdConfig {
     }
 }
 
-/// Without an endpoint the store is AWS, which signs with the bucket's real
-/// region; `auto` (right for R2) would fail on every request.
-fn aws_needs_real_region(name: &str, endpoint: Option<&str>, region: &str) -> Result<()> {
-    if endpoint.is_none() && region.eq_ignore_ascii_case(DEFAULT_REGION) {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "{name}: expected the bucket's AWS region (e.g. eu-west-1) when no endpoint \
-                 is set (AWS S3); \"{DEFAULT_REGION}\" only works with an endpoint such as R2's"
-            ),
-        ));
-    }
-    Ok(())
-}
+/// The cold S3 store's variables, for its messages.
+const COLD_S3: S3Names = S3Names {
+    endpoint: ARCHIVE_ENDPOINT,
+    region: ARCHIVE_REGION,
+    access_key_id: ARCHIVE_ACCESS_KEY_ID,
+    secret_access_key: ARCHIVE_SECRET_ACCESS_KEY,
+};
 
-/// Where the hot store is and how to reach it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HotConfig {
-    /// A local folder (`HOT_FS_ROOT`); the catalog's bucket is a sub-folder.
-    Fs {
-        /// Root folder.
-        root: PathBuf,
-    },
-    /// An S3-compatible service (`HOT_S3_*`).
-    S3(S3Config),
-    /// Supabase Storage through its REST API (`SUPABASE_*`).
-    Supabase(SupabaseConfig),
-}
-
-/// Connection settings for Supabase Storage's REST API.
-///
-/// `Debug` hides both keys.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SupabaseConfig {
-    /// Project URL (`https://<ref>.supabase.co`), without a trailing `/`;
-    /// the API is under `{url}/storage/v1`.
-    pub url: String,
-    /// The `service_role` or secret (`sb_secret_…`) key, sent as
-    /// `Authorization: Bearer` (and as `apikey` without a publishable key).
-    pub secret_key: Secret,
-    /// The publishable (or legacy `anon`) key for the `apikey` header.
-    pub publishable_key: Option<Secret>,
-}
+/// The hot S3 store's variables, for its messages.
+const HOT_S3: S3Names = S3Names {
+    endpoint: HOT_S3_ENDPOINT,
+    region: HOT_S3_REGION,
+    access_key_id: HOT_S3_ACCESS_KEY_ID,
+    secret_access_key: HOT_S3_SECRET_ACCESS_KEY,
+};
 
 impl HotConfig {
     /// Read the hot store's connection settings through `lookup`.
@@ -567,23 +373,20 @@ impl HotConfig {
             }),
             "s3" => {
                 let when = format!("when {HOT_STORE}=s3");
-                let endpoint = vars
-                    .get(HOT_S3_ENDPOINT)
-                    .map(|raw| parse_endpoint(HOT_S3_ENDPOINT, &raw))
-                    .transpose()?;
+                let endpoint = vars.get(HOT_S3_ENDPOINT);
                 let region = vars.or_default(HOT_S3_REGION, DEFAULT_REGION);
-                aws_needs_real_region(HOT_S3_REGION, endpoint.as_deref(), &region)?;
                 let access_key_id =
                     vars.required(HOT_S3_ACCESS_KEY_ID, "an access key id", &when)?;
                 let secret =
                     vars.required(HOT_S3_SECRET_ACCESS_KEY, "a secret access key", &when)?;
-                Ok(HotConfig::S3(S3Config {
+                let s3 = S3Config {
                     endpoint,
                     region,
                     access_key_id: Some(access_key_id),
                     secret_access_key: Some(Secret::new(secret)),
                     checksum: None,
-                }))
+                };
+                Ok(HotConfig::S3(s3.build(Provider::S3, &HOT_S3)?))
             }
             "supabase" => parse_supabase(&vars).map(HotConfig::Supabase),
             _ => Err(invalid(HOT_STORE, "fs, s3 or supabase", &kind)),
@@ -606,26 +409,11 @@ impl HotConfig {
     }
 }
 
-const SUPABASE_URL_EXPECTED: &str =
-    "the project URL, an http:// or https:// URL such as https://<project-ref>.supabase.co";
-
 /// `SUPABASE_*`: the project URL and the keys. Every variable is read, so a
 /// conflict between the two names of the secret key is caught.
-fn parse_supabase<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<SupabaseConfig> {
-    use crate::store::supabase::refuse_unless_service;
-
+fn parse_supabase<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<SupabaseSettings> {
     let when = format!("when {HOT_STORE}=supabase");
-    let raw_url = vars.required(SUPABASE_URL, SUPABASE_URL_EXPECTED, &when)?;
-    let url = parse_endpoint(SUPABASE_URL, &raw_url).map_err(|e| {
-        // The '@' message does not echo the value; keep it.
-        if raw_url.contains('@') {
-            e
-        } else {
-            invalid(SUPABASE_URL, SUPABASE_URL_EXPECTED, &raw_url)
-        }
-    })?;
-    let url = url.strip_suffix("/storage/v1").unwrap_or(&url).to_owned();
-
+    let url = vars.required(SUPABASE_URL, SUPABASE_URL_EXPECTED, &when)?;
     let service_role = vars.get(SUPABASE_SERVICE_ROLE_KEY);
     let secret = vars.get(SUPABASE_SECRET_KEY);
     let publishable = vars.get(SUPABASE_PUBLISHABLE_KEY);
@@ -652,31 +440,15 @@ fn parse_supabase<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Supab
             ));
         }
     };
-    let header_safe = |key: &str| key.bytes().all(|b| b.is_ascii_graphic());
-    for (name, key) in [
-        (name, Some(&secret)),
-        (SUPABASE_PUBLISHABLE_KEY, publishable.as_ref()),
-    ] {
-        if key.is_some_and(|k| !header_safe(k)) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "{name}: expected a key of printable ASCII characters without spaces, got \
-                     something else (value not shown)"
-                ),
-            ));
-        }
-    }
-    if let Some(why) = refuse_unless_service(&secret) {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!("{name}: {why}"),
-        ));
-    }
-    Ok(SupabaseConfig {
+    let supabase = SupabaseConfig {
         url,
         secret_key: Secret::new(secret),
         publishable_key: publishable.map(Secret::new),
+    };
+    supabase.build(&SupabaseNames {
+        url: SUPABASE_URL,
+        secret_key: name,
+        publishable_key: SUPABASE_PUBLISHABLE_KEY,
     })
 }
 
@@ -1086,13 +858,17 @@ pub(crate) mod tests {
             let got = cold(p, &pinned).unwrap();
             assert_eq!(
                 got,
-                ColdConfig::S3(S3Config {
-                    endpoint: Some("https://acct.r2.cloudflarestorage.com".into()),
-                    region: "eu-central-1".into(),
-                    access_key_id: Some(KEY_ID.into()),
-                    secret_access_key: Some(Secret::new(SECRET)),
-                    checksum: None,
-                }),
+                ColdConfig::S3(
+                    S3Config {
+                        endpoint: Some("https://acct.r2.cloudflarestorage.com".into()),
+                        region: "eu-central-1".into(),
+                        access_key_id: Some(KEY_ID.into()),
+                        secret_access_key: Some(Secret::new(SECRET)),
+                        checksum: None,
+                    }
+                    .build(p, &S3Names::PLAIN)
+                    .unwrap()
+                ),
                 "{p}"
             );
         }
@@ -1108,14 +884,14 @@ pub(crate) mod tests {
         let ColdConfig::S3(s3) = got else {
             panic!("{got:?}")
         };
-        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
-        assert_eq!(s3.region, "us-east-1");
+        assert_eq!(s3.endpoint(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.region(), "us-east-1");
     }
 
     /// The region `cold` settles on for `provider` at `endpoint`, or the error.
     pub(crate) fn cold_region(provider: Provider, endpoint: &str) -> Result<String> {
         match cold(provider, &with(&s3_cold(), "ARCHIVE_ENDPOINT", endpoint))? {
-            ColdConfig::S3(s3) => Ok(s3.region),
+            ColdConfig::S3(s3) => Ok(s3.region().to_owned()),
             other => panic!("{provider} is an S3 store: {other:?}"),
         }
     }
@@ -1166,15 +942,15 @@ pub(crate) mod tests {
             panic!("supabase-s3 is an S3 store")
         };
         assert_eq!(
-            s3.endpoint.as_deref(),
+            s3.endpoint(),
             Some("https://ref.storage.supabase.co/storage/v1/s3")
         );
-        assert_eq!(s3.region, "eu-west-2");
+        assert_eq!(s3.region(), "eu-west-2");
         let r2 = with(&s3_cold(), "ARCHIVE_REGION", "wnam");
         let ColdConfig::S3(s3) = cold(Provider::R2, &r2).unwrap() else {
             panic!("r2 is an S3 store")
         };
-        assert_eq!(s3.region, "wnam");
+        assert_eq!(s3.region(), "wnam");
     }
 
     #[test]
@@ -1185,12 +961,13 @@ pub(crate) mod tests {
                 None => s3_cold(),
             };
             match cold(Provider::R2, &pairs)? {
-                ColdConfig::S3(s3) => Ok(s3.checksum),
+                ColdConfig::S3(s3) => Ok(s3.checksum()),
                 other => panic!("r2 is an S3 store: {other:?}"),
             }
         };
-        assert_eq!(checksum(None).unwrap(), None);
-        assert_eq!(checksum(Some("")).unwrap(), None);
+        // Unset: the profile's (Content-MD5 for r2).
+        assert_eq!(checksum(None).unwrap(), ChecksumMode::ContentMd5);
+        assert_eq!(checksum(Some("")).unwrap(), ChecksumMode::ContentMd5);
         for (raw, want) in [
             ("md5", ChecksumMode::ContentMd5),
             ("MD5", ChecksumMode::ContentMd5),
@@ -1198,8 +975,8 @@ pub(crate) mod tests {
             (" none ", ChecksumMode::None),
             ("None", ChecksumMode::None),
         ] {
-            assert_eq!(checksum(Some(raw)).unwrap(), Some(want), "{raw:?}");
-            assert_eq!(checksum(Some(want.as_str())).unwrap(), Some(want));
+            assert_eq!(checksum(Some(raw)).unwrap(), want, "{raw:?}");
+            assert_eq!(checksum(Some(want.as_str())).unwrap(), want);
         }
         for bad in ["sha256", "crc32c", "md-5", "off"] {
             let err = checksum(Some(bad)).unwrap_err();
@@ -1227,8 +1004,8 @@ pub(crate) mod tests {
         let ColdConfig::S3(s3) = cold(Provider::S3, &aws).unwrap() else {
             panic!("s3 is an S3 store")
         };
-        assert_eq!(s3.endpoint, None);
-        assert_eq!(s3.region, "eu-west-1");
+        assert_eq!(s3.endpoint(), None);
+        assert_eq!(s3.region(), "eu-west-1");
         for p in [
             Provider::R2,
             Provider::B2,
@@ -1338,13 +1115,17 @@ pub(crate) mod tests {
         );
         assert_eq!(
             hot(HOT_S3).unwrap(),
-            HotConfig::S3(S3Config {
-                endpoint: None,
-                region: "eu-west-2".into(),
-                access_key_id: Some(KEY_ID.into()),
-                secret_access_key: Some(Secret::new(SECRET)),
-                checksum: None,
-            })
+            HotConfig::S3(
+                S3Config {
+                    endpoint: None,
+                    region: "eu-west-2".into(),
+                    access_key_id: Some(KEY_ID.into()),
+                    secret_access_key: Some(Secret::new(SECRET)),
+                    checksum: None,
+                }
+                .build(Provider::S3, &S3Names::PLAIN)
+                .unwrap()
+            )
         );
         let full = with(
             &with(HOT_S3, "HOT_S3_ENDPOINT", "http://127.0.0.1:9000/"),
@@ -1353,13 +1134,17 @@ pub(crate) mod tests {
         );
         assert_eq!(
             hot(&full).unwrap(),
-            HotConfig::S3(S3Config {
-                endpoint: Some("http://127.0.0.1:9000".into()),
-                region: "eu-west-1".into(),
-                access_key_id: Some(KEY_ID.into()),
-                secret_access_key: Some(Secret::new(SECRET)),
-                checksum: None,
-            })
+            HotConfig::S3(
+                S3Config {
+                    endpoint: Some("http://127.0.0.1:9000".into()),
+                    region: "eu-west-1".into(),
+                    access_key_id: Some(KEY_ID.into()),
+                    secret_access_key: Some(Secret::new(SECRET)),
+                    checksum: None,
+                }
+                .build(Provider::S3, &S3Names::PLAIN)
+                .unwrap()
+            )
         );
     }
 
@@ -1408,11 +1193,15 @@ pub(crate) mod tests {
     fn hot_supabase() {
         assert_eq!(
             hot(HOT_SUPABASE).unwrap(),
-            HotConfig::Supabase(SupabaseConfig {
-                url: "https://abcdefgh.supabase.co".into(),
-                secret_key: Secret::new(SERVICE_ROLE),
-                publishable_key: Some(Secret::new(PUBLISHABLE)),
-            })
+            HotConfig::Supabase(
+                SupabaseConfig {
+                    url: "https://abcdefgh.supabase.co".into(),
+                    secret_key: Secret::new(SERVICE_ROLE),
+                    publishable_key: Some(Secret::new(PUBLISHABLE)),
+                }
+                .build(&SupabaseNames::PLAIN)
+                .unwrap()
+            )
         );
         // The other name of the secret key, no publishable key, the API path tolerated.
         let other_name = [
@@ -1423,11 +1212,15 @@ pub(crate) mod tests {
         ];
         assert_eq!(
             hot(&other_name).unwrap(),
-            HotConfig::Supabase(SupabaseConfig {
-                url: "http://127.0.0.1:54321".into(),
-                secret_key: Secret::new("sb_secret_abc"),
-                publishable_key: None,
-            })
+            HotConfig::Supabase(
+                SupabaseConfig {
+                    url: "http://127.0.0.1:54321".into(),
+                    secret_key: Secret::new("sb_secret_abc"),
+                    publishable_key: None,
+                }
+                .build(&SupabaseNames::PLAIN)
+                .unwrap()
+            )
         );
         // Both names holding the same key is not a conflict.
         let both = with(HOT_SUPABASE, "SUPABASE_SECRET_KEY", SERVICE_ROLE);
@@ -1597,10 +1390,11 @@ pub(crate) mod tests {
             assert!(!text.contains(SECRET), "secret leaked: {text}");
             assert!(!text.contains(KEY_ID), "key id leaked: {text}");
         }
-        // Debug still tells set from unset and shows the harmless parts.
+        // Debug still shows the harmless parts; checked settings always
+        // hold both credentials, as settings given by hand tell set from unset.
         let text = format!("{cold:?}");
         assert!(
-            text.contains("Some(***)") && text.contains("auto"),
+            text.contains("access_key_id: ***") && text.contains("auto"),
             "{text}"
         );
         let empty = S3Config {

@@ -1,11 +1,11 @@
 //! Parsing helpers. Each takes the variable name so every message names it.
 
-use std::fmt;
 use std::time::Duration;
 
 use super::variables::{ARCHIVE_BUCKET, ARCHIVE_PROBE_PREFIX};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{KeyPrefix, ObjectKey};
+pub(super) use crate::store::settings::{invalid, shown};
 
 /// The lookup with trimming and "empty means unset" applied once.
 pub(super) struct Vars<F>(pub(super) F);
@@ -32,29 +32,11 @@ pub(super) fn env_lookup(name: &str) -> Option<String> {
     std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
 }
 
-pub(super) fn invalid(name: &str, expected: impl fmt::Display, got: &str) -> Error {
-    Error::new(
-        ErrorKind::InvalidInput,
-        format!("{name}: expected {expected}, got {}", shown(got)),
-    )
-}
-
 pub(super) fn missing(name: &str, expected: &str, when: &str) -> Error {
     Error::new(
         ErrorKind::InvalidInput,
         format!("{name}: expected {expected} {when}, got nothing (unset or empty)"),
     )
-}
-
-/// A value quoted for a message, cut short so a pasted blob cannot flood a log.
-pub(super) fn shown(value: &str) -> String {
-    const MAX: usize = 80;
-    if value.chars().count() <= MAX {
-        format!("{value:?}")
-    } else {
-        let head: String = value.chars().take(MAX).collect();
-        format!("{head:?}… ({} characters)", value.chars().count())
-    }
 }
 
 pub(super) fn parse_whole(name: &str, raw: &str, min: u64, max: u64) -> Result<u64> {
@@ -161,62 +143,6 @@ pub(super) fn parse_probe_prefix(raw: &str, path_prefix: &KeyPrefix) -> Result<O
             .map_err(|e| invalid(ARCHIVE_PROBE_PREFIX, expected, raw).with_source(e))?;
     }
     Ok(key)
-}
-
-pub(super) const ENDPOINT_EXPECTED: &str =
-    "an http:// or https:// URL such as https://<account>.r2.cloudflarestorage.com";
-
-/// A plain `http(s)://host[:port][/path]` URL; a trailing `/` is dropped.
-pub(super) fn parse_endpoint(name: &str, raw: &str) -> Result<String> {
-    // `user:password@host` would put a credential in every message and log
-    // line that shows the endpoint, so refuse it without echoing it.
-    if raw.contains('@') {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "{name}: expected {ENDPOINT_EXPECTED} without user info, \
-                 got a URL containing '@' (value not shown; put credentials in the \
-                 access key variables)"
-            ),
-        ));
-    }
-    let bad = || invalid(name, ENDPOINT_EXPECTED, raw);
-    let (scheme, rest) = raw.split_once("://").ok_or_else(bad)?;
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return Err(bad());
-    }
-    if raw
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#' || c == '\\')
-    {
-        return Err(bad());
-    }
-    let authority = rest.split('/').next().unwrap_or_default();
-    let (host_ok, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or_else(bad)?;
-        let host_ok = host.parse::<std::net::Ipv6Addr>().is_ok();
-        match after {
-            "" => (host_ok, None),
-            _ => (host_ok, Some(after.strip_prefix(':').ok_or_else(bad)?)),
-        }
-    } else {
-        let (host, port) = match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        };
-        let host_ok = !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-        (host_ok, port)
-    };
-    let port_ok = port.is_none_or(|p| {
-        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
-    });
-    if !host_ok || !port_ok {
-        return Err(bad());
-    }
-    Ok(raw.trim_end_matches('/').to_owned())
 }
 
 /// Upper bound for every duration: a typo such as `5y` should fail at
