@@ -148,3 +148,69 @@ pub(super) fn parse_probe_prefix(raw: &str, path_prefix: &KeyPrefix) -> Result<O
 /// Upper bound for every duration: a typo such as `5y` should fail at
 /// start-up rather than overflow a timer or a database interval later.
 pub(super) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        for (raw, want) in [
+            ("30s", Duration::from_secs(30)),
+            ("1m", Duration::from_secs(60)),
+            ("1m30s", Duration::from_secs(90)),
+            ("2h", Duration::from_secs(7200)),
+            ("500ms", Duration::from_millis(500)),
+            ("45", Duration::from_secs(45)),
+            ("365d", MAX_DURATION),
+        ] {
+            assert_eq!(parse_duration("X", raw).unwrap(), want, "{raw}");
+        }
+        for bad in ["0", "0s", "-1s", "5M", "2y", "366d", "5 parsecs"] {
+            let err = parse_duration("X", bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
+            assert!(err.message().starts_with("X: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn bucket_names() {
+        for good in ["abc", "my-bucket", "my.bucket.2", "0ab", &"a".repeat(63)] {
+            assert_eq!(parse_bucket(good).unwrap(), good);
+        }
+        for bad in [
+            "ab",
+            &"a".repeat(64),
+            "My-Bucket",
+            "my_bucket",
+            "my bucket",
+            "-bucket",
+            "bucket-",
+            ".bucket",
+            "bucket.",
+            "my..bucket",
+            "192.168.1.1",
+            "../etc",
+            "a/b",
+            "bücket",
+        ] {
+            let err = parse_bucket(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
+            assert!(err.message().starts_with("ARCHIVE_BUCKET: "), "{err}");
+            assert!(err.message().contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn whole_numbers_are_ascii_digits_in_range() {
+        assert_eq!(parse_whole("N", "0", 0, 5).unwrap(), 0);
+        assert_eq!(parse_whole("N", "5", 0, 5).unwrap(), 5);
+        for bad in ["6", "+1", "-1", "1.5", "５", ""] {
+            let err = parse_whole("N", bad, 0, 5).unwrap_err();
+            assert_eq!(
+                err.message(),
+                format!("N: expected a whole number from 0 to 5, got {bad:?}")
+            );
+        }
+    }
+}

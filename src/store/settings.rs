@@ -128,3 +128,61 @@ pub(crate) fn parse_url(name: &str, expected: &str, raw: &str) -> Result<String>
     }
     Ok(raw.trim_end_matches('/').to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXPECTED: &str = "a URL";
+
+    #[test]
+    fn plain_http_urls_only() {
+        for (raw, want) in [
+            ("http://localhost", "http://localhost"),
+            ("https://[::1]:9000/", "https://[::1]:9000"),
+            ("HTTPS://s3.example.com/base", "HTTPS://s3.example.com/base"),
+            (
+                "http://127.0.0.1:54321/storage/v1/",
+                "http://127.0.0.1:54321/storage/v1",
+            ),
+        ] {
+            assert_eq!(parse_url("U", EXPECTED, raw).unwrap(), want, "{raw}");
+        }
+        for bad in [
+            "acct.r2.cloudflarestorage.com",
+            "ftp://host",
+            "https://",
+            "https:///path",
+            "https://host:",
+            "https://host:99999",
+            "https://host:port",
+            "https://ho st",
+            "https://host?x=1",
+            "https://host#frag",
+            "https://[::1",
+            "https://[nothex]:9000",
+            "https://ho_st",
+            "https://höst",
+            "https://host\\path",
+        ] {
+            let err = parse_url("U", EXPECTED, bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
+            assert_eq!(
+                err.message(),
+                format!("U: expected a URL, got {bad:?}"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn user_info_is_refused_without_echoing_it() {
+        let err = parse_url("U", EXPECTED, "https://key:hunter2@host").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(
+            err.message()
+                .starts_with("U: expected a URL without user info")
+        );
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}

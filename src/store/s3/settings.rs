@@ -187,3 +187,92 @@ impl fmt::Debug for S3Settings {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: S3Names = S3Names {
+        endpoint: "E",
+        region: "R",
+        access_key_id: "K",
+        secret_access_key: "S",
+    };
+
+    fn config() -> S3Config {
+        S3Config {
+            endpoint: Some("http://127.0.0.1:9000/".into()),
+            region: "auto".into(),
+            access_key_id: Some("AKIDEXAMPLE".into()),
+            secret_access_key: Some(Secret::new("hunter2-very-secret")),
+            checksum: None,
+        }
+    }
+
+    #[test]
+    fn build_checks_every_value_once_naming_it() {
+        let built = config().build(Provider::R2, &NAMES).unwrap();
+        assert_eq!(built.endpoint(), Some("http://127.0.0.1:9000"));
+        assert_eq!(built.region(), "auto");
+        assert_eq!(built.provider(), Provider::R2);
+        assert_eq!(built.checksum(), ChecksumMode::ContentMd5);
+
+        let aws_auto = S3Config {
+            endpoint: None,
+            ..config()
+        };
+        let cases = [
+            (
+                S3Config {
+                    endpoint: Some("ftp://x".into()),
+                    ..config()
+                },
+                "E: ",
+            ),
+            (
+                S3Config {
+                    region: " ".into(),
+                    ..config()
+                },
+                "R: ",
+            ),
+            (aws_auto, "R: "),
+            (
+                S3Config {
+                    secret_access_key: Some(Secret::new("")),
+                    ..config()
+                },
+                "r2: ",
+            ),
+            (
+                S3Config {
+                    access_key_id: None,
+                    ..config()
+                },
+                "r2: ",
+            ),
+        ];
+        for (cfg, starts) in cases {
+            let err = cfg.build(Provider::R2, &NAMES).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+            assert!(err.message().starts_with(starts), "{err}");
+            assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+        }
+        let err = config().build(Provider::Fs, &NAMES).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    }
+
+    #[test]
+    fn debug_of_checked_settings_hides_credentials() {
+        let built = config().build(Provider::Minio, &NAMES).unwrap();
+        let shown = format!("{built:?} {built:#?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("AKIDEXAMPLE"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("127.0.0.1:9000") && shown.contains("Minio"),
+            "{shown}"
+        );
+    }
+}
