@@ -24,10 +24,12 @@ pub mod profile;
 pub(crate) mod retry;
 pub mod s3;
 mod s3_answer;
+pub mod settings;
 pub mod supabase;
 
 pub use fs::FsStore;
 pub use s3::S3Store;
+pub use settings::{ColdConfig, HotConfig, Secret};
 pub use supabase::SupabaseStore;
 
 /// A bucket and a key inside it.
@@ -273,24 +275,29 @@ pub async fn exists(store: &dyn Store, location: &Location) -> Result<bool> {
     }
 }
 
-/// The cold store `config` describes, recording `provider` in the catalog.
+/// The cold store `config` describes, recording `provider` in the catalog
+/// (the provider `config` was read and checked for).
 pub fn cold_store(
-    provider: crate::config::Provider,
-    config: &crate::config::ColdConfig,
+    provider: profile::Provider,
+    config: &ColdConfig,
 ) -> Result<std::sync::Arc<dyn Store>> {
-    use crate::config::ColdConfig;
+    if let ColdConfig::S3(s3) = config {
+        debug_assert_eq!(
+            s3.provider(),
+            provider,
+            "settings checked for another provider"
+        );
+    }
     Ok(match config {
         ColdConfig::Fs { root } => std::sync::Arc::new(FsStore::new(root.clone())?),
-        ColdConfig::S3(s3) => std::sync::Arc::new(
-            S3Store::new(provider.as_str(), s3)?
-                .with_region_variable(crate::config::ARCHIVE_REGION),
-        ),
+        ColdConfig::S3(s3) => {
+            std::sync::Arc::new(S3Store::with_settings(s3)?.with_region_variable("ARCHIVE_REGION"))
+        }
     })
 }
 
 /// The hot store `config` describes.
-pub fn hot_store(config: &crate::config::HotConfig) -> Result<std::sync::Arc<dyn Store>> {
-    use crate::config::HotConfig;
+pub fn hot_store(config: &HotConfig) -> Result<std::sync::Arc<dyn Store>> {
     Ok(match config {
         HotConfig::Fs { root } => std::sync::Arc::new(
             FsStore::open_existing(root.clone()).map_err(|e| match e.kind() {
@@ -305,9 +312,11 @@ pub fn hot_store(config: &crate::config::HotConfig) -> Result<std::sync::Arc<dyn
                 _ => e,
             })?,
         ),
-        HotConfig::S3(s3) => std::sync::Arc::new(
-            S3Store::new("s3", s3)?.with_region_variable(crate::config::HOT_S3_REGION),
-        ),
-        HotConfig::Supabase(supabase) => std::sync::Arc::new(SupabaseStore::new(supabase)?),
+        HotConfig::S3(s3) => {
+            std::sync::Arc::new(S3Store::with_settings(s3)?.with_region_variable("HOT_S3_REGION"))
+        }
+        HotConfig::Supabase(supabase) => {
+            std::sync::Arc::new(SupabaseStore::with_settings(supabase)?)
+        }
     })
 }

@@ -27,7 +27,112 @@
 //! the SHA-256 of a blob is proven by reading it back or by the MD5 ETag a
 //! profile trusts; see [`Profile::etag_proves_md5`].
 
-use crate::config::{ChecksumMode, Provider};
+use std::fmt;
+use std::str::FromStr;
+
+use super::settings::shown;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Cold storage backend, as recorded in the catalog's `html_archive_provider`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Provider {
+    /// Cloudflare R2.
+    R2,
+    /// Amazon S3.
+    S3,
+    /// Backblaze B2 (S3 API).
+    B2,
+    /// MinIO.
+    Minio,
+    /// Google Cloud Storage (S3 interoperability API).
+    Gcs,
+    /// Supabase Storage's S3 endpoint (`…/storage/v1/s3`).
+    SupabaseS3,
+    /// A local folder.
+    Fs,
+}
+
+impl Provider {
+    /// All providers, in the order `--help` lists them.
+    pub const ALL: [Provider; 7] = [
+        Provider::R2,
+        Provider::S3,
+        Provider::B2,
+        Provider::Minio,
+        Provider::Gcs,
+        Provider::SupabaseS3,
+        Provider::Fs,
+    ];
+
+    /// Short name (`r2`, `s3`, `b2`, `minio`, `gcs`, `supabase-s3`, `fs`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::R2 => "r2",
+            Provider::S3 => "s3",
+            Provider::B2 => "b2",
+            Provider::Minio => "minio",
+            Provider::Gcs => "gcs",
+            Provider::SupabaseS3 => "supabase-s3",
+            Provider::Fs => "fs",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Provider {
+    type Err = Error;
+
+    /// Case-insensitive; surrounding whitespace is ignored.
+    fn from_str(s: &str) -> Result<Self> {
+        let lower = s.trim().to_ascii_lowercase();
+        Provider::ALL
+            .into_iter()
+            .find(|p| p.as_str() == lower)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "expected one of {}, got {}",
+                        Provider::ALL.map(Provider::as_str).join(", "),
+                        shown(s)
+                    ),
+                )
+            })
+    }
+}
+
+/// The checksum an S3 upload carries for the store to check (`ARCHIVE_CHECKSUM`).
+///
+/// Each provider's [`Profile`] picks one;
+/// this overrides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumMode {
+    /// `Content-MD5`: the store refuses a body whose MD5 differs.
+    ContentMd5,
+    /// No checksum header; the copy is proven by reading it back.
+    None,
+}
+
+impl ChecksumMode {
+    /// `md5` or `none`, as `ARCHIVE_CHECKSUM` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChecksumMode::ContentMd5 => "md5",
+            ChecksumMode::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for ChecksumMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Where a provider's signing region comes from when `ARCHIVE_REGION` is unset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

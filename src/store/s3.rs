@@ -28,10 +28,16 @@ use bytes::Bytes;
 
 use super::opendal::{Adapter, Retry, check_bucket};
 use super::profile::Profile;
+use super::profile::{ChecksumMode, Provider};
 use super::s3_answer::AnswerReader;
+use super::settings::Secret;
 use super::{ByteStream, Location, ObjectMeta, PutOptions, PutResult, Store};
-use crate::config::{ChecksumMode, Provider, S3Config, Secret};
 use crate::error::{Error, ErrorKind, Result};
+
+mod settings;
+
+pub(crate) use settings::ENDPOINT_EXPECTED;
+pub use settings::{S3Config, S3Names, S3Settings};
 
 /// Limit for one request without a body (stat, delete, list).
 const OP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,67 +72,46 @@ impl S3Store {
     /// A store for `provider` (the name recorded in the catalog: `r2`, `s3`,
     /// `minio`, …, see [`Provider`]) reached with `config`, behaving as the
     /// provider's [`Profile`] says (its upload checksum replaced by
-    /// `config.checksum` when set).
+    /// `config.checksum` when set): [`S3Config::build`] and
+    /// [`S3Store::with_settings`].
     ///
-    /// Fails with [`ErrorKind::InvalidInput`] when a value is unusable: a
-    /// provider that is not an S3-compatible one, an empty region, an
-    /// endpoint that is not an `http(s)://` URL, or a missing access key id
-    /// or secret (credentials are never read from the environment, so a
-    /// store without both could only fail later).
+    /// Fails with [`ErrorKind::InvalidInput`] when a value is unusable (see
+    /// [`S3Config::build`]) or the provider is not an S3-compatible one.
     pub fn new(provider: &str, config: &S3Config) -> Result<S3Store> {
-        let invalid = |why: String| Err(Error::new(ErrorKind::InvalidInput, why));
         let named = provider.trim();
-        let Some(mut profile) = named.parse::<Provider>().ok().and_then(Profile::of) else {
-            return invalid(format!(
-                "S3 store: provider {named:?} is not an S3-compatible provider; expected one of {}",
-                super::profile::PROFILES
-                    .map(|p| p.provider.as_str())
-                    .join(", ")
-            ));
-        };
-        if let Some(checksum) = config.checksum {
-            profile = profile.with_checksum(checksum);
-        }
-        let provider = profile.provider;
-        let region = config.region.trim();
-        if region.is_empty() {
-            return invalid(format!(
-                "{provider}: region is empty (use `auto` for R2, e.g. `us-east-1` for AWS)"
-            ));
-        }
-        let endpoint = match config.endpoint.as_deref().map(str::trim) {
-            None => None,
-            Some(e) if e.starts_with("http://") || e.starts_with("https://") => {
-                Some(e.trim_end_matches('/').to_owned())
-            }
-            Some(e) => {
-                return invalid(format!(
-                    "{provider}: endpoint {e:?} is not an http:// or https:// URL"
-                ));
-            }
-        };
-        let (Some(access_key_id), Some(secret_access_key)) =
-            (&config.access_key_id, &config.secret_access_key)
+        let Some(provider) = named
+            .parse::<Provider>()
+            .ok()
+            .filter(|p| Profile::of(*p).is_some())
         else {
-            return invalid(format!(
-                "{provider}: both an access key id and a secret access key are required"
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "S3 store: provider {named:?} is not an S3-compatible provider; expected one \
+                     of {}",
+                    super::profile::PROFILES
+                        .map(|p| p.provider.as_str())
+                        .join(", ")
+                ),
             ));
         };
-        if access_key_id.is_empty() || secret_access_key.expose().is_empty() {
-            return invalid(format!(
-                "{provider}: access key id and secret access key must not be empty"
-            ));
-        }
+        S3Store::with_settings(&config.build(provider, &S3Names::PLAIN)?)
+    }
+
+    /// A store reached with checked `settings`.
+    ///
+    /// Builds its client once (no request), so settings OpenDAL refuses
+    /// fail here, at start-up.
+    pub fn with_settings(settings: &S3Settings) -> Result<S3Store> {
         let store = S3Store {
-            profile,
-            endpoint,
-            region: region.to_owned(),
+            profile: settings.profile,
+            endpoint: settings.endpoint.clone(),
+            region: settings.region.clone(),
             region_variable: None,
-            access_key_id: access_key_id.clone(),
-            secret_access_key: secret_access_key.clone(),
+            access_key_id: settings.access_key_id.clone(),
+            secret_access_key: settings.secret_access_key.clone(),
             buckets: Mutex::new(HashMap::new()),
         };
-        // Building is local (no request): do it once so bad settings fail at start-up.
         store.build("coldsweep-settings-check")?;
         Ok(store)
     }

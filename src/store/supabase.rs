@@ -57,9 +57,14 @@ use serde::Deserialize;
 
 use super::opendal::check_bucket;
 use super::retry::Retry;
+use super::settings::Secret;
 use super::{ByteStream, Location, ObjectMeta, PutOptions, PutResult, Store};
-use crate::config::SupabaseConfig;
 use crate::error::{Error, ErrorKind, Result};
+
+mod settings;
+
+pub(crate) use settings::URL_EXPECTED;
+pub use settings::{SupabaseConfig, SupabaseNames, SupabaseSettings};
 
 /// Provider name recorded in the catalog and shown in messages.
 pub const PROVIDER: &str = "supabase";
@@ -105,39 +110,23 @@ pub struct SupabaseStore {
 }
 
 impl SupabaseStore {
-    /// A store for the project `config` describes.
+    /// A store for the project `config` describes: [`SupabaseConfig::build`]
+    /// and [`SupabaseStore::with_settings`].
     ///
-    /// Fails with [`ErrorKind::InvalidInput`] when the URL is not an
-    /// `http(s)://` URL, a key is empty or not usable in an HTTP header, or
-    /// the secret key is anything but a `service_role` JWT or an
-    /// `sb_secret_…` key (see the [module docs](self)). No request is made.
+    /// Fails with [`ErrorKind::InvalidInput`] when a value is unusable (see
+    /// [`SupabaseConfig::build`]). No request is made.
     pub fn new(config: &SupabaseConfig) -> Result<SupabaseStore> {
+        SupabaseStore::with_settings(&config.build(&SupabaseNames::PLAIN)?)
+    }
+
+    /// A store for the project checked `settings` describe. No request is made.
+    pub fn with_settings(settings: &SupabaseSettings) -> Result<SupabaseStore> {
         let invalid =
             |why: String| Error::new(ErrorKind::InvalidInput, format!("{PROVIDER}: {why}"));
-        let storage_url = storage_url(&config.url).ok_or_else(|| {
-            invalid(if config.url.contains('@') {
-                "the project URL must not contain user info (value not shown)".to_owned()
-            } else {
-                format!(
-                    "project URL {:?} is not an http:// or https:// URL such as https://<ref>.supabase.co",
-                    config.url
-                )
-            })
-        })?;
-
-        let secret = config.secret_key.expose().trim();
-        if secret.is_empty() {
-            return Err(invalid("the secret (service_role) key is empty".into()));
-        }
-        if let Some(why) = refuse_unless_service(secret) {
-            return Err(invalid(why));
-        }
+        let storage_url = format!("{}/storage/v1", settings.url);
+        let secret = settings.secret_key.expose();
         let secret_kind = key_kind(secret);
-        let publishable = config
-            .publishable_key
-            .as_ref()
-            .map(|k| k.expose().trim())
-            .filter(|k| !k.is_empty());
+        let publishable = settings.publishable_key.as_ref().map(Secret::expose);
         let apikey = match publishable {
             // Supabase takes an `sb_` key as a bearer only when it equals `apikey`.
             Some(_) if matches!(secret_kind, KeyKind::Secret) => {
@@ -536,21 +525,6 @@ impl Store for SupabaseStore {
     }
 }
 
-/// `{url}/storage/v1` for a project URL; a trailing `/` or `/storage/v1` is
-/// tolerated. `None` when it is not a plain `http(s)://` URL.
-fn storage_url(url: &str) -> Option<String> {
-    let url = url.trim().trim_end_matches('/');
-    let url = url.strip_suffix("/storage/v1").unwrap_or(url);
-    let parsed = reqwest::Url::parse(url).ok()?;
-    let plain = matches!(parsed.scheme(), "http" | "https")
-        && parsed.has_host()
-        && parsed.username().is_empty()
-        && parsed.password().is_none()
-        && parsed.query().is_none()
-        && parsed.fragment().is_none();
-    plain.then(|| format!("{url}/storage/v1"))
-}
-
 /// One path segment, percent-encoded.
 fn encode(segment: &str) -> String {
     utf8_percent_encode(segment, SEGMENT).to_string()
@@ -817,7 +791,6 @@ pub(crate) fn key_kind(key: &str) -> KeyKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
     use crate::keys::ObjectKey;
 
     fn jwt(role: &str) -> String {
@@ -1153,9 +1126,13 @@ mod tests {
             let err = store.object_url("", &at).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{hostile:?}");
         }
+        let with_api_path = SupabaseConfig {
+            url: "http://127.0.0.1:54321/storage/v1/".into(),
+            ..config("sb_secret_s", None)
+        };
         assert_eq!(
-            storage_url("http://127.0.0.1:54321/storage/v1/").as_deref(),
-            Some("http://127.0.0.1:54321/storage/v1")
+            with_api_path.build(&SupabaseNames::PLAIN).unwrap().url(),
+            "http://127.0.0.1:54321"
         );
     }
 

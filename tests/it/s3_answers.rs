@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use coldsweep::catalog::BlobState;
-use coldsweep::config::{ColdConfig, HotConfig, S3Config, Secret};
+use coldsweep::config::{ColdConfig, HotConfig, S3Config, S3Names, Secret};
 use coldsweep::error::{Error, Result};
 use coldsweep::store::{
     Location, ObjectMeta, PutOptions, PutResult, S3Store, Store, cold_store, hot_store, meta,
@@ -113,6 +113,7 @@ async fn a_wrong_region_names_the_variable_and_the_expected_region() {
         secret_access_key: Some(Secret::new("wrong-region-secret")),
         checksum: None,
     };
+    let config = config.build(Provider::S3, &S3Names::PLAIN).unwrap();
     let cold = cold_store(Provider::S3, &ColdConfig::S3(config.clone())).unwrap();
     let hot = hot_store(&HotConfig::S3(config)).unwrap();
     let at = Location::new("bucket", ObjectKey::new("k").unwrap());

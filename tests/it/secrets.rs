@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coldsweep::catalog::{PgCatalog, SqliteCatalog};
-use coldsweep::config::{ColdConfig, HotConfig, Provider, S3Config, Secret};
+use coldsweep::config::{
+    ColdConfig, HotConfig, Provider, S3Config, S3Names, Secret, SupabaseNames,
+};
 use coldsweep::demo::{DemoSpec, HOT_BUCKET};
 use coldsweep::store::{FsStore, S3Store, SupabaseStore};
 use coldsweep::{Archiver, Catalog, Config, Store};
@@ -439,11 +441,13 @@ async fn debug_output_of_library_types_hides_secrets() {
     };
     show("S3Config (key id)", format!("{with_key_id:?}"));
     secrets.push(key_id);
-    let cold_config = ColdConfig::S3(s3.clone());
+    let checked = with_key_id.build(Provider::Minio, &S3Names::PLAIN).unwrap();
+    let cold_config = ColdConfig::S3(checked.clone());
     show("ColdConfig", format!("{cold_config:?}"));
-    let hot_config = HotConfig::S3(s3.clone());
+    let hot_config = HotConfig::S3(checked);
     show("HotConfig", format!("{hot_config:?}"));
-    let supabase_config = HotConfig::Supabase(supabase.config());
+    let checked = supabase.config().build(&SupabaseNames::PLAIN).unwrap();
+    let supabase_config = HotConfig::Supabase(checked);
     show("HotConfig::Supabase", format!("{supabase_config:#?}"));
 
     let cold: Arc<dyn Store> = Arc::new(S3Store::new("minio", &s3).unwrap());

@@ -4,11 +4,12 @@
 //! parsers, so a bad value, from a flag or from the environment, fails with
 //! the library's message naming the variable.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use clap::Args;
-use coldsweep::config::{ColdConfig, Config, HotConfig, Provider, VARIABLES};
+use clap::{Arg, ArgAction, ArgMatches, Args, Command};
+use coldsweep::config::{ColdConfig, Config, HotConfig, Provider, VARIABLES, Variable};
 use coldsweep::store::Store;
 use coldsweep::{Catalog, ErrorKind};
 
@@ -154,115 +155,65 @@ pub(crate) struct Settings {
     #[command(flatten)]
     pub(crate) db: DbArgs,
 
-    #[arg(long, env = "ARCHIVE_PROVIDER", value_name = "NAME", help = help("ARCHIVE_PROVIDER"), help_heading = "Cold store")]
-    provider: Option<String>,
-    #[arg(long, env = "ARCHIVE_BUCKET", value_name = "BUCKET", help = help("ARCHIVE_BUCKET"), help_heading = "Cold store")]
-    bucket: Option<String>,
-    #[arg(long, env = "ARCHIVE_ENDPOINT", value_name = "URL", help = help("ARCHIVE_ENDPOINT"), help_heading = "Cold store")]
-    endpoint: Option<String>,
-    #[arg(long, env = "ARCHIVE_REGION", value_name = "REGION", help = help("ARCHIVE_REGION"), help_heading = "Cold store")]
-    region: Option<String>,
-    #[arg(long, env = "ARCHIVE_CHECKSUM", value_name = "MODE", help = help("ARCHIVE_CHECKSUM"), help_heading = "Cold store")]
-    checksum: Option<String>,
-    #[arg(long, env = "ARCHIVE_ACCESS_KEY_ID", value_name = "ID", hide_env_values = true, help = help("ARCHIVE_ACCESS_KEY_ID"), help_heading = "Cold store")]
-    access_key_id: Option<String>,
-    #[arg(long, env = "ARCHIVE_SECRET_ACCESS_KEY", value_name = "SECRET", hide_env_values = true, help = help("ARCHIVE_SECRET_ACCESS_KEY"), help_heading = "Cold store")]
-    secret_access_key: Option<String>,
-    #[arg(long, env = "ARCHIVE_FS_ROOT", value_name = "DIR", help = help("ARCHIVE_FS_ROOT"), help_heading = "Cold store")]
-    fs_root: Option<String>,
-    #[arg(long, env = "ARCHIVE_PATH_PREFIX", value_name = "PREFIX", help = help("ARCHIVE_PATH_PREFIX"), help_heading = "Cold store")]
-    path_prefix: Option<String>,
-    #[arg(long, env = "ARCHIVE_PROBE_PREFIX", value_name = "PREFIX", help = help("ARCHIVE_PROBE_PREFIX"), help_heading = "Cold store")]
-    probe_prefix: Option<String>,
+    #[command(flatten)]
+    values: Values,
+}
 
-    #[arg(long, env = "ARCHIVE_RETENTION_JOBS", value_name = "N", help = help("ARCHIVE_RETENTION_JOBS"), help_heading = "Archiver")]
-    retention_jobs: Option<String>,
-    #[arg(long, env = "ARCHIVE_INTERVAL", value_name = "DURATION", help = help("ARCHIVE_INTERVAL"), help_heading = "Archiver")]
-    interval: Option<String>,
-    #[arg(long, env = "ARCHIVE_BATCH_SIZE", value_name = "N", help = help("ARCHIVE_BATCH_SIZE"), help_heading = "Archiver")]
-    batch_size: Option<String>,
-    #[arg(long, env = "ARCHIVE_CONCURRENCY", value_name = "N", help = help("ARCHIVE_CONCURRENCY"), help_heading = "Archiver")]
-    concurrency: Option<String>,
-    #[arg(long, env = "ARCHIVE_BLOB_TIMEOUT", value_name = "DURATION", help = help("ARCHIVE_BLOB_TIMEOUT"), help_heading = "Archiver")]
-    blob_timeout: Option<String>,
-    #[arg(long, env = "ARCHIVE_STREAM_THRESHOLD", value_name = "BYTES", help = help("ARCHIVE_STREAM_THRESHOLD"), help_heading = "Archiver")]
-    stream_threshold: Option<String>,
-    #[arg(long, env = "ARCHIVE_LEASE", value_name = "DURATION", help = help("ARCHIVE_LEASE"), help_heading = "Archiver")]
-    lease: Option<String>,
-    #[arg(long, env = "ARCHIVE_VERIFY", value_name = "MODE", help = help("ARCHIVE_VERIFY"), help_heading = "Archiver")]
-    verify: Option<String>,
-    #[arg(long, env = "ARCHIVE_LOST_AFTER", value_name = "DURATION", help = help("ARCHIVE_LOST_AFTER"), help_heading = "Archiver")]
-    lost_after: Option<String>,
-    #[arg(long, env = "ARCHIVE_MISSING_STOP_COUNT", value_name = "N", help = help("ARCHIVE_MISSING_STOP_COUNT"), help_heading = "Archiver")]
-    missing_stop_count: Option<String>,
-    #[arg(long, env = "ARCHIVE_MISSING_STOP_PERCENT", value_name = "PERCENT", help = help("ARCHIVE_MISSING_STOP_PERCENT"), help_heading = "Archiver")]
-    missing_stop_percent: Option<String>,
-    #[arg(long, env = "ARCHIVE_MAX_ATTEMPTS", value_name = "N", help = help("ARCHIVE_MAX_ATTEMPTS"), help_heading = "Archiver")]
-    max_attempts: Option<String>,
+/// The values of [`VARIABLES`], one flag each, built from the table so the
+/// flags, `--help` and the lookup cannot drift from what the library reads.
+#[derive(Clone, Default)]
+struct Values(BTreeMap<&'static str, String>);
 
-    #[arg(long, env = "HOT_STORE", value_name = "KIND", help = help("HOT_STORE"), help_heading = "Hot store")]
-    hot_store: Option<String>,
-    #[arg(long, env = "HOT_FS_ROOT", value_name = "DIR", help = help("HOT_FS_ROOT"), help_heading = "Hot store")]
-    hot_fs_root: Option<String>,
-    #[arg(long, env = "HOT_S3_ENDPOINT", value_name = "URL", help = help("HOT_S3_ENDPOINT"), help_heading = "Hot store")]
-    hot_s3_endpoint: Option<String>,
-    #[arg(long, env = "HOT_S3_REGION", value_name = "REGION", help = help("HOT_S3_REGION"), help_heading = "Hot store")]
-    hot_s3_region: Option<String>,
-    #[arg(long, env = "HOT_S3_ACCESS_KEY_ID", value_name = "ID", hide_env_values = true, help = help("HOT_S3_ACCESS_KEY_ID"), help_heading = "Hot store")]
-    hot_s3_access_key_id: Option<String>,
-    #[arg(long, env = "HOT_S3_SECRET_ACCESS_KEY", value_name = "SECRET", hide_env_values = true, help = help("HOT_S3_SECRET_ACCESS_KEY"), help_heading = "Hot store")]
-    hot_s3_secret_access_key: Option<String>,
-    #[arg(long, env = "SUPABASE_URL", value_name = "URL", help = help("SUPABASE_URL"), help_heading = "Hot store")]
-    supabase_url: Option<String>,
-    #[arg(long, env = "SUPABASE_SERVICE_ROLE_KEY", value_name = "KEY", hide_env_values = true, help = help("SUPABASE_SERVICE_ROLE_KEY"), help_heading = "Hot store")]
-    supabase_service_role_key: Option<String>,
-    #[arg(long, env = "SUPABASE_SECRET_KEY", value_name = "KEY", hide_env_values = true, help = help("SUPABASE_SECRET_KEY"), help_heading = "Hot store")]
-    supabase_secret_key: Option<String>,
-    #[arg(long, env = "SUPABASE_PUBLISHABLE_KEY", value_name = "KEY", hide_env_values = true, help = help("SUPABASE_PUBLISHABLE_KEY"), help_heading = "Hot store")]
-    supabase_publishable_key: Option<String>,
+/// The flag of `var`: `--{flag}`, read from the environment variable too.
+fn flag(var: &Variable) -> Arg {
+    Arg::new(var.name)
+        .long(var.flag)
+        .env(var.name)
+        .value_name(var.value_name)
+        .hide_env_values(var.hide_value)
+        .help(help(var.name))
+        .help_heading(var.group.heading())
+        .action(ArgAction::Set)
+        .value_parser(clap::value_parser!(String))
+}
+
+impl clap::Args for Values {
+    fn augment_args(cmd: Command) -> Command {
+        cmd.args(VARIABLES.iter().map(flag))
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for Values {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut values = Values::default();
+        values.update_from_arg_matches(matches)?;
+        Ok(values)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        for var in VARIABLES {
+            if let Some(value) = matches.get_one::<String>(var.name) {
+                self.0.insert(var.name, value.clone());
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Settings {
     /// The value of variable `name`: the flag, else the environment (clap
-    /// already merged the two for every variable declared above; the
-    /// fallback covers a variable the library adds later).
+    /// merges the two for every variable of the table; a name outside it is
+    /// read from the environment).
     fn lookup(&self, name: &str) -> Option<String> {
-        let value = match name {
-            "ARCHIVE_PROVIDER" => &self.provider,
-            "ARCHIVE_BUCKET" => &self.bucket,
-            "ARCHIVE_ENDPOINT" => &self.endpoint,
-            "ARCHIVE_REGION" => &self.region,
-            "ARCHIVE_CHECKSUM" => &self.checksum,
-            "ARCHIVE_ACCESS_KEY_ID" => &self.access_key_id,
-            "ARCHIVE_SECRET_ACCESS_KEY" => &self.secret_access_key,
-            "ARCHIVE_FS_ROOT" => &self.fs_root,
-            "ARCHIVE_PATH_PREFIX" => &self.path_prefix,
-            "ARCHIVE_PROBE_PREFIX" => &self.probe_prefix,
-            "ARCHIVE_RETENTION_JOBS" => &self.retention_jobs,
-            "ARCHIVE_INTERVAL" => &self.interval,
-            "ARCHIVE_BATCH_SIZE" => &self.batch_size,
-            "ARCHIVE_CONCURRENCY" => &self.concurrency,
-            "ARCHIVE_BLOB_TIMEOUT" => &self.blob_timeout,
-            "ARCHIVE_STREAM_THRESHOLD" => &self.stream_threshold,
-            "ARCHIVE_LEASE" => &self.lease,
-            "ARCHIVE_VERIFY" => &self.verify,
-            "ARCHIVE_LOST_AFTER" => &self.lost_after,
-            "ARCHIVE_MISSING_STOP_COUNT" => &self.missing_stop_count,
-            "ARCHIVE_MISSING_STOP_PERCENT" => &self.missing_stop_percent,
-            "ARCHIVE_MAX_ATTEMPTS" => &self.max_attempts,
-            "HOT_STORE" => &self.hot_store,
-            "HOT_FS_ROOT" => &self.hot_fs_root,
-            "HOT_S3_ENDPOINT" => &self.hot_s3_endpoint,
-            "HOT_S3_REGION" => &self.hot_s3_region,
-            "HOT_S3_ACCESS_KEY_ID" => &self.hot_s3_access_key_id,
-            "HOT_S3_SECRET_ACCESS_KEY" => &self.hot_s3_secret_access_key,
-            "SUPABASE_URL" => &self.supabase_url,
-            "SUPABASE_SERVICE_ROLE_KEY" => &self.supabase_service_role_key,
-            "SUPABASE_SECRET_KEY" => &self.supabase_secret_key,
-            "SUPABASE_PUBLISHABLE_KEY" => &self.supabase_publishable_key,
-            _ => return std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()),
-        };
-        value.clone()
+        if VARIABLES.iter().any(|v| v.name == name) {
+            self.values.0.get(name).cloned()
+        } else {
+            std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+        }
     }
 
     /// The archiver configuration; `None` when archiving is switched off.
@@ -433,6 +384,71 @@ mod tests {
                 Some(format!("value-of-{}", var.name).as_str()),
                 "{}",
                 var.name
+            );
+        }
+    }
+
+    /// The README's configuration table: `(variable, flag, default)` cells of
+    /// each row, backticks kept.
+    fn readme_rows() -> Vec<(String, String, String)> {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("\n## Configuration\n")
+            .nth(1)
+            .expect("README has a Configuration section");
+        let section = section.split("\n## ").next().unwrap_or_default();
+        section
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .map(|line| {
+                let mut cells = line.trim_start_matches('|').split(" | ").map(str::trim);
+                let mut next = || cells.next().unwrap_or_default().to_owned();
+                (next(), next(), next())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn readme_configuration_table_matches_the_variables() {
+        use clap::CommandFactory;
+
+        let rows = readme_rows();
+        let listed: Vec<_> = rows
+            .iter()
+            .filter(|(name, _, _)| VARIABLES.iter().any(|v| *name == format!("`{}`", v.name)))
+            .collect();
+        assert_eq!(listed.len(), VARIABLES.len(), "README rows: {listed:?}");
+        for ((name, flag, default), var) in listed.into_iter().zip(VARIABLES) {
+            // Same order as `--help`.
+            assert_eq!(*name, format!("`{}`", var.name));
+            assert_eq!(*flag, format!("`--{}`", var.flag), "{name}");
+            match var.default {
+                Some(value) => assert!(default.starts_with(&format!("`{value}`")), "{name}"),
+                None => assert!(
+                    default.starts_with('—') || default == "by provider",
+                    "{name}: {default}"
+                ),
+            }
+        }
+
+        // The other rows are the binary's own flags (and RUST_LOG).
+        let cli = crate::Cli::command();
+        let flags: Vec<(String, String)> = cli
+            .get_subcommands()
+            .flat_map(|sub| sub.get_arguments().cloned().collect::<Vec<_>>())
+            .chain(cli.get_arguments().cloned())
+            .filter_map(|a| {
+                let env = a.get_env()?.to_string_lossy().into_owned();
+                Some((format!("`{env}`"), format!("`--{}`", a.get_long()?)))
+            })
+            .collect();
+        for (name, flag, _) in &rows {
+            if name == "`RUST_LOG`" {
+                continue;
+            }
+            assert!(
+                flags.iter().any(|(n, f)| n == name && f == flag),
+                "README row {name} {flag} is not a flag of the CLI"
             );
         }
     }
