@@ -484,7 +484,10 @@ impl Archiver {
                 more = false;
                 released.extend(queue.drain(..));
             }
-            while blobs < concurrency {
+            // Back-pressure: blobs proven but not yet recorded stay bounded,
+            // so a slow catalog or bulk delete slows the moves instead of
+            // piling up proven blobs (and memory) behind it.
+            while blobs < concurrency && pending.len() < 2 * chunk {
                 let Some(candidate) = queue.pop_front() else {
                     break;
                 };
@@ -503,7 +506,7 @@ impl Archiver {
                 let waited = pending.first().map(|p: &Pending| p.verified_at.elapsed());
                 if pending.len() >= chunk || blobs == 0 || halted || waited >= Some(FLUSH_AFTER) {
                     committing = true;
-                    let batch = std::mem::take(&mut pending);
+                    let batch: Vec<_> = pending.drain(..pending.len().min(chunk)).collect();
                     events.push(Box::pin(async move {
                         Event::Committed(self.commit(source, batch, stop).await)
                     }));
