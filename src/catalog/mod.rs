@@ -628,8 +628,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Catalog>> {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!(
-                    "DATABASE_URL: expected sqlite: and the path of a database file, got the \
-                     folder {}",
+                    "expected sqlite: and the path of a database file, got the folder {}",
                     options.get_filename().display()
                 ),
             ));
@@ -639,7 +638,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Catalog>> {
     } else {
         Err(Error::new(
             ErrorKind::InvalidInput,
-            "DATABASE_URL: expected postgres://…, postgresql://… or sqlite:…",
+            "expected postgres://…, postgresql://… or sqlite:…",
         ))
     }
 }
@@ -664,7 +663,7 @@ pub(crate) fn classify(err: sqlx::Error) -> Error {
         },
         _ => ErrorKind::Unexpected,
     };
-    Error::new(kind, "catalog").with_source(err)
+    Error::new(kind, "catalog").with_verbose_source(err)
 }
 
 // Helpers shared by the backends. `backend` is the name messages use for one:
@@ -696,8 +695,10 @@ pub(crate) fn migrate_error(backend: &str, err: MigrateError) -> Error {
         | MigrateError::VersionNotPresent(_)
         | MigrateError::VersionTooOld(..)
         | MigrateError::VersionTooNew(..)
-        | MigrateError::Dirty(_)) => Error::new(ErrorKind::InvalidInput, what).with_source(e),
-        e => Error::new(ErrorKind::Unexpected, what).with_source(e),
+        | MigrateError::Dirty(_)) => {
+            Error::new(ErrorKind::InvalidInput, what).with_verbose_source(e)
+        }
+        e => Error::new(ErrorKind::Unexpected, what).with_verbose_source(e),
     }
 }
 
