@@ -3,6 +3,10 @@
 //! Backends classify their failures into a kind exactly once, at the boundary
 //! (see `store::opendal` and `catalog`); everything above decides by `kind()`,
 //! never by message text.
+//!
+//! `Display` says one level: the message and the kind, never the cause;
+//! `source()` returns the cause. [`Chain`] prints the whole chain once, for
+//! people.
 
 use std::fmt;
 
@@ -83,6 +87,21 @@ impl Error {
         self
     }
 
+    /// Attach a cause whose `Display` already prints its own cause (OpenDAL's
+    /// and sqlx's errors do): the chain then skips that cause's cause, so a
+    /// [`Chain`] shows each text once.
+    pub(crate) fn with_verbose_source(
+        self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.with_source(Verbose(source))
+    }
+
+    /// This error and its causes, for people: see [`Chain`].
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
+    }
+
     /// Prefix the message with where it happened, keeping kind and cause.
     pub fn context(mut self, context: impl fmt::Display) -> Self {
         self.message = format!("{context}: {}", self.message);
@@ -116,11 +135,7 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.message, self.kind)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+        write!(f, "{} ({})", self.message, self.kind)
     }
 }
 
@@ -129,5 +144,87 @@ impl std::error::Error for Error {
         self.source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// An error and each of its causes, `: `-separated on one line, each
+/// level's own `Display` once (walking `source()`).
+#[derive(Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A cause whose `Display` includes its own cause: shown as is, with the
+/// chain going on below the cause it already printed.
+#[derive(Debug)]
+struct Verbose<E>(E);
+
+impl<E: fmt::Display> fmt::Display for Verbose<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: std::error::Error> std::error::Error for Verbose<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source().and_then(std::error::Error::source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_one_level_and_the_chain_shows_each_cause_once() {
+        let io = std::io::Error::other("disk on fire");
+        let inner = Error::new(ErrorKind::Transient, "write x").with_source(io);
+        let outer = Error::new(ErrorKind::Transient, "sweep").with_source(inner);
+        assert_eq!(outer.to_string(), "sweep (transient)");
+        assert_eq!(
+            outer.chain().to_string(),
+            "sweep (transient): write x (transient): disk on fire"
+        );
+    }
+
+    #[derive(Debug)]
+    struct SaysItsCause(std::io::Error);
+
+    impl fmt::Display for SaysItsCause {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "request failed: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for SaysItsCause {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_verbose_cause_is_not_repeated() {
+        let err = Error::new(ErrorKind::Unexpected, "catalog")
+            .with_verbose_source(SaysItsCause(std::io::Error::other("refused")));
+        assert_eq!(
+            err.chain().to_string(),
+            "catalog (unexpected): request failed: refused"
+        );
     }
 }

@@ -79,7 +79,7 @@ pub mod store;
 pub use archiver::{Archiver, SweepReport};
 pub use catalog::Catalog;
 pub use config::{Config, Provider};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Chain, Error, ErrorKind, Result};
 pub use keys::{KeyPrefix, ObjectKey, cold_key, task_html_object_path};
 pub use model::ArchiveCandidate;
 pub use source::{ArchiveSource, TaskHtmlSource};

@@ -361,7 +361,7 @@ impl Outcome {
             ErrorKind::Integrity => ScrubProblemKind::Corrupt,
             other => ScrubProblemKind::Unreadable(other),
         };
-        Self::problem(kind, err.to_string(), bytes_read)
+        Self::problem(kind, err.chain().to_string(), bytes_read)
     }
 }
 

@@ -404,7 +404,9 @@ impl Archiver {
         };
         match catalog.status((self.clock)()).await {
             Ok(status) => metrics::catalog_status(&status),
-            Err(e) => tracing::warn!(error = %e, "reading catalog counts for the metrics failed"),
+            Err(e) => {
+                tracing::warn!(error = %e.chain(), "reading catalog counts for the metrics failed")
+            }
         }
     }
 
@@ -586,7 +588,7 @@ impl Archiver {
                     let claim = match claimed {
                         Ok(claim) => claim,
                         Err(e) => {
-                            tracing::warn!(source = source.name(), error = %e, "claiming candidates failed");
+                            tracing::warn!(source = source.name(), error = %e.chain(), "claiming candidates failed");
                             metrics::sweep_error(Step::Claim, e.kind());
                             report.problem(
                                 source.name(),
@@ -754,7 +756,7 @@ impl Archiver {
                 // A transient failure gets the blob's own retries, alone;
                 // any other is the blob's problem, settled as a failure.
                 Err(e) if e.is_retryable() => {
-                    tracing::debug!(task_id = %pending.candidate.task_id, error = %e, "bulk delete missed a key; finishing the blob alone");
+                    tracing::debug!(task_id = %pending.candidate.task_id, error = %e.chain(), "bulk delete missed a key; finishing the blob alone");
                     results.push((pending, Committed::Alone));
                 }
                 Err(e) => {
@@ -1033,7 +1035,7 @@ impl Archiver {
     ) -> Settled {
         // The row is another worker's now: there is nothing left to record.
         if error.kind() == ErrorKind::LeaseLost {
-            tracing::warn!(task_id = %candidate.task_id, error = %error, "lost the claim to another worker or its expiry; left to the lease holder");
+            tracing::warn!(task_id = %candidate.task_id, error = %error.chain(), "lost the claim to another worker or its expiry; left to the lease holder");
             return Settled::Failed(error);
         }
         let fence = self.fence();
@@ -1052,7 +1054,7 @@ impl Archiver {
             return match source.mark_quarantined(candidate, fence, &reason).await {
                 Ok(()) => Settled::Done(Outcome::Quarantined { reason }),
                 Err(e) => {
-                    tracing::warn!(task_id = %candidate.task_id, error = %e, "recording a quarantine failed; the claim expires with its lease");
+                    tracing::warn!(task_id = %candidate.task_id, error = %e.chain(), "recording a quarantine failed; the claim expires with its lease");
                     Settled::Failed(error)
                 }
             };
@@ -1063,7 +1065,7 @@ impl Archiver {
             .release(candidate, fence, &error_text(&error), retry_at)
             .await
         {
-            tracing::warn!(task_id = %candidate.task_id, error = %e, "recording failure failed; the claim expires with its lease");
+            tracing::warn!(task_id = %candidate.task_id, error = %e.chain(), "recording failure failed; the claim expires with its lease");
         }
         Settled::Failed(error)
     }
@@ -1091,7 +1093,7 @@ impl Archiver {
         match handed {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                tracing::warn!(source = source.name(), error = %e, "handing back claims failed; they expire with their lease")
+                tracing::warn!(source = source.name(), error = %e.chain(), "handing back claims failed; they expire with their lease")
             }
             Err(_) => {
                 tracing::warn!(
@@ -1161,7 +1163,7 @@ impl Archiver {
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
-                    tracing::warn!(source = source.name(), error = %e, "extending claims failed")
+                    tracing::warn!(source = source.name(), error = %e.chain(), "extending claims failed")
                 }
                 Err(_) => tracing::warn!(source = source.name(), "extending claims timed out"),
             }
@@ -1213,7 +1215,7 @@ impl Archiver {
         let attempt = |retries| pipeline.run(candidate, first && retries == 0, first);
         let retried = |retries, delay, error: &Error| {
             metrics::blob_retry(pipeline.source.name());
-            tracing::debug!(task_id = %candidate.task_id, retries, ?delay, error = %error, "retrying blob");
+            tracing::debug!(task_id = %candidate.task_id, retries, ?delay, error = %error.chain(), "retrying blob");
         };
         retrying(self.config.blob_timeout, stop, attempt, retried).await
     }
@@ -1405,7 +1407,7 @@ fn record(
             BlobOutcome::Lost
         }
         Settled::Failed(e) => {
-            tracing::warn!(source, task_id = task, kind = %e.kind(), error = %e, "move failed; will retry");
+            tracing::warn!(source, task_id = task, kind = %e.kind(), error = %e.chain(), "move failed; will retry");
             metrics::blob_error(source, e.kind());
             report.problem(
                 source,

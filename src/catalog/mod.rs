@@ -61,12 +61,16 @@ macro_rules! insert_task_sql {
     };
 }
 
+#[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 // The model types this trait speaks, where embedders have always found them.
 pub use crate::model::{BlobState, Claim, Fence, Lease, Unreadable, Verdict};
+#[cfg(feature = "postgres")]
 pub use postgres::PgCatalog;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteCatalog;
 
 /// Job statuses after which a job's data no longer changes.
@@ -542,33 +546,53 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     async fn insert_task(&self, task: &TaskRow) -> Result<()>;
 }
 
-/// Open the catalog at `url`: `postgres://…`/`postgresql://…` or `sqlite:…`.
+/// Open the catalog at `url`: `postgres://…`/`postgresql://…` or `sqlite:…`
+/// (each where its feature, `postgres` or `sqlite`, is on).
 pub async fn connect(url: &str) -> Result<Arc<dyn Catalog>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgCatalog::connect(url).await?))
-    } else if url.starts_with("sqlite:") {
-        // SQLite's own answer for a folder is "unable to open database file":
-        // say what is wrong with the setting instead.
-        if let Ok(options) = url.parse::<sqlx::sqlite::SqliteConnectOptions>()
-            && options.get_filename().is_dir()
-        {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "DATABASE_URL: expected sqlite: and the path of a database file, got the \
-                     folder {}",
-                    options.get_filename().display()
-                ),
-            ));
-        }
-        // Creates the database file if it is missing.
-        Ok(Arc::new(SqliteCatalog::connect(url).await?))
-    } else {
-        Err(Error::new(
-            ErrorKind::InvalidInput,
-            "DATABASE_URL: expected postgres://…, postgresql://… or sqlite:…",
-        ))
+        #[cfg(feature = "postgres")]
+        return Ok(Arc::new(PgCatalog::connect(url).await?));
+        #[cfg(not(feature = "postgres"))]
+        return Err(not_built("postgres"));
     }
+    if url.starts_with("sqlite:") {
+        #[cfg(feature = "sqlite")]
+        return connect_sqlite(url).await;
+        #[cfg(not(feature = "sqlite"))]
+        return Err(not_built("sqlite"));
+    }
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        "expected postgres://…, postgresql://… or sqlite:…",
+    ))
+}
+
+#[cfg(feature = "sqlite")]
+async fn connect_sqlite(url: &str) -> Result<Arc<dyn Catalog>> {
+    // SQLite's own answer for a folder is "unable to open database file":
+    // say what is wrong with the setting instead.
+    if let Ok(options) = url.parse::<sqlx::sqlite::SqliteConnectOptions>()
+        && options.get_filename().is_dir()
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "expected sqlite: and the path of a database file, got the folder {}",
+                options.get_filename().display()
+            ),
+        ));
+    }
+    // Creates the database file if it is missing.
+    Ok(Arc::new(SqliteCatalog::connect(url).await?))
+}
+
+/// A catalog URL whose backend this build leaves out.
+#[cfg(not(all(feature = "postgres", feature = "sqlite")))]
+fn not_built(feature: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("this build of coldsweep has no {feature} catalog (cargo feature `{feature}`)"),
+    )
 }
 
 /// Map a sqlx error to a kind, in one place for both backends.
@@ -591,7 +615,7 @@ pub(crate) fn classify(err: sqlx::Error) -> Error {
         },
         _ => ErrorKind::Unexpected,
     };
-    Error::new(kind, "catalog").with_source(err)
+    Error::new(kind, "catalog").with_verbose_source(err)
 }
 
 // Helpers shared by the backends. `backend` is the name messages use for one:
@@ -623,8 +647,10 @@ pub(crate) fn migrate_error(backend: &str, err: MigrateError) -> Error {
         | MigrateError::VersionNotPresent(_)
         | MigrateError::VersionTooOld(..)
         | MigrateError::VersionTooNew(..)
-        | MigrateError::Dirty(_)) => Error::new(ErrorKind::InvalidInput, what).with_source(e),
-        e => Error::new(ErrorKind::Unexpected, what).with_source(e),
+        | MigrateError::Dirty(_)) => {
+            Error::new(ErrorKind::InvalidInput, what).with_verbose_source(e)
+        }
+        e => Error::new(ErrorKind::Unexpected, what).with_verbose_source(e),
     }
 }
 

@@ -321,7 +321,7 @@ impl Catalog for PgCatalog {
                         started.elapsed().as_secs()
                     ),
                 )
-                .with_source(busy));
+                .with_verbose_source(busy));
             }
             tracing::info!(
                 waiting_for = %which,

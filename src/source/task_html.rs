@@ -66,7 +66,7 @@ impl TaskHtmlSource {
                 // Rows already claimed stay with this claim: failing it would
                 // hide them until their lease ends.
                 Err(e) if !claim.candidates.is_empty() || !claim.unreadable.is_empty() => {
-                    tracing::warn!(error = %e, "claiming more candidates failed; moving those claimed");
+                    tracing::warn!(error = %e.chain(), "claiming more candidates failed; moving those claimed");
                     return Ok(claim);
                 }
                 Err(e) => return Err(e),

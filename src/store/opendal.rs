@@ -407,7 +407,7 @@ pub(super) fn classify(err: ::opendal::Error, doing: impl fmt::Display) -> Error
         None => doing.to_string(),
     };
     let retryable = matches!(refusal, Some((_, Refusal::BadDigest)));
-    let error = Error::new(kind, message).with_source(err);
+    let error = Error::new(kind, message).with_verbose_source(err);
     if retryable {
         error.set_retryable()
     } else {

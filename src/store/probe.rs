@@ -326,7 +326,7 @@ pub async fn probe(store: &dyn Store, bucket: &str, prefix: &ObjectKey) -> Probe
     if !report.record(Write, written) {
         // An upload that timed out may still have landed.
         if let Err(e) = store.delete(&location).await {
-            tracing::debug!(error = %e, %location, "could not remove a possibly written probe object");
+            tracing::debug!(error = %e.chain(), %location, "could not remove a possibly written probe object");
         }
         report.skip(&[Read, Verify, Delete, Gone], "nothing was written");
         return report;

@@ -3,10 +3,28 @@
 //! every backend runs its requests in. The archiver reuses the back-off
 //! between attempts at a whole blob.
 
-use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
+
+/// An error as the retry log shows it: with its causes, once.
+pub(crate) trait Shown {
+    /// The text for the log line.
+    fn shown(&self) -> String;
+}
+
+impl Shown for crate::Error {
+    fn shown(&self) -> String {
+        self.chain().to_string()
+    }
+}
+
+impl Shown for ::opendal::Error {
+    fn shown(&self) -> String {
+        // OpenDAL's `Display` carries its cause already.
+        self.to_string()
+    }
+}
 
 /// How often and how patiently to repeat an operation that failed with a
 /// temporary error.
@@ -52,7 +70,7 @@ impl Retry {
         mut attempt: F,
     ) -> Result<T, E>
     where
-        E: fmt::Display,
+        E: Shown,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
@@ -62,7 +80,7 @@ impl Retry {
                 Err(e) if is_temporary(&e) && retries < self.times => {
                     let delay = self.delay(retries);
                     retries += 1;
-                    tracing::debug!(doing, retries, ?delay, error = %e, "retrying store operation");
+                    tracing::debug!(doing, retries, ?delay, error = %e.shown(), "retrying store operation");
                     tokio::time::sleep(delay).await;
                 }
                 done => return done,
@@ -89,6 +107,12 @@ mod tests {
         }
         let spread: std::collections::HashSet<_> = (0..20).map(|_| retry.delay(3)).collect();
         assert!(spread.len() > 1, "no jitter");
+    }
+
+    impl Shown for &str {
+        fn shown(&self) -> String {
+            (*self).to_owned()
+        }
     }
 
     #[tokio::test]

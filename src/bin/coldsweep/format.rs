@@ -30,19 +30,10 @@ pub(crate) fn line(args: fmt::Arguments<'_>) {
     }
 }
 
-/// `err` and its causes on one line, skipping a cause whose text the
-/// message before it already includes (the library's errors print their
-/// cause themselves).
+/// `err` and its causes on one line, each level's own text once.
 pub(crate) fn error_chain(err: &anyhow::Error) -> String {
-    let mut out = err.to_string();
-    for cause in err.chain().skip(1) {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-    }
-    out
+    // anyhow's alternate form walks `source()`, joining with ": ".
+    format!("{err:#}")
 }
 
 /// `1234567` → `1.2 MiB`.
@@ -140,11 +131,14 @@ mod tests {
     }
 
     #[test]
-    fn causes_are_not_repeated() {
+    fn each_cause_is_shown_once() {
         let inner = std::io::Error::other("disk on fire");
-        let err = anyhow::Error::new(inner).context("write x: disk on fire");
-        assert_eq!(error_chain(&err), "write x: disk on fire");
-        let err = anyhow::Error::new(std::io::Error::other("boom")).context("write y");
-        assert_eq!(error_chain(&err), "write y: boom");
+        let lib =
+            coldsweep::Error::new(coldsweep::ErrorKind::Transient, "write x").with_source(inner);
+        let err = anyhow::Error::new(lib).context("sweep");
+        assert_eq!(
+            error_chain(&err),
+            "sweep: write x (transient): disk on fire"
+        );
     }
 }

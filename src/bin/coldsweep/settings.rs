@@ -48,9 +48,9 @@ fn bad(err: coldsweep::Error) -> anyhow::Error {
     if err.kind() != ErrorKind::InvalidInput {
         return err.into();
     }
-    // The message without the kind suffix `Display` adds, plus the cause.
+    // The message without the kind suffix `Display` adds, plus the causes.
     let text = match std::error::Error::source(&err) {
-        Some(cause) => format!("{}: {cause}", err.message()),
+        Some(cause) => format!("{}: {}", err.message(), coldsweep::Chain(cause)),
         None => err.message().to_owned(),
     };
     BadSettings(text).into()
@@ -89,10 +89,9 @@ impl DbArgs {
         let shown = redact_url(url);
         tracing::debug!(catalog = %shown, "connecting to the catalog");
         coldsweep::catalog::connect(url).await.map_err(|e| {
-            if e.kind() == ErrorKind::InvalidInput && e.message().starts_with("DATABASE_URL") {
-                bad(e)
-            } else if e.kind() == ErrorKind::InvalidInput {
-                // A URL the driver refuses (a port that is not a number, …).
+            if e.kind() == ErrorKind::InvalidInput {
+                // A URL refused by its scheme, its path or the driver (a port
+                // that is not a number, …): the setting is wrong.
                 bad(e.context(format!("DATABASE_URL: connect to the catalog at {shown}")))
             } else {
                 bad(e).context(format!("connect to the catalog at {shown}"))

@@ -146,7 +146,7 @@ impl Report {
             match &step.outcome {
                 StepOutcome::Passed(detail) => self.pass(&what, detail),
                 StepOutcome::Failed(e) => {
-                    self.fail(&what, &reason(step.step, e.kind()), &e.to_string())
+                    self.fail(&what, &reason(step.step, e.kind()), &e.chain().to_string())
                 }
                 StepOutcome::Skipped(why) => self.skip(&what, why),
                 _ => self.skip(&what, "unknown outcome"),
@@ -196,7 +196,7 @@ async fn check_catalog(
         } else {
             "could not read the migration history"
         };
-        report.fail("migrations applied", reason, &e.to_string());
+        report.fail("migrations applied", reason, &e.chain().to_string());
         report.skip("tasks readable", "the schema is not current");
         return Ok(None);
     }
@@ -226,7 +226,7 @@ async fn check_catalog(
             report.fail(
                 "tasks readable",
                 "could not read the tasks table",
-                &e.to_string(),
+                &e.chain().to_string(),
             );
             Ok(None)
         }
@@ -292,7 +292,7 @@ async fn check_hot(
                 report.fail(
                     &format!("{label}object the catalog references found"),
                     "the catalog's html_storage_path is not a usable key",
-                    &e.to_string(),
+                    &e.chain().to_string(),
                 );
                 continue;
             }

@@ -162,7 +162,7 @@ pub(crate) async fn sweep(
     let waiting = match catalog.status(chrono::Utc::now()).await {
         Ok(status) => status.waiting,
         Err(e) => {
-            tracing::warn!(error = %e, "counting blobs waiting for a retry failed");
+            tracing::warn!(error = %e.chain(), "counting blobs waiting for a retry failed");
             0
         }
     };

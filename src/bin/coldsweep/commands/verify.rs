@@ -120,7 +120,7 @@ pub(crate) async fn verify(settings: Settings, args: VerifyArgs) -> anyhow::Resu
         None => out!("No archived blob matched."),
     }
     if let Some(err) = &report.aborted {
-        out!("Stopped early: {err}");
+        out!("Stopped early: {}", err.chain());
     }
     Ok(if report.is_clean() {
         ExitCode::SUCCESS
