@@ -971,22 +971,14 @@ pub(crate) mod tests {
         }
     }
 
+    /// Every bad shape is checked by `store::settings`; here, that the
+    /// message names the variable.
     #[test]
     fn cold_bad_endpoints() {
         for bad in [
             "acct.r2.cloudflarestorage.com",
             "ftp://host",
-            "https://",
-            "https:///path",
-            "https://host:",
             "https://host:99999",
-            "https://host:port",
-            "https://ho st",
-            "https://host?x=1",
-            "https://host#frag",
-            "https://[::1",
-            "https://[nothex]:9000",
-            "https://ho_st",
         ] {
             let err = cold(Provider::R2, &with(&s3_cold(), "ARCHIVE_ENDPOINT", bad)).unwrap_err();
             assert_invalid(&err, "ARCHIVE_ENDPOINT");
