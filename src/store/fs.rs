@@ -41,6 +41,16 @@ pub struct FsStore {
 }
 
 impl FsStore {
+    /// Where an upload to `location` goes; a hot-role store refuses any.
+    async fn writable_path(&self, location: &Location) -> Result<String> {
+        if !self.writable {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!("put fs:{location}: this folder store only reads and deletes (hot role)"),
+            ));
+        }
+        self.confined(location).await
+    }
     /// A store rooted at `root`, which is created if missing, with an
     /// atomic-write folder `<root>/.coldsweep-tmp` (the cold role).
     ///
@@ -238,13 +248,7 @@ impl Store for FsStore {
         body: Bytes,
         options: &PutOptions,
     ) -> Result<PutResult> {
-        if !self.writable {
-            return Err(Error::new(
-                ErrorKind::PermissionDenied,
-                format!("put fs:{location}: this folder store only reads and deletes (hot role)"),
-            ));
-        }
-        let path = self.confined(location).await?;
+        let path = self.writable_path(location).await?;
         self.adapter
             .put(&path, body, options, &Named(location))
             .await
@@ -268,13 +272,7 @@ impl Store for FsStore {
         body: ByteStream,
         options: &PutOptions,
     ) -> Result<PutResult> {
-        if !self.writable {
-            return Err(Error::new(
-                ErrorKind::PermissionDenied,
-                format!("put fs:{location}: this folder store only reads and deletes (hot role)"),
-            ));
-        }
-        let path = self.confined(location).await?;
+        let path = self.writable_path(location).await?;
         self.adapter
             .put_stream(&path, body, options, &Named(location))
             .await
