@@ -12,6 +12,7 @@ mod crash;
 mod faults;
 mod faults_suite;
 mod harness;
+mod layers;
 mod leases;
 mod metrics;
 mod migrate;
