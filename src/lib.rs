@@ -72,6 +72,7 @@ pub(crate) mod integrity;
 pub mod keys;
 pub mod metrics;
 pub mod model;
+pub mod progress;
 pub mod scrub;
 pub mod source;
 pub mod store;
