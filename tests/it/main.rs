@@ -9,6 +9,7 @@ mod catalog_outage;
 mod check;
 mod cli;
 mod crash;
+mod deploy;
 mod faults;
 mod faults_suite;
 mod harness;

@@ -1,0 +1,119 @@
+//! The deployment files: `.env.example` is produced from the table of
+//! variables (rewrite it with `UPDATE_ENV_EXAMPLE=1 cargo test --test it
+//! deploy`), and the container and service files keep the promises the
+//! README makes for them (`scripts/check-deploy` goes further where Docker or
+//! systemd are present).
+
+use std::path::Path;
+
+use coldsweep::config::{Group, VARIABLES};
+
+/// The binary's own variables, which are not library settings:
+/// `(name, default, help)`.
+const BINARY_VARIABLES: &[(&str, Option<&str>, &str)] = &[
+    (
+        "DATABASE_URL",
+        None,
+        "the catalog: postgres://user:password@host:5432/db (Postgres, Supabase) or sqlite:path.db",
+    ),
+    (
+        "COLDSWEEP_METRICS_ADDR",
+        None,
+        "`run` only: serve /metrics, /healthz and /readyz on this IP address and port, e.g. 127.0.0.1:9187",
+    ),
+    (
+        "COLDSWEEP_LOG_FORMAT",
+        Some("text"),
+        "log lines on stderr: text or json",
+    ),
+    ("RUST_LOG", Some("info"), "log filter, e.g. coldsweep=debug"),
+];
+
+fn entry(out: &mut String, name: &str, default: Option<&str>, help: &str) {
+    out.push_str(&format!("# {help}\n# {name}={}\n", default.unwrap_or("")));
+}
+
+fn env_example() -> String {
+    let mut out = String::from(
+        "# coldsweep's settings, each with its default (produced from the table of variables;\n\
+         # see the README's Configuration section). Copy to .env or /etc/coldsweep/coldsweep.env,\n\
+         # uncomment what you set. Keep the file private (chmod 600): it holds keys.\n",
+    );
+    out.push_str("\n## Catalog, logs, metrics\n");
+    for (name, default, help) in BINARY_VARIABLES {
+        entry(&mut out, name, *default, help);
+    }
+    for group in [Group::Cold, Group::Archiver, Group::Hot] {
+        out.push_str(&format!("\n## {}\n", group.heading()));
+        for var in VARIABLES.iter().filter(|v| v.group == group) {
+            entry(&mut out, var.name, var.default, var.help);
+        }
+    }
+    out
+}
+
+#[test]
+fn env_example_lists_every_variable_with_its_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example");
+    let expected = env_example();
+    if std::env::var_os("UPDATE_ENV_EXAMPLE").is_some() {
+        std::fs::write(&path, &expected).unwrap();
+    }
+    let found = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        found == expected,
+        ".env.example is not what the table of variables gives; \
+         rewrite it with UPDATE_ENV_EXAMPLE=1 cargo test --test it deploy"
+    );
+    // Every library variable is there with its default, not only the file as a whole.
+    for var in VARIABLES {
+        let line = format!("# {}={}\n", var.name, var.default.unwrap_or(""));
+        assert!(found.contains(&line), "{line}");
+    }
+}
+
+#[test]
+fn the_container_runs_as_a_non_root_user_from_a_multi_stage_build() {
+    let dockerfile =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
+    let stages = dockerfile
+        .lines()
+        .filter(|l| l.trim_start().starts_with("FROM "))
+        .count();
+    assert!(stages >= 2, "a build stage and a runtime stage");
+    let runtime = dockerfile.rsplit("\nFROM ").next().unwrap();
+    let user = runtime
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("the runtime stage names its user");
+    let uid = user.split(':').next().unwrap().trim();
+    assert!(
+        uid.parse::<u32>().is_ok_and(|uid| uid != 0),
+        "a numeric non-root uid (Kubernetes' runAsNonRoot checks numbers), got {user}"
+    );
+    assert!(
+        !runtime.contains("cargo") && !runtime.contains("rust:"),
+        "no toolchain in the runtime image"
+    );
+}
+
+#[test]
+fn the_service_unit_is_hardened_and_reads_its_settings_from_a_private_file() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/coldsweep.service"),
+    )
+    .unwrap();
+    for line in [
+        "EnvironmentFile=/etc/coldsweep/coldsweep.env",
+        "ExecStart=/usr/local/bin/coldsweep run",
+        "DynamicUser=yes",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "CapabilityBoundingSet=",
+        "RestartPreventExitStatus=2",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "missing {line}");
+    }
+}
