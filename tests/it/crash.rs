@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use coldsweep::archiver::CatalogJobMarker;
+use coldsweep::catalog::fixtures::Fixtures;
 use coldsweep::catalog::{BlobState, Claim, Fence, JobRow, Lease, TaskRow};
 use coldsweep::error::Result;
 use coldsweep::store::{ObjectMeta, PutOptions, PutResult, S3Store, exists};
@@ -888,7 +889,7 @@ async fn sigkill_at_random_moments_loses_nothing() {
             );
         }
     }
-    let catalog_ref: &dyn Catalog = &catalog;
+    let catalog_ref: &dyn Fixtures = &catalog;
     let inserted: Vec<Result<()>> = futures::stream::iter(&rows)
         .map(|row| catalog_ref.insert_task(row))
         .buffer_unordered(16)
