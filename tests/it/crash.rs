@@ -285,7 +285,7 @@ impl ArchiveSource for CrashingSource {
         self.inner.cold_key(candidate, prefix)
     }
 
-    async fn on_archived(
+    async fn record_archived(
         &self,
         candidate: &ArchiveCandidate,
         fence: Fence<'_>,
@@ -300,22 +300,22 @@ impl ArchiveSource for CrashingSource {
                 Some(Step::Verify),
                 Some(Step::Switch),
                 self.inner
-                    .on_archived(candidate, fence, provider, bucket, key),
+                    .record_archived(candidate, fence, provider, bucket, key),
             )
             .await
     }
 
-    async fn on_hot_deleted(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()> {
+    async fn clear_hot(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()> {
         self.crash
             .guard(
                 None,
                 Some(Step::ClearHotRef),
-                self.inner.on_hot_deleted(candidate, fence),
+                self.inner.clear_hot(candidate, fence),
             )
             .await
     }
 
-    async fn on_archived_many(
+    async fn record_archived_many(
         &self,
         switches: &[(&ArchiveCandidate, &str)],
         fence: Fence<'_>,
@@ -329,12 +329,12 @@ impl ArchiveSource for CrashingSource {
                 Some(Step::Switch),
                 written,
                 self.inner
-                    .on_archived_many(switches, fence, provider, bucket),
+                    .record_archived_many(switches, fence, provider, bucket),
             )
             .await
     }
 
-    async fn on_hot_deleted_many(
+    async fn clear_hot_many(
         &self,
         candidates: &[&ArchiveCandidate],
         fence: Fence<'_>,
@@ -345,7 +345,7 @@ impl ArchiveSource for CrashingSource {
                 None,
                 Some(Step::ClearHotRef),
                 cleared,
-                self.inner.on_hot_deleted_many(candidates, fence),
+                self.inner.clear_hot_many(candidates, fence),
             )
             .await
     }
