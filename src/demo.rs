@@ -20,7 +20,8 @@ use flate2::write::GzEncoder;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
-use crate::catalog::{Catalog, JobRow, TaskRow};
+use crate::catalog::fixtures::Fixtures;
+use crate::catalog::{JobRow, TaskRow};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{ObjectKey, task_html_object_path};
 use crate::store::{Location, PutOptions, Store};
@@ -171,7 +172,7 @@ pub const MISSING_TASK: &str = "job-07-t003";
 
 /// Insert the demo's jobs and tasks into `catalog` and upload their pages to
 /// `hot`. The catalog must be migrated and hold none of the demo's ids.
-pub async fn seed(catalog: &dyn Catalog, hot: &dyn Store, spec: &DemoSpec) -> Result<DemoSeed> {
+pub async fn seed(catalog: &dyn Fixtures, hot: &dyn Store, spec: &DemoSpec) -> Result<DemoSeed> {
     let mut rng = XorShift::new(spec.seed);
     let mut out = DemoSeed {
         tampered_task: TAMPERED_TASK.to_owned(),

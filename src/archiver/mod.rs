@@ -720,7 +720,7 @@ impl Archiver {
             .collect();
         let written = self
             .catalog_write(stop, || {
-                source.on_archived_many(
+                source.record_archived_many(
                     &switches,
                     self.fence(),
                     self.cold.provider(),
@@ -768,7 +768,7 @@ impl Archiver {
 
         let refs: Vec<&ArchiveCandidate> = deleted.iter().map(|p| &p.candidate).collect();
         let cleared = self
-            .catalog_write(stop, || source.on_hot_deleted_many(&refs, self.fence()))
+            .catalog_write(stop, || source.clear_hot_many(&refs, self.fence()))
             .await;
         drop(refs);
         match cleared {

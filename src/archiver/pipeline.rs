@@ -294,7 +294,7 @@ impl Pipeline<'_> {
             .delete(&verified.hot)
             .await
             .map_err(|e| e.context(format!("delete hot {}", verified.hot)))?;
-        self.source.on_hot_deleted(candidate, self.fence()).await?;
+        self.source.clear_hot(candidate, self.fence()).await?;
         Ok(Outcome::Archived {
             bytes: verified.bytes,
         })
@@ -309,7 +309,7 @@ impl Pipeline<'_> {
             Some(Ok(_)) => {
                 self.found(candidate).await?;
                 self.switch_to_cold(candidate, cold_location).await?;
-                self.source.on_hot_deleted(candidate, self.fence()).await?;
+                self.source.clear_hot(candidate, self.fence()).await?;
                 Ok(Outcome::Completed)
             }
             Some(Err(mismatch)) => {
@@ -341,7 +341,7 @@ impl Pipeline<'_> {
     /// the lease is still held before the hot delete that follows.
     async fn switch_to_cold(&self, candidate: &ArchiveCandidate, cold: &Location) -> Result<()> {
         self.source
-            .on_archived(
+            .record_archived(
                 candidate,
                 self.fence(),
                 self.cold.provider(),

@@ -61,6 +61,7 @@ macro_rules! insert_task_sql {
     };
 }
 
+pub mod fixtures;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
@@ -79,7 +80,8 @@ pub const TERMINAL_STATUSES: [&str; 3] = ["completed", "failed", "cancelled"];
 /// Status the job marker gives a terminal job whose HTML has all left hot storage.
 pub const ARCHIVED_STATUS: &str = "archived";
 
-/// A `jobs` row, as coldsweep reads and (for demos and tests) writes it.
+/// A `jobs` row, as coldsweep reads and (for demos and tests, through
+/// [`fixtures`]) writes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobRow {
     /// Primary key.
@@ -538,12 +540,6 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// switched to cold, neither quarantined nor lost), by name (bytewise), at
     /// most `limit`. Reads every hot row: for checks, not for sweeps.
     async fn hot_buckets(&self, limit: usize) -> Result<Vec<HotBucket>>;
-
-    /// Insert a job (demo data and tests).
-    async fn insert_job(&self, job: &JobRow) -> Result<()>;
-
-    /// Insert a task (demo data and tests).
-    async fn insert_task(&self, task: &TaskRow) -> Result<()>;
 }
 
 /// Open the catalog at `url`: `postgres://…`/`postgresql://…` or `sqlite:…`

@@ -20,6 +20,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, FromRow, Row};
 
+use super::fixtures::Fixtures;
 use super::{
     Catalog, CatalogStatus, HotBucket, JobRetention, JobRow, MIGRATIONS_TABLE, RESET_SET,
     ResetFilter, TaskRow, bind_task, candidate_from_row, classify, fence_miss, lease_raced,
@@ -943,7 +944,10 @@ impl Catalog for PgCatalog {
             .collect::<Result<_, _>>()
             .map_err(classify)
     }
+}
 
+#[async_trait]
+impl Fixtures for PgCatalog {
     async fn insert_job(&self, job: &JobRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO jobs (id, domain_id, organisation_id, status, created_at, completed_at)

@@ -25,6 +25,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, FromRow, Row};
 
+use super::fixtures::Fixtures;
 use super::{
     Catalog, CatalogStatus, HotBucket, JobRetention, JobRow, MIGRATIONS_TABLE, RESET_SET,
     ResetFilter, TaskRow, bind_task, candidate_from_row, classify, fence_miss, lease_raced,
@@ -866,7 +867,10 @@ impl Catalog for SqliteCatalog {
             .collect::<Result<_, _>>()
             .map_err(classify)
     }
+}
 
+#[async_trait]
+impl Fixtures for SqliteCatalog {
     async fn insert_job(&self, job: &JobRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO jobs (id, domain_id, organisation_id, status, created_at, completed_at)

@@ -36,7 +36,7 @@ pub trait ArchiveSource: Send + Sync {
     /// exists). Every write below is fenced: it holds only while `fence`
     /// holds the row's lease, else it changes nothing and fails with
     /// [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost).
-    async fn on_archived(
+    async fn record_archived(
         &self,
         candidate: &ArchiveCandidate,
         fence: Fence<'_>,
@@ -46,14 +46,14 @@ pub trait ArchiveSource: Send + Sync {
     ) -> Result<()>;
 
     /// Clear the hot reference once the hot copy is gone; ends the lease.
-    async fn on_hot_deleted(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()>;
+    async fn clear_hot(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()>;
 
-    /// [`on_archived`](ArchiveSource::on_archived) for many candidates, each
+    /// [`record_archived`](ArchiveSource::record_archived) for many candidates, each
     /// with its cold key, all to `provider`/`bucket`, in one write where the
     /// source can. Returns the task ids written: a candidate missing from
     /// them lost its lease and was left as it was. The default writes one
     /// by one.
-    async fn on_archived_many(
+    async fn record_archived_many(
         &self,
         switches: &[(&ArchiveCandidate, &str)],
         fence: Fence<'_>,
@@ -63,7 +63,7 @@ pub trait ArchiveSource: Send + Sync {
         let mut written = Vec::with_capacity(switches.len());
         for (candidate, key) in switches {
             match self
-                .on_archived(candidate, fence, provider, bucket, key)
+                .record_archived(candidate, fence, provider, bucket, key)
                 .await
             {
                 Ok(()) => written.push(candidate.task_id.clone()),
@@ -74,17 +74,17 @@ pub trait ArchiveSource: Send + Sync {
         Ok(written)
     }
 
-    /// [`on_hot_deleted`](ArchiveSource::on_hot_deleted) for many
+    /// [`clear_hot`](ArchiveSource::clear_hot) for many
     /// candidates in one write where the source can; returns the task ids
-    /// cleared, as [`on_archived_many`](ArchiveSource::on_archived_many).
-    async fn on_hot_deleted_many(
+    /// cleared, as [`record_archived_many`](ArchiveSource::record_archived_many).
+    async fn clear_hot_many(
         &self,
         candidates: &[&ArchiveCandidate],
         fence: Fence<'_>,
     ) -> Result<Vec<String>> {
         let mut cleared = Vec::with_capacity(candidates.len());
         for candidate in candidates {
-            match self.on_hot_deleted(candidate, fence).await {
+            match self.clear_hot(candidate, fence).await {
                 Ok(()) => cleared.push(candidate.task_id.clone()),
                 Err(e) if e.kind() == ErrorKind::LeaseLost => {}
                 Err(e) => return Err(e),

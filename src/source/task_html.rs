@@ -114,7 +114,7 @@ impl ArchiveSource for TaskHtmlSource {
         cold_key(prefix, &candidate.job_id, &candidate.task_id)
     }
 
-    async fn on_archived(
+    async fn record_archived(
         &self,
         candidate: &ArchiveCandidate,
         fence: Fence<'_>,
@@ -127,11 +127,11 @@ impl ArchiveSource for TaskHtmlSource {
             .await
     }
 
-    async fn on_hot_deleted(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()> {
+    async fn clear_hot(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()> {
         self.catalog.clear_hot(&candidate.task_id, fence).await
     }
 
-    async fn on_archived_many(
+    async fn record_archived_many(
         &self,
         switches: &[(&ArchiveCandidate, &str)],
         fence: Fence<'_>,
@@ -147,7 +147,7 @@ impl ArchiveSource for TaskHtmlSource {
             .await
     }
 
-    async fn on_hot_deleted_many(
+    async fn clear_hot_many(
         &self,
         candidates: &[&ArchiveCandidate],
         fence: Fence<'_>,

@@ -1,6 +1,7 @@
 //! The catalog conformance suite.
 //!
-//! Each check is a `pub async fn` over a `&dyn Catalog`, run against both
+//! Each check is a `pub async fn` over a `&dyn Fixtures` (a catalog that
+//! can also be seeded with rows), run against both
 //! backends by one line each at the bottom, so a new backend is proven by
 //! adding lines. Time is injected through [`Lease::now`] and `retry_at`;
 //! nothing sleeps. Postgres-only checks cover what SQLite cannot do:
@@ -10,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use coldsweep::catalog::fixtures::Fixtures;
 use coldsweep::catalog::{
     BlobState, Catalog, CatalogStatus, Fence, JobRow, Lease, ResetFilter, ResetState, TaskRow,
     Verdict,
@@ -150,7 +152,7 @@ fn assert_kind<T: std::fmt::Debug>(result: Result<T, Error>, kind: ErrorKind, wh
 /// Times in minutes. a4/a5 tie on time (id breaks it); a3 has no
 /// completed_at (created_at counts); a7 was created first but completed
 /// last; a0/a1 differ by a microsecond.
-async fn retention_fixture(db: &dyn Catalog) {
+async fn retention_fixture(db: &dyn Fixtures) {
     let us = Duration::microseconds(1);
     let jobs = [
         job(
@@ -295,7 +297,7 @@ fn eligible_tasks(jobs: &[&str]) -> BTreeSet<String> {
 
 /// Before `migrate`, `check_migrations` says to run it; `migrate` twice is
 /// fine and keeps data. Takes an unmigrated catalog.
-pub(crate) async fn migrations_are_checked_and_idempotent(db: &dyn Catalog) {
+pub(crate) async fn migrations_are_checked_and_idempotent(db: &dyn Fixtures) {
     let err = db
         .check_migrations()
         .await
@@ -318,7 +320,7 @@ pub(crate) async fn migrations_are_checked_and_idempotent(db: &dyn Catalog) {
 }
 
 /// Every column of a task and a job reads back as written.
-pub(crate) async fn rows_round_trip(db: &dyn Catalog) {
+pub(crate) async fn rows_round_trip(db: &dyn Fixtures) {
     let full_job = job(
         "j1",
         7,
@@ -374,7 +376,7 @@ pub(crate) async fn rows_round_trip(db: &dyn Catalog) {
 }
 
 /// Ranks, `eligible()` and the claimed task set follow the retention rule.
-pub(crate) async fn retention_rule(db: &dyn Catalog) {
+pub(crate) async fn retention_rule(db: &dyn Fixtures) {
     retention_fixture(db).await;
     let retention = db.job_retention().await.unwrap();
 
@@ -495,7 +497,7 @@ pub(crate) async fn retention_rule(db: &dyn Catalog) {
 }
 
 /// Claims come oldest job first; a lease hides rows until it ends.
-pub(crate) async fn claims_lease_rows(db: &dyn Catalog) {
+pub(crate) async fn claims_lease_rows(db: &dyn Fixtures) {
     retention_fixture(db).await;
     let now = later(0);
     let all = eligible_tasks(ELIGIBLE[0].1);
@@ -567,7 +569,7 @@ pub(crate) async fn claims_lease_rows(db: &dyn Catalog) {
 }
 
 /// `release` counts the attempt, keeps the error and hides the row until `retry_at`.
-pub(crate) async fn release_backs_off(db: &dyn Catalog) {
+pub(crate) async fn release_backs_off(db: &dyn Fixtures) {
     retention_fixture(db).await;
     let now = later(0);
     let all = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
@@ -629,7 +631,7 @@ pub(crate) async fn release_backs_off(db: &dyn Catalog) {
 
 /// `record_archived` then `clear_hot` leave an archived row; a row switched
 /// to cold but still hot is claimed with its cold location.
-pub(crate) async fn archive_then_clear_hot(db: &dyn Catalog) {
+pub(crate) async fn archive_then_clear_hot(db: &dyn Fixtures) {
     retention_fixture(db).await;
     let now = later(0);
     let all = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
@@ -738,7 +740,7 @@ pub(crate) async fn archive_then_clear_hot(db: &dyn Catalog) {
 }
 
 /// Lost and quarantined rows are recorded with a reason and never claimed.
-pub(crate) async fn lost_and_quarantined(db: &dyn Catalog) {
+pub(crate) async fn lost_and_quarantined(db: &dyn Fixtures) {
     retention_fixture(db).await;
     let now = later(0);
     let all = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
@@ -816,7 +818,7 @@ pub(crate) async fn lost_and_quarantined(db: &dyn Catalog) {
 
 /// The job marker archives exactly the terminal jobs with no HTML left hot,
 /// none lost or quarantined, and at least one task archived.
-pub(crate) async fn job_marker(db: &dyn Catalog) {
+pub(crate) async fn job_marker(db: &dyn Fixtures) {
     let cases: [(&str, &str, Vec<TaskRow>, bool); 10] = [
         ("m-all", "completed", vec![], true),
         ("m-failed", "failed", vec![], true),
@@ -910,7 +912,7 @@ pub(crate) async fn job_marker(db: &dyn Catalog) {
 }
 
 /// `status` counts each kind of row once.
-pub(crate) async fn status_counts(db: &dyn Catalog) {
+pub(crate) async fn status_counts(db: &dyn Fixtures) {
     db.insert_job(&job("s1", 1, None, "completed", minutes(0), None))
         .await
         .unwrap();
@@ -971,7 +973,7 @@ pub(crate) async fn status_counts(db: &dyn Catalog) {
 
 /// `hot_buckets` lists each bucket of truly hot rows once, bytewise, with a
 /// count and the bytewise-smallest path, and honours its limit.
-pub(crate) async fn hot_buckets_are_listed_once(db: &dyn Catalog) {
+pub(crate) async fn hot_buckets_are_listed_once(db: &dyn Fixtures) {
     db.insert_job(&job("h1", 1, None, "completed", minutes(0), None))
         .await
         .unwrap();
@@ -1025,7 +1027,7 @@ pub(crate) async fn hot_buckets_are_listed_once(db: &dyn Catalog) {
 /// The scrub's keyset cursor: only archived rows (not hot, pending,
 /// quarantined, lost or HTML-less), bytewise id order, strictly after the
 /// cursor, optionally one job's; paging through visits each row once.
-pub(crate) async fn archived_tasks_page_by_keyset(db: &dyn Catalog) {
+pub(crate) async fn archived_tasks_page_by_keyset(db: &dyn Fixtures) {
     for id in ["k1", "k2"] {
         db.insert_job(&job(id, 1, None, "completed", minutes(0), None))
             .await
@@ -1107,7 +1109,7 @@ pub(crate) async fn archived_tasks_page_by_keyset(db: &dyn Catalog) {
 /// Catches: a second sighting overwriting `html_missing_since` (the
 /// two-look verdict would never come, or come too early), a missing row
 /// claimed before its re-check time, or one never claimed again.
-pub(crate) async fn missing_is_kept_and_rechecked(db: &dyn Catalog) {
+pub(crate) async fn missing_is_kept_and_rechecked(db: &dyn Fixtures) {
     retention_fixture(db).await;
     let now = later(0);
     let all = db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
@@ -1208,7 +1210,7 @@ pub(crate) async fn missing_is_kept_and_rechecked(db: &dyn Catalog) {
 ///
 /// Catches: a clear that also wipes a quarantine, a lost verdict or a
 /// failing row's error (a found-again blob would silently undo a verdict).
-pub(crate) async fn clear_missing_clears_only_missing(db: &dyn Catalog) {
+pub(crate) async fn clear_missing_clears_only_missing(db: &dyn Fixtures) {
     retention_fixture(db).await;
     let now = later(0);
     db.claim_task_html(0, 1000, &lease("w", now)).await.unwrap();
@@ -1285,7 +1287,7 @@ pub(crate) async fn clear_missing_clears_only_missing(db: &dyn Catalog) {
 /// Catches: handing back another worker's claim (two workers would then
 /// move one blob), counting a hand-back as a failure, wiping the error of
 /// a blob that failed before, or releasing only the first of many rows.
-pub(crate) async fn hand_back_releases_own_claims_only(db: &dyn Catalog) {
+pub(crate) async fn hand_back_releases_own_claims_only(db: &dyn Fixtures) {
     retention_fixture(db).await;
     let now = later(0);
     let first = db.claim_task_html(0, 2, &lease("w1", now)).await.unwrap();
@@ -1359,7 +1361,7 @@ pub(crate) async fn hand_back_releases_own_claims_only(db: &dyn Catalog) {
 /// lease rewrites a row another worker is moving, or deletes a hot copy
 /// after a switch that did not happen), or on the owner alone (a lease
 /// that ran out still writes), and a heartbeat that revives or steals leases.
-pub(crate) async fn fenced_writes_need_a_live_lease_of_their_own(db: &dyn Catalog) {
+pub(crate) async fn fenced_writes_need_a_live_lease_of_their_own(db: &dyn Fixtures) {
     retention_fixture(db).await;
     let now = later(0);
     let first = db
@@ -1470,7 +1472,7 @@ pub(crate) async fn fenced_writes_need_a_live_lease_of_their_own(db: &dyn Catalo
 /// The bulk switch and clear write exactly the rows their fence still
 /// holds, say which, and keep the single writes' rules: a resumed switch
 /// keeps its first time, a row without a cold location is never cleared.
-pub(crate) async fn bulk_switch_and_clear_are_fenced_per_row(db: &dyn Catalog) {
+pub(crate) async fn bulk_switch_and_clear_are_fenced_per_row(db: &dyn Fixtures) {
     let what = db.backend();
     db.insert_job(&job(
         "k1",
@@ -1610,7 +1612,7 @@ pub(crate) async fn bulk_switch_and_clear_are_fenced_per_row(db: &dyn Catalog) {
 /// back-off a day long), `-hot` and `-done` (nothing to reset), and in r1
 /// `r1-busy-fail` and `r1-busy-missing`, which worker `w` holds under a
 /// lease until `now + 10 min` when this returns.
-async fn reset_fixture(db: &dyn Catalog, now: DateTime<Utc>) {
+async fn reset_fixture(db: &dyn Fixtures, now: DateTime<Utc>) {
     let backoff = now + Duration::days(1);
     for job_id in ["r1", "r2"] {
         db.insert_job(&job(job_id, 5, None, "completed", minutes(0), None))
@@ -1681,7 +1683,7 @@ const RESET_FIXTURE_IDS: [&str; 14] = [
     "r2-done",
 ];
 
-async fn reset_rows(db: &dyn Catalog) -> BTreeMap<String, TaskRow> {
+async fn reset_rows(db: &dyn Fixtures) -> BTreeMap<String, TaskRow> {
     let mut rows = BTreeMap::new();
     for id in RESET_FIXTURE_IDS {
         rows.insert(id.to_owned(), db.task(id).await.unwrap().unwrap());
@@ -1706,7 +1708,7 @@ fn reset_filter(states: &[ResetState], jobs: &[&str], tasks: &[&str]) -> ResetFi
 /// would put every quarantined blob back into play), "failing" matching
 /// quarantined/archived rows or plain hot ones, and resetting a row a
 /// worker is moving right now.
-pub(crate) async fn reset_preview_selects(db: &dyn Catalog) {
+pub(crate) async fn reset_preview_selects(db: &dyn Fixtures) {
     let now = later(0);
     reset_fixture(db, now).await;
     let before = reset_rows(db).await;
@@ -1797,7 +1799,7 @@ pub(crate) async fn reset_preview_selects(db: &dyn Catalog) {
 /// Catches: a reset wider than its preview, one that leaves a back-off or
 /// attempt count behind (the blob would still wait or soon be
 /// quarantined), or one that takes a row from a worker mid-move.
-pub(crate) async fn reset_changes_exactly_the_selected_rows(db: &dyn Catalog) {
+pub(crate) async fn reset_changes_exactly_the_selected_rows(db: &dyn Fixtures) {
     let now = later(0);
     reset_fixture(db, now).await;
     use ResetState::{Failing, Lost, Missing, Quarantined};
@@ -1881,7 +1883,7 @@ pub(crate) async fn reset_changes_exactly_the_selected_rows(db: &dyn Catalog) {
 /// would be declared lost before ARCHIVE_LOST_AFTER), touching
 /// quarantined rows, stealing a worker's live lease, or forgetting why a
 /// blob failed.
-pub(crate) async fn retry_failing_now_ends_backoffs_of_failing_rows(db: &dyn Catalog) {
+pub(crate) async fn retry_failing_now_ends_backoffs_of_failing_rows(db: &dyn Fixtures) {
     let now = later(0);
     reset_fixture(db, now).await;
     let mut done_backoff = hot_task("r2", "r2-fail-due");
@@ -1939,7 +1941,7 @@ pub(crate) async fn retry_failing_now_ends_backoffs_of_failing_rows(db: &dyn Cat
 ///
 /// Catches: `status` listing quarantined, missing or archived rows as
 /// failing, or listing the blob retried last first.
-pub(crate) async fn failing_tasks_soonest_retry_first(db: &dyn Catalog) {
+pub(crate) async fn failing_tasks_soonest_retry_first(db: &dyn Fixtures) {
     let now = later(0);
     db.insert_job(&job("f1", 1, None, "completed", minutes(0), None))
         .await
@@ -1997,7 +1999,7 @@ pub(crate) async fn failing_tasks_soonest_retry_first(db: &dyn Catalog) {
 /// Catches: `sweep --once` reporting a missing blob's re-check or a
 /// worker's live lease as a failing blob waiting, or a waiting count that
 /// disagrees with what a claim at the same instant takes.
-pub(crate) async fn status_counts_missing_and_waiting(db: &dyn Catalog) {
+pub(crate) async fn status_counts_missing_and_waiting(db: &dyn Fixtures) {
     let now = later(0);
     reset_fixture(db, now).await;
     // Fixture: missing r1-missing, r2-missing, r1-busy-missing (leased);
@@ -2452,7 +2454,7 @@ async fn postgres_migrating_a_seed_schema_keeps_data() {
 
 /// Jobs of one group, oldest first: `j1` (3 hot rows), `j2` (2), `j3` (2),
 /// `j4` (archived only), then `keep` (newest, 1 hot row: kept by retention 1).
-async fn job_order_fixture(db: &dyn Catalog) {
+async fn job_order_fixture(db: &dyn Fixtures) {
     for (n, id) in ["j1", "j2", "j3", "j4", "keep"].into_iter().enumerate() {
         let at = minutes(10 * n as i64);
         db.insert_job(&job(id, 7, Some(ORG_A), "completed", at, Some(at)))
@@ -2474,7 +2476,7 @@ async fn job_order_fixture(db: &dyn Catalog) {
 /// The eligible jobs come oldest first, only those with a claimable row;
 /// a claim over them takes a later job's rows only once the earlier jobs
 /// are exhausted, and a short claim means every job it was given is.
-pub(crate) async fn claims_take_jobs_in_order(db: &dyn Catalog) {
+pub(crate) async fn claims_take_jobs_in_order(db: &dyn Fixtures) {
     job_order_fixture(db).await;
     let now = later(0);
     let jobs = db.eligible_jobs(1, now).await.unwrap();
@@ -2513,7 +2515,7 @@ pub(crate) async fn claims_take_jobs_in_order(db: &dyn Catalog) {
 
 /// A source claims through its sweep's jobs in order, batch after batch,
 /// and ends the sweep with a short claim.
-pub(crate) async fn source_walks_the_sweep_in_job_order(db: Arc<dyn Catalog>) {
+pub(crate) async fn source_walks_the_sweep_in_job_order(db: Arc<dyn Fixtures>) {
     job_order_fixture(&*db).await;
     let source = TaskHtmlSource::new(db.clone(), 1);
     let now = later(0);
@@ -2542,7 +2544,7 @@ pub(crate) async fn source_walks_the_sweep_in_job_order(db: Arc<dyn Catalog>) {
 
 /// A job that becomes eligible during a sweep (a newer job finished, so
 /// retention lets an older one go) is taken by the next sweep, not this one.
-pub(crate) async fn a_job_eligible_mid_sweep_waits_for_the_next(db: Arc<dyn Catalog>) {
+pub(crate) async fn a_job_eligible_mid_sweep_waits_for_the_next(db: Arc<dyn Fixtures>) {
     job_order_fixture(&*db).await;
     let source = TaskHtmlSource::new(db.clone(), 1);
     let sweep = later(0);
@@ -2575,7 +2577,7 @@ pub(crate) async fn a_job_eligible_mid_sweep_waits_for_the_next(db: Arc<dyn Cata
 
 /// Two workers, each with its own sweep position, never get the same row
 /// and between them take every eligible row.
-pub(crate) async fn two_sources_never_share_a_row(db: Arc<dyn Catalog>) {
+pub(crate) async fn two_sources_never_share_a_row(db: Arc<dyn Fixtures>) {
     job_order_fixture(&*db).await;
     for n in 0..20 {
         db.insert_task(&hot_task("j2", &format!("j2-more-{n:02}")))

@@ -13,10 +13,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::Utc;
 use coldsweep::archiver::{CatalogJobMarker, JobMarker, ProblemKind};
+use coldsweep::catalog::fixtures::Fixtures;
 use coldsweep::catalog::{BlobState, PgCatalog};
 use coldsweep::config::VerifyMode;
 use coldsweep::store::{S3Store, exists};
-use coldsweep::{ArchiveSource, Archiver, Catalog, ErrorKind, Store, TaskHtmlSource};
+use coldsweep::{ArchiveSource, Archiver, ErrorKind, Store, TaskHtmlSource};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{ConnectOptions, Connection, Executor};
 
@@ -48,7 +49,7 @@ async fn outage_rig(
         .max_connections(10)
         .acquire_timeout(Duration::from_secs(1))
         .connect_lazy_with(cluster.options().database("outage"));
-    let catalog: Arc<dyn Catalog> = Arc::new(PgCatalog::from_pool(pool));
+    let catalog: Arc<dyn Fixtures> = Arc::new(PgCatalog::from_pool(pool));
     catalog.migrate().await.expect("migrate");
 
     let server = harness::s3::S3Server::start().await;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use coldsweep::catalog::fixtures::Fixtures;
 use coldsweep::catalog::{JobRow, SqliteCatalog, TaskRow};
 use coldsweep::store::probe::{ProbeReport, ProbeStep, StepOutcome, probe, probe_read_only};
 use coldsweep::store::{FsStore, PutOptions, S3Store, Store, SupabaseStore, exists};

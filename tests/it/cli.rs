@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
+use coldsweep::catalog::fixtures::Fixtures;
 use coldsweep::catalog::{BlobState, JobRow, Lease, SqliteCatalog, TaskRow};
 use coldsweep::demo::{DemoSpec, MISSING_TASK, TAMPERED_TASK};
 use coldsweep::store::{FsStore, PutOptions};

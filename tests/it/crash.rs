@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use coldsweep::archiver::CatalogJobMarker;
+use coldsweep::catalog::fixtures::Fixtures;
 use coldsweep::catalog::{BlobState, Claim, Fence, JobRow, Lease, TaskRow};
 use coldsweep::error::Result;
 use coldsweep::store::{ObjectMeta, PutOptions, PutResult, S3Store, exists};
@@ -284,7 +285,7 @@ impl ArchiveSource for CrashingSource {
         self.inner.cold_key(candidate, prefix)
     }
 
-    async fn on_archived(
+    async fn record_archived(
         &self,
         candidate: &ArchiveCandidate,
         fence: Fence<'_>,
@@ -299,22 +300,22 @@ impl ArchiveSource for CrashingSource {
                 Some(Step::Verify),
                 Some(Step::Switch),
                 self.inner
-                    .on_archived(candidate, fence, provider, bucket, key),
+                    .record_archived(candidate, fence, provider, bucket, key),
             )
             .await
     }
 
-    async fn on_hot_deleted(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()> {
+    async fn clear_hot(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()> {
         self.crash
             .guard(
                 None,
                 Some(Step::ClearHotRef),
-                self.inner.on_hot_deleted(candidate, fence),
+                self.inner.clear_hot(candidate, fence),
             )
             .await
     }
 
-    async fn on_archived_many(
+    async fn record_archived_many(
         &self,
         switches: &[(&ArchiveCandidate, &str)],
         fence: Fence<'_>,
@@ -328,12 +329,12 @@ impl ArchiveSource for CrashingSource {
                 Some(Step::Switch),
                 written,
                 self.inner
-                    .on_archived_many(switches, fence, provider, bucket),
+                    .record_archived_many(switches, fence, provider, bucket),
             )
             .await
     }
 
-    async fn on_hot_deleted_many(
+    async fn clear_hot_many(
         &self,
         candidates: &[&ArchiveCandidate],
         fence: Fence<'_>,
@@ -344,7 +345,7 @@ impl ArchiveSource for CrashingSource {
                 None,
                 Some(Step::ClearHotRef),
                 cleared,
-                self.inner.on_hot_deleted_many(candidates, fence),
+                self.inner.clear_hot_many(candidates, fence),
             )
             .await
     }
@@ -888,7 +889,7 @@ async fn sigkill_at_random_moments_loses_nothing() {
             );
         }
     }
-    let catalog_ref: &dyn Catalog = &catalog;
+    let catalog_ref: &dyn Fixtures = &catalog;
     let inserted: Vec<Result<()>> = futures::stream::iter(&rows)
         .map(|row| catalog_ref.insert_task(row))
         .buffer_unordered(16)

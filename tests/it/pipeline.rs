@@ -10,12 +10,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use coldsweep::archiver::{CatalogJobMarker, ProblemKind};
-use coldsweep::catalog::{BlobState, Fence, JobRow, Lease, TaskRow};
+use coldsweep::catalog::fixtures::Fixtures;
+use coldsweep::catalog::{BlobState, Fence, JobRow, Lease, PgCatalog, SqliteCatalog, TaskRow};
 use coldsweep::config::{S3Config, VerifyMode};
 use coldsweep::store::{self, FsStore, S3Store, exists};
 use coldsweep::{
-    ArchiveSource, Archiver, Catalog, Config, ErrorKind, KeyPrefix, Location, ObjectKey, Provider,
-    Store, TaskHtmlSource, task_html_object_path,
+    ArchiveSource, Archiver, Config, ErrorKind, KeyPrefix, Location, ObjectKey, Provider, Store,
+    TaskHtmlSource, task_html_object_path,
 };
 use sha2::{Digest, Sha256};
 
@@ -37,7 +38,7 @@ pub(crate) const BACKENDS: [Backend; 2] = [Backend::PostgresS3, Backend::SqliteF
 
 pub(crate) struct Rig {
     pub(crate) backend: Backend,
-    pub(crate) catalog: Arc<dyn Catalog>,
+    pub(crate) catalog: Arc<dyn Fixtures>,
     pub(crate) hot: Arc<dyn Store>,
     pub(crate) cold: Arc<dyn Store>,
     _keep: Vec<Box<dyn Any + Send + Sync>>,
@@ -48,9 +49,8 @@ impl Rig {
         match backend {
             Backend::PostgresS3 => {
                 let db = harness::pg::fresh_database().await;
-                let catalog = coldsweep::catalog::connect(db.url())
-                    .await
-                    .expect("connect");
+                let catalog: Arc<dyn Fixtures> =
+                    Arc::new(PgCatalog::connect(db.url()).await.expect("connect"));
                 let server = harness::s3::S3Server::start().await;
                 server.create_bucket(HOT_BUCKET);
                 server.create_bucket(COLD_BUCKET);
@@ -69,7 +69,8 @@ impl Rig {
             Backend::SqliteFs => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite:{}", dir.path().join("catalog.db").display());
-                let catalog = coldsweep::catalog::connect(&url).await.expect("connect");
+                let catalog: Arc<dyn Fixtures> =
+                    Arc::new(SqliteCatalog::connect(&url).await.expect("connect"));
                 // Both buckets exist, as a deployment's do (the start-up
                 // probe's upload creates the cold one).
                 std::fs::create_dir_all(dir.path().join("hot").join(HOT_BUCKET)).unwrap();
@@ -110,7 +111,7 @@ impl Rig {
     /// keeps them alive.
     pub(crate) fn from_parts(
         backend: Backend,
-        catalog: Arc<dyn Catalog>,
+        catalog: Arc<dyn Fixtures>,
         hot: Arc<dyn Store>,
         cold: Arc<dyn Store>,
         keep: Vec<Box<dyn Any + Send + Sync>>,
@@ -937,7 +938,7 @@ async fn a_cold_location_that_is_the_hot_object_is_refused() {
     // object itself, and the hot delete would remove the only copy.
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("catalog.db").display());
-    let catalog = coldsweep::catalog::connect(&url).await.unwrap();
+    let catalog: Arc<dyn Fixtures> = Arc::new(SqliteCatalog::connect(&url).await.unwrap());
     catalog.migrate().await.unwrap();
     let store: Arc<dyn Store> = Arc::new(FsStore::new(dir.path().join("blobs")).unwrap());
     let rig = Rig {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use coldsweep::archiver::ProblemKind;
+use coldsweep::catalog::fixtures::Fixtures;
 use coldsweep::catalog::{BlobState, TaskRow};
 use coldsweep::error::Result;
 use coldsweep::store::{
@@ -281,7 +282,7 @@ async fn small_blobs_keep_their_requests_whether_or_not_the_catalog_knows_the_si
 #[tokio::test]
 async fn supabase_hot_streams_a_large_blob_and_reads_a_small_one_in_one_get() {
     let db = harness::pg::fresh_database().await;
-    let catalog = coldsweep::catalog::connect(db.url()).await.unwrap();
+    let catalog: Arc<dyn Fixtures> = Arc::new(db.catalog().await);
     catalog.migrate().await.unwrap();
     let s3 = harness::s3::S3Server::start().await;
     s3.create_bucket(crate::pipeline::COLD_BUCKET);

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coldsweep::Catalog;
+use coldsweep::catalog::fixtures::Fixtures;
 use coldsweep::catalog::{PgCatalog, SqliteCatalog};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor};
@@ -112,13 +113,13 @@ pub(crate) async fn fresh_database() -> PgTestDb {
 
 /// A catalog and whatever keeps its database alive.
 pub(crate) struct TestCatalog {
-    /// The catalog, migrated.
-    pub(crate) catalog: Arc<dyn Catalog>,
+    /// The catalog, migrated; tests seed it through [`Fixtures`].
+    pub(crate) catalog: Arc<dyn Fixtures>,
     _keep: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl std::ops::Deref for TestCatalog {
-    type Target = dyn Catalog;
+    type Target = dyn Fixtures;
 
     fn deref(&self) -> &Self::Target {
         &*self.catalog

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use coldsweep::archiver::{Problem, ProblemKind};
+use coldsweep::catalog::fixtures::Fixtures;
 use coldsweep::catalog::{ARCHIVED_STATUS, BlobState, Catalog, JobRetention, SqliteCatalog};
 use coldsweep::config::Config;
 use coldsweep::demo::{self, DemoSpec, MISSING_TASK, TAMPERED_TASK};
@@ -45,7 +46,7 @@ pub(crate) async fn demo(dir: &Path, reset: bool) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let paths = Paths::new(dir);
 
-    let catalog: Arc<dyn Catalog> = Arc::new(
+    let catalog = Arc::new(
         SqliteCatalog::open(&paths.catalog)
             .await
             .with_context(|| format!("open the demo catalog {}", paths.catalog.display()))?,
@@ -116,7 +117,7 @@ pub(crate) async fn demo(dir: &Path, reset: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// Seed an empty catalog, or say why not.
-async fn seed_if_new(catalog: &dyn Catalog, hot: &dyn Store) -> anyhow::Result<()> {
+async fn seed_if_new(catalog: &dyn Fixtures, hot: &dyn Store) -> anyhow::Result<()> {
     let existing = catalog.job_retention().await?;
     if !existing.is_empty() {
         out!(
