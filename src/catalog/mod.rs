@@ -63,6 +63,8 @@ macro_rules! insert_task_sql {
 
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -321,12 +323,6 @@ impl ResetFilter {
         clause
     }
 }
-
-/// What a reset clears: the state and its reason, the attempts, the
-/// missing-since time and any back-off.
-const RESET_SET: &str = "html_archive_state = NULL, html_archive_error = NULL,
-     html_archive_attempts = 0, html_missing_since = NULL,
-     html_lease_owner = NULL, html_lease_expires_at = NULL";
 
 /// A hot bucket the catalog references, with one of its hot objects (for
 /// `coldsweep check`, which looks that object up in the hot store).
