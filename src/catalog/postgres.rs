@@ -356,7 +356,7 @@ impl Catalog for PgCatalog {
     }
 
     async fn mark_archived_jobs(&self) -> Result<u64> {
-        let done = sqlx::query(super::MARK_ARCHIVED_JOBS)
+        let done = sqlx::query(super::sql::MARK_ARCHIVED_JOBS)
             .execute(&self.pool)
             .await
             .map_err(classify)?;

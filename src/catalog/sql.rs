@@ -1,16 +1,34 @@
 //! SQL both catalog backends run, written once.
 //!
-//! Shared: the writes to rows a caller names or holds (the fenced writes,
-//! lease extension and hand-back, retry, reset), whose text differs between
-//! the dialects only in how two times compare and how a bound list of ids
-//! becomes a set; sqlx's SQLite takes `$N` placeholders too. Not shared: the
-//! claim, eligibility, the reports and `record_archived_many`, which differ
-//! in substance (`SKIP LOCKED` against one writer, collations and casts, a
-//! rowid, bound lists of different shapes) and stay in their backend.
+//! Shared: the job marker, and the writes to rows a caller names or holds
+//! (the fenced writes, lease extension and hand-back, retry, reset), whose
+//! text differs between the dialects only in how two times compare and how
+//! a bound list of ids becomes a set; sqlx's SQLite takes `$N` placeholders
+//! too. Not shared: the claim, eligibility, the reports and
+//! `record_archived_many`, which differ in substance (`SKIP LOCKED` against
+//! one writer, collations and casts, a rowid, bound lists of different
+//! shapes) and stay in their backend.
 
 use std::sync::LazyLock;
 
 use super::ResetFilter;
+
+/// The job marker, the same in both dialects: a task with a hot path
+/// (quarantined ones keep theirs) or any state (a lost blob never makes a
+/// job look archived) holds its job back.
+pub(super) const MARK_ARCHIVED_JOBS: &str = concat!(
+    "UPDATE jobs SET status = 'archived'
+     WHERE status IN ",
+    terminal_list!(),
+    "
+       AND NOT EXISTS (
+           SELECT 1 FROM tasks t
+           WHERE t.job_id = jobs.id
+             AND (t.html_storage_path IS NOT NULL OR t.html_archive_state IS NOT NULL))
+       AND EXISTS (
+           SELECT 1 FROM tasks t
+           WHERE t.job_id = jobs.id AND t.html_archived_at IS NOT NULL)"
+);
 
 /// The fragments in which one dialect's SQL differs from the other's.
 struct Dialect {

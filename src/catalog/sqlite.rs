@@ -205,7 +205,7 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn mark_archived_jobs(&self) -> Result<u64> {
-        let done = sqlx::query(super::MARK_ARCHIVED_JOBS)
+        let done = sqlx::query(super::sql::MARK_ARCHIVED_JOBS)
             .execute(&self.pool)
             .await
             .map_err(classify)?;
