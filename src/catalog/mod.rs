@@ -27,23 +27,6 @@ macro_rules! terminal_list {
     };
 }
 
-/// The job marker, in SQL both backends accept: a task with a hot path
-/// (quarantined ones keep theirs) or any state (a lost blob never makes a
-/// job look archived) holds its job back.
-const MARK_ARCHIVED_JOBS: &str = concat!(
-    "UPDATE jobs SET status = 'archived'
-     WHERE status IN ",
-    terminal_list!(),
-    "
-       AND NOT EXISTS (
-           SELECT 1 FROM tasks t
-           WHERE t.job_id = jobs.id
-             AND (t.html_storage_path IS NOT NULL OR t.html_archive_state IS NOT NULL))
-       AND EXISTS (
-           SELECT 1 FROM tasks t
-           WHERE t.job_id = jobs.id AND t.html_archived_at IS NOT NULL)"
-);
-
 /// `INSERT INTO tasks` naming every [`TaskRow`] column in field order, the
 /// order [`bind_task`] binds them; `$values` is the backend's placeholder list.
 macro_rules! insert_task_sql {
@@ -64,6 +47,8 @@ macro_rules! insert_task_sql {
 pub mod fixtures;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -323,12 +308,6 @@ impl ResetFilter {
         clause
     }
 }
-
-/// What a reset clears: the state and its reason, the attempts, the
-/// missing-since time and any back-off.
-const RESET_SET: &str = "html_archive_state = NULL, html_archive_error = NULL,
-     html_archive_attempts = 0, html_missing_since = NULL,
-     html_lease_owner = NULL, html_lease_expires_at = NULL";
 
 /// A hot bucket the catalog references, with one of its hot objects (for
 /// `coldsweep check`, which looks that object up in the hot store).

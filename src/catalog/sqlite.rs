@@ -26,11 +26,12 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, FromRow, Row};
 
 use super::fixtures::Fixtures;
+use super::sql::SQLITE as SQL;
 use super::{
-    Catalog, CatalogStatus, HotBucket, JobRetention, JobRow, MIGRATIONS_TABLE, RESET_SET,
-    ResetFilter, TaskRow, bind_task, candidate_from_row, classify, fence_miss, lease_raced,
-    migrate_error, missing_migrations, no_cold_location, retention_from_row, sort_claimed,
-    unreadable_reason, with_own_table,
+    Catalog, CatalogStatus, HotBucket, JobRetention, JobRow, MIGRATIONS_TABLE, ResetFilter,
+    TaskRow, bind_task, candidate_from_row, classify, fence_miss, lease_raced, migrate_error,
+    missing_migrations, no_cold_location, retention_from_row, sort_claimed, unreadable_reason,
+    with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{BlobState, Claim, Fence, Lease, Unreadable, Verdict};
@@ -205,7 +206,7 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn mark_archived_jobs(&self) -> Result<u64> {
-        let done = sqlx::query(super::MARK_ARCHIVED_JOBS)
+        let done = sqlx::query(super::sql::MARK_ARCHIVED_JOBS)
             .execute(&self.pool)
             .await
             .map_err(classify)?;
@@ -341,46 +342,27 @@ impl Catalog for SqliteCatalog {
         bucket: &str,
         key: &str,
     ) -> Result<()> {
-        // Recording the same location again (a resumed move) keeps the
-        // first switch time; the write still proves the lease is held.
-        let done = sqlx::query(
-            "UPDATE tasks
-             SET html_archive_provider = ?2, html_archive_bucket = ?3, html_archive_key = ?4,
-                 html_archived_at = CASE
-                     WHEN html_archive_provider = ?2 AND html_archive_bucket = ?3
-                          AND html_archive_key = ?4
-                     THEN COALESCE(html_archived_at, ?5) ELSE ?5 END
-             WHERE id = ?1 AND html_lease_owner = ?6
-               AND julianday(html_lease_expires_at) >= julianday(?5)",
-        )
-        .bind(task_id)
-        .bind(provider)
-        .bind(bucket)
-        .bind(key)
-        .bind(fence.now)
-        .bind(fence.owner)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        let done = sqlx::query(SQL.record_archived.as_str())
+            .bind(task_id)
+            .bind(provider)
+            .bind(bucket)
+            .bind(key)
+            .bind(fence.now)
+            .bind(fence.owner)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         self.fenced(done.rows_affected(), task_id, fence).await
     }
 
     async fn clear_hot(&self, task_id: &str, fence: Fence<'_>) -> Result<()> {
-        // Refuses a row with no cold location (invariant 2), as on Postgres.
-        let done = sqlx::query(
-            "UPDATE tasks
-             SET html_storage_bucket = NULL, html_storage_path = NULL,
-                 html_lease_owner = NULL, html_lease_expires_at = NULL,
-                 html_archive_error = NULL
-             WHERE id = ?1 AND html_archive_key IS NOT NULL
-               AND html_lease_owner = ?2 AND julianday(html_lease_expires_at) >= julianday(?3)",
-        )
-        .bind(task_id)
-        .bind(fence.owner)
-        .bind(fence.now)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        let done = sqlx::query(SQL.clear_hot.as_str())
+            .bind(task_id)
+            .bind(fence.owner)
+            .bind(fence.now)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         if done.rows_affected() == 1 {
             return Ok(());
         }
@@ -426,21 +408,13 @@ impl Catalog for SqliteCatalog {
         if task_ids.is_empty() {
             return Ok(Vec::new());
         }
-        sqlx::query_scalar(
-            "UPDATE tasks
-             SET html_storage_bucket = NULL, html_storage_path = NULL,
-                 html_lease_owner = NULL, html_lease_expires_at = NULL,
-                 html_archive_error = NULL
-             WHERE id IN (SELECT value FROM json_each(?1)) AND html_archive_key IS NOT NULL
-               AND html_lease_owner = ?2 AND julianday(html_lease_expires_at) >= julianday(?3)
-             RETURNING id",
-        )
-        .bind(json_list(task_ids))
-        .bind(fence.owner)
-        .bind(fence.now)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)
+        sqlx::query_scalar(SQL.clear_hot_many.as_str())
+            .bind(json_list(task_ids))
+            .bind(fence.owner)
+            .bind(fence.now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
     }
 
     async fn mark_state(
@@ -450,21 +424,15 @@ impl Catalog for SqliteCatalog {
         verdict: Verdict,
         reason: &str,
     ) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE tasks
-             SET html_archive_state = ?2, html_archive_error = ?3,
-                 html_lease_owner = NULL, html_lease_expires_at = NULL
-             WHERE id = ?1
-               AND html_lease_owner = ?4 AND julianday(html_lease_expires_at) >= julianday(?5)",
-        )
-        .bind(task_id)
-        .bind(verdict.as_str())
-        .bind(reason)
-        .bind(fence.owner)
-        .bind(fence.now)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        let done = sqlx::query(SQL.mark_state.as_str())
+            .bind(task_id)
+            .bind(verdict.as_str())
+            .bind(reason)
+            .bind(fence.owner)
+            .bind(fence.now)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         self.fenced(done.rows_affected(), task_id, fence).await
     }
 
@@ -475,23 +443,15 @@ impl Catalog for SqliteCatalog {
         error: &str,
         retry_at: DateTime<Utc>,
     ) -> Result<()> {
-        // The back-off reuses the lease column: an ownerless lease until `retry_at`.
-        let done = sqlx::query(
-            "UPDATE tasks
-             SET html_archive_attempts = html_archive_attempts + 1,
-                 html_archive_error = ?2,
-                 html_lease_owner = NULL, html_lease_expires_at = ?3
-             WHERE id = ?1
-               AND html_lease_owner = ?4 AND julianday(html_lease_expires_at) >= julianday(?5)",
-        )
-        .bind(task_id)
-        .bind(error)
-        .bind(retry_at)
-        .bind(fence.owner)
-        .bind(fence.now)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        let done = sqlx::query(SQL.release.as_str())
+            .bind(task_id)
+            .bind(error)
+            .bind(retry_at)
+            .bind(fence.owner)
+            .bind(fence.now)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         self.fenced(done.rows_affected(), task_id, fence).await
     }
 
@@ -503,39 +463,27 @@ impl Catalog for SqliteCatalog {
         seen_at: DateTime<Utc>,
         recheck_at: DateTime<Utc>,
     ) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE tasks
-             SET html_archive_state = 'missing', html_archive_error = ?2,
-                 html_missing_since = COALESCE(html_missing_since, ?3),
-                 html_lease_owner = NULL, html_lease_expires_at = ?4
-             WHERE id = ?1
-               AND html_lease_owner = ?5 AND julianday(html_lease_expires_at) >= julianday(?6)",
-        )
-        .bind(task_id)
-        .bind(reason)
-        .bind(seen_at)
-        .bind(recheck_at)
-        .bind(fence.owner)
-        .bind(fence.now)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        let done = sqlx::query(SQL.mark_missing.as_str())
+            .bind(task_id)
+            .bind(reason)
+            .bind(seen_at)
+            .bind(recheck_at)
+            .bind(fence.owner)
+            .bind(fence.now)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         self.fenced(done.rows_affected(), task_id, fence).await
     }
 
     async fn clear_missing(&self, task_id: &str, fence: Fence<'_>) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE tasks
-             SET html_archive_state = NULL, html_archive_error = NULL, html_missing_since = NULL
-             WHERE id = ?1 AND html_archive_state = 'missing'
-               AND html_lease_owner = ?2 AND julianday(html_lease_expires_at) >= julianday(?3)",
-        )
-        .bind(task_id)
-        .bind(fence.owner)
-        .bind(fence.now)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        let done = sqlx::query(SQL.clear_missing.as_str())
+            .bind(task_id)
+            .bind(fence.owner)
+            .bind(fence.now)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         if done.rows_affected() == 1 {
             return Ok(());
         }
@@ -552,18 +500,14 @@ impl Catalog for SqliteCatalog {
         if task_ids.is_empty() {
             return Ok(0);
         }
-        let done = sqlx::query(
-            "UPDATE tasks SET html_lease_expires_at = ?3
-             WHERE id IN (SELECT value FROM json_each(?1))
-               AND html_lease_owner = ?2 AND julianday(html_lease_expires_at) >= julianday(?4)",
-        )
-        .bind(json_list(task_ids))
-        .bind(fence.owner)
-        .bind(until)
-        .bind(fence.now)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        let done = sqlx::query(SQL.extend_leases.as_str())
+            .bind(json_list(task_ids))
+            .bind(fence.owner)
+            .bind(until)
+            .bind(fence.now)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(done.rows_affected())
     }
 
@@ -571,15 +515,12 @@ impl Catalog for SqliteCatalog {
         if task_ids.is_empty() {
             return Ok(0);
         }
-        let done = sqlx::query(
-            "UPDATE tasks SET html_lease_owner = NULL, html_lease_expires_at = NULL
-             WHERE id IN (SELECT value FROM json_each(?1)) AND html_lease_owner = ?2",
-        )
-        .bind(json_list(task_ids))
-        .bind(owner)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        let done = sqlx::query(SQL.hand_back.as_str())
+            .bind(json_list(task_ids))
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(done.rows_affected())
     }
 
@@ -589,7 +530,7 @@ impl Catalog for SqliteCatalog {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<(u64, Vec<TaskRow>)> {
-        let clause = sqlite_reset_clause(filter);
+        let clause = SQL.reset_clause(filter);
         let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT count(*) FROM tasks WHERE {clause}"
         )))
@@ -603,7 +544,7 @@ impl Catalog for SqliteCatalog {
             concat!(
                 "SELECT ",
                 task_columns!(),
-                " FROM tasks WHERE {} ORDER BY id LIMIT ?4"
+                " FROM tasks WHERE {} ORDER BY id LIMIT $4"
             ),
             clause
         )))
@@ -621,30 +562,22 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn reset(&self, filter: &ResetFilter, now: DateTime<Utc>) -> Result<u64> {
-        let done = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE tasks SET {RESET_SET} WHERE {}",
-            sqlite_reset_clause(filter)
-        )))
-        .bind(now)
-        .bind(json_list(&filter.jobs))
-        .bind(json_list(&filter.tasks))
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        let done = sqlx::query(AssertSqlSafe(SQL.reset(filter)))
+            .bind(now)
+            .bind(json_list(&filter.jobs))
+            .bind(json_list(&filter.tasks))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(done.rows_affected())
     }
 
     async fn retry_failing_now(&self, now: DateTime<Utc>) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE tasks SET html_lease_expires_at = NULL
-             WHERE html_archive_state IS NULL AND html_storage_path IS NOT NULL
-               AND html_archive_error IS NOT NULL AND html_lease_owner IS NULL
-               AND julianday(html_lease_expires_at) >= julianday(?1)",
-        )
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        let done = sqlx::query(SQL.retry_failing_now.as_str())
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(done.rows_affected())
     }
 
@@ -966,15 +899,6 @@ impl SqliteCatalog {
         fence_miss(task_id, fence, self.lease_of(task_id).await?)?;
         Err(lease_raced(task_id))
     }
-}
-
-/// The reset filter's condition; binds `?1` now, `?2` jobs, `?3` tasks (JSON lists).
-fn sqlite_reset_clause(filter: &ResetFilter) -> String {
-    filter.where_clause(
-        "IN (SELECT value FROM json_each(?2))",
-        "IN (SELECT value FROM json_each(?3))",
-        "html_lease_owner IS NOT NULL AND julianday(html_lease_expires_at) >= julianday(?1)",
-    )
 }
 
 /// `ids` as a JSON array, for `json_each`.
