@@ -13,9 +13,10 @@
 //! naming the variable, what was expected and what was given — except for
 //! secrets, whose values never appear in messages or `Debug` output.
 //!
-//! [`VARIABLES`] lists every variable with its flag, default and one-line
-//! description: the binary builds its flags and `--help` from it, and a test
-//! checks the README table against it.
+//! [`VARIABLES`] lists every variable with its flag, default, one-line
+//! description and README description: the binary builds its flags and
+//! `--help` from it, and the README's configuration rows are rendered from it
+//! ([`Variable::readme_row`]; a test holds the README to them).
 //!
 //! Values are trimmed of surrounding whitespace, and an empty value counts as
 //! unset, so `ARCHIVE_BUCKET=` in a `.env` file behaves like no line at all.
