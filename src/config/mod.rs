@@ -6,24 +6,26 @@
 //! [`HotConfig::from_lookup`]) so that environment, flags and tests share one
 //! parser; the `from_env` constructors only plug in the process environment.
 //! Each store owns its settings type and checks its values once
-//! ([`S3Config::build`], [`SupabaseConfig::build`]); here they are only read
-//! from variables and handed over with the variables' names for messages.
+//! ([`S3Config::build`], [`SupabaseConfig::build`], [`FsConfig::build`]);
+//! here they are only read from variables and handed over with the
+//! variables' names for messages.
 //! A bad value is a clear [`ErrorKind::InvalidInput`](crate::ErrorKind) error
 //! naming the variable, what was expected and what was given — except for
 //! secrets, whose values never appear in messages or `Debug` output.
 //!
-//! [`VARIABLES`] lists every variable with its flag, default and one-line
-//! description: the binary builds its flags and `--help` from it, and a test
-//! checks the README table against it.
+//! [`VARIABLES`] lists every variable with its flag, default, one-line
+//! description and README description: the binary builds its flags and
+//! `--help` from it, and the README's configuration rows are rendered from it
+//! ([`Variable::readme_row`]; a test holds the README to them).
 //!
 //! Values are trimmed of surrounding whitespace, and an empty value counts as
 //! unset, so `ARCHIVE_BUCKET=` in a `.env` file behaves like no line at all.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{KeyPrefix, ObjectKey};
+pub use crate::store::fs::{FsConfig, FsSettings};
 use crate::store::profile::Profile;
 pub use crate::store::profile::{ChecksumMode, Provider};
 use crate::store::s3::ENDPOINT_EXPECTED;
@@ -299,9 +301,8 @@ impl ColdConfig {
         let when = format!("when {ARCHIVE_PROVIDER}={provider}");
         if provider == Provider::Fs {
             let root = vars.required(ARCHIVE_FS_ROOT, "a folder path", &when)?;
-            return Ok(ColdConfig::Fs {
-                root: PathBuf::from(root),
-            });
+            let fs = FsConfig { root: root.into() };
+            return Ok(ColdConfig::Fs(fs.build(ARCHIVE_FS_ROOT)?));
         }
         let endpoint = match vars.get(ARCHIVE_ENDPOINT) {
             Some(raw) => Some(raw),
@@ -368,9 +369,11 @@ impl HotConfig {
         let vars = Vars(lookup);
         let kind = vars.or_default(HOT_STORE, DEFAULT_HOT_STORE);
         match kind.to_ascii_lowercase().as_str() {
-            "fs" => Ok(HotConfig::Fs {
-                root: PathBuf::from(vars.or_default(HOT_FS_ROOT, DEFAULT_HOT_FS_ROOT)),
-            }),
+            "fs" => {
+                let root = vars.or_default(HOT_FS_ROOT, DEFAULT_HOT_FS_ROOT);
+                let fs = FsConfig { root: root.into() };
+                Ok(HotConfig::Fs(fs.build(HOT_FS_ROOT)?))
+            }
             "s3" => {
                 let when = format!("when {HOT_STORE}=s3");
                 let endpoint = vars.get(HOT_S3_ENDPOINT);
@@ -402,7 +405,7 @@ impl HotConfig {
     /// say what to check; none for a folder.
     pub fn credential_variables(&self) -> &'static [&'static str] {
         match self {
-            HotConfig::Fs { .. } => &[],
+            HotConfig::Fs(_) => &[],
             HotConfig::S3(_) => &[HOT_S3_ACCESS_KEY_ID, HOT_S3_SECRET_ACCESS_KEY],
             HotConfig::Supabase(_) => &[SUPABASE_SERVICE_ROLE_KEY],
         }
@@ -1019,17 +1022,16 @@ pub(crate) mod tests {
     #[test]
     fn cold_fs() {
         let got = cold(Provider::Fs, &[("ARCHIVE_FS_ROOT", "/var/lib/coldsweep")]).unwrap();
-        assert_eq!(
-            got,
-            ColdConfig::Fs {
-                root: "/var/lib/coldsweep".into()
-            }
-        );
+        assert_eq!(got, ColdConfig::Fs(fs_settings("/var/lib/coldsweep")));
         // S3 settings are irrelevant to fs and not required.
         let err = cold(Provider::Fs, &s3_cold()).unwrap_err();
         assert_invalid(&err, "ARCHIVE_FS_ROOT");
         let err = cold(Provider::Fs, &[("ARCHIVE_FS_ROOT", "")]).unwrap_err();
         assert_invalid(&err, "ARCHIVE_FS_ROOT");
+    }
+
+    fn fs_settings(root: &str) -> FsSettings {
+        FsConfig { root: root.into() }.build("R").unwrap()
     }
 
     pub(crate) fn hot(pairs: &[(&str, &str)]) -> Result<HotConfig> {
@@ -1045,17 +1047,10 @@ pub(crate) mod tests {
 
     #[test]
     fn hot_stores() {
-        assert_eq!(
-            hot(&[]).unwrap(),
-            HotConfig::Fs {
-                root: "./hot".into()
-            }
-        );
+        assert_eq!(hot(&[]).unwrap(), HotConfig::Fs(fs_settings("./hot")));
         assert_eq!(
             hot(&[("HOT_STORE", "FS"), ("HOT_FS_ROOT", "/data/hot")]).unwrap(),
-            HotConfig::Fs {
-                root: "/data/hot".into()
-            }
+            HotConfig::Fs(fs_settings("/data/hot"))
         );
         assert_eq!(
             hot(HOT_S3).unwrap(),

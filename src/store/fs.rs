@@ -27,6 +27,11 @@ use super::opendal::{Adapter, Retry, check_bucket};
 use super::{ByteStream, Location, ObjectMeta, PutOptions, PutResult, Store};
 use crate::error::{Error, ErrorKind, Result};
 
+mod settings;
+
+use settings::not_utf8;
+pub use settings::{FsConfig, FsSettings, PLAIN_ROOT_NAME};
+
 /// Folder under the root for bodies being written; never a bucket, since
 /// bucket names cannot start with `.`.
 const TMP_DIR: &str = ".coldsweep-tmp";
@@ -52,28 +57,44 @@ impl FsStore {
         self.confined(location).await
     }
     /// A store rooted at `root`, which is created if missing, with an
-    /// atomic-write folder `<root>/.coldsweep-tmp` (the cold role).
+    /// atomic-write folder `<root>/.coldsweep-tmp` (the cold role):
+    /// [`FsConfig::build`] and [`FsStore::with_settings`].
     ///
-    /// Fails with [`ErrorKind::InvalidInput`] if the root is not valid UTF-8,
-    /// and with the I/O error's kind if it cannot be created.
+    /// Fails with [`ErrorKind::InvalidInput`] if the root is empty or not
+    /// valid UTF-8, and with the I/O error's kind if it cannot be created.
     pub fn new(root: impl Into<PathBuf>) -> Result<FsStore> {
-        let root = root.into();
-        std::fs::create_dir_all(&root)
-            .map_err(|e| io_error(e, format_args!("fs store root {}", root.display())))?;
-        Self::build(&root, true)
+        let config = FsConfig { root: root.into() };
+        Self::with_settings(&config.build(PLAIN_ROOT_NAME)?)
     }
 
     /// A store over the existing folder `root` that only reads and deletes
-    /// (the hot role): nothing is created, not the root, not a temp folder,
-    /// and [`Store::put`] is refused.
+    /// (the hot role): [`FsConfig::build`] and
+    /// [`FsStore::open_existing_with_settings`].
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<FsStore> {
+        let config = FsConfig { root: root.into() };
+        Self::open_existing_with_settings(&config.build(PLAIN_ROOT_NAME)?)
+    }
+
+    /// A store rooted at the checked `settings`' root, which is created if
+    /// missing (the cold role).
+    pub fn with_settings(settings: &FsSettings) -> Result<FsStore> {
+        let root = &settings.root;
+        std::fs::create_dir_all(root)
+            .map_err(|e| io_error(e, format_args!("fs store root {}", root.display())))?;
+        Self::build(root, true)
+    }
+
+    /// A store over the existing folder the checked `settings` name that
+    /// only reads and deletes (the hot role): nothing is created, not the
+    /// root, not a temp folder, and [`Store::put`] is refused.
     ///
-    /// Fails with [`ErrorKind::BucketNotFound`] when `root` is not an
+    /// Fails with [`ErrorKind::BucketNotFound`] when the root is not an
     /// existing folder: a mistyped root must stop the archiver, not make
     /// every blob look missing.
-    pub fn open_existing(root: impl Into<PathBuf>) -> Result<FsStore> {
-        let root = root.into();
-        match std::fs::metadata(&root) {
-            Ok(meta) if meta.is_dir() => Self::build(&root, false),
+    pub fn open_existing_with_settings(settings: &FsSettings) -> Result<FsStore> {
+        let root = &settings.root;
+        match std::fs::metadata(root) {
+            Ok(meta) if meta.is_dir() => Self::build(root, false),
             Ok(_) => Err(Error::new(
                 ErrorKind::BucketNotFound,
                 format!("fs store root {} is not a folder", root.display()),
@@ -93,22 +114,14 @@ impl FsStore {
         let root = root
             .canonicalize()
             .map_err(|e| io_error(e, format_args!("fs store root {}", root.display())))?;
+        // The root was checked as given; a link on the way can still lead
+        // to a path that is not.
         let Some(root_str) = root.to_str() else {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("fs store root {} is not valid UTF-8", root.display()),
-            ));
+            return Err(not_utf8(PLAIN_ROOT_NAME, &root));
         };
         let mut builder = Fs::default().root(root_str);
         if writable {
-            let tmp = root.join(TMP_DIR);
-            let Some(tmp_str) = tmp.to_str() else {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    format!("fs store root {} is not valid UTF-8", root.display()),
-                ));
-            };
-            builder = builder.atomic_write_dir(tmp_str);
+            builder = builder.atomic_write_dir(&format!("{root_str}/{TMP_DIR}"));
         }
         let op = Operator::new(builder).map_err(|e| {
             Error::new(

@@ -289,7 +289,7 @@ pub fn cold_store(
         );
     }
     Ok(match config {
-        ColdConfig::Fs { root } => std::sync::Arc::new(FsStore::new(root.clone())?),
+        ColdConfig::Fs(fs) => std::sync::Arc::new(FsStore::with_settings(fs)?),
         ColdConfig::S3(s3) => {
             std::sync::Arc::new(S3Store::with_settings(s3)?.with_region_variable("ARCHIVE_REGION"))
         }
@@ -299,14 +299,14 @@ pub fn cold_store(
 /// The hot store `config` describes.
 pub fn hot_store(config: &HotConfig) -> Result<std::sync::Arc<dyn Store>> {
     Ok(match config {
-        HotConfig::Fs { root } => std::sync::Arc::new(
-            FsStore::open_existing(root.clone()).map_err(|e| match e.kind() {
+        HotConfig::Fs(fs) => std::sync::Arc::new(
+            FsStore::open_existing_with_settings(fs).map_err(|e| match e.kind() {
                 ErrorKind::BucketNotFound => Error::new(
                     ErrorKind::InvalidInput,
                     format!(
                         "HOT_FS_ROOT: expected the existing folder that holds the hot buckets, \
                          got {} (not found or not a folder; coldsweep never creates it)",
-                        root.display()
+                        fs.root().display()
                     ),
                 ),
                 _ => e,

@@ -2,15 +2,16 @@
 //! serves each role ([`ColdConfig`], [`HotConfig`]).
 //!
 //! Each store owns its settings type ([`S3Config`](super::s3::S3Config),
-//! [`SupabaseConfig`](super::supabase::SupabaseConfig)) with one `build()`
+//! [`SupabaseConfig`](super::supabase::SupabaseConfig),
+//! [`FsConfig`](super::fs::FsConfig)) with one `build()`
 //! that checks every value once; the store then takes the checked settings.
 //! `config` reads the variables and hands them here, never the other way.
 
 use std::fmt;
-use std::path::PathBuf;
 
 use url::{Host, Url};
 
+use super::fs::FsSettings;
 use super::s3::S3Settings;
 use super::supabase::SupabaseSettings;
 use crate::error::{Error, ErrorKind, Result};
@@ -41,10 +42,7 @@ impl fmt::Debug for Secret {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ColdConfig {
     /// A local folder (`ARCHIVE_FS_ROOT`); buckets are sub-folders.
-    Fs {
-        /// Root folder.
-        root: PathBuf,
-    },
+    Fs(FsSettings),
     /// Any S3-compatible service.
     S3(S3Settings),
 }
@@ -53,10 +51,7 @@ pub enum ColdConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HotConfig {
     /// A local folder (`HOT_FS_ROOT`); the catalog's bucket is a sub-folder.
-    Fs {
-        /// Root folder.
-        root: PathBuf,
-    },
+    Fs(FsSettings),
     /// An S3-compatible service (`HOT_S3_*`).
     S3(S3Settings),
     /// Supabase Storage through its REST API (`SUPABASE_*`).

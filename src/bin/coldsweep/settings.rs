@@ -387,47 +387,80 @@ mod tests {
         }
     }
 
-    /// The README's configuration table: `(variable, flag, default)` cells of
-    /// each row, backticks kept.
-    fn readme_rows() -> Vec<(String, String, String)> {
-        let readme = include_str!("../../../README.md");
-        let section = readme
-            .split("\n## Configuration\n")
-            .nth(1)
-            .expect("README has a Configuration section");
-        let section = section.split("\n## ").next().unwrap_or_default();
-        section
+    /// README.md, read when the test runs (so a rewrite is seen).
+    fn readme_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")
+    }
+
+    /// The rows of the README's configuration table, whole, as
+    /// `(line index, line)`.
+    fn readme_rows(readme: &str) -> Vec<(usize, &str)> {
+        let start = readme
             .lines()
-            .filter(|line| line.starts_with("| `"))
-            .map(|line| {
-                let mut cells = line.trim_start_matches('|').split(" | ").map(str::trim);
-                let mut next = || cells.next().unwrap_or_default().to_owned();
-                (next(), next(), next())
-            })
+            .position(|line| line == "## Configuration")
+            .expect("README has a Configuration section");
+        readme
+            .lines()
+            .enumerate()
+            .skip(start + 1)
+            .take_while(|(_, line)| !line.starts_with("## "))
+            .filter(|(_, line)| line.starts_with("| `"))
             .collect()
     }
 
+    /// The first cell of a table row, backticks kept.
+    fn first_cell(row: &str) -> &str {
+        row.trim_start_matches('|')
+            .split(" | ")
+            .next()
+            .unwrap_or_default()
+            .trim()
+    }
+
+    fn is_variable_row(row: &str) -> bool {
+        VARIABLES
+            .iter()
+            .any(|v| first_cell(row) == format!("`{}`", v.name))
+    }
+
+    /// The README's rows for [`VARIABLES`] are produced from the table
+    /// (`Variable::readme_row`), in its order. After changing the table, run
+    /// `UPDATE_README=1 cargo test readme_configuration_table` to rewrite them.
     #[test]
     fn readme_configuration_table_matches_the_variables() {
         use clap::CommandFactory;
 
-        let rows = readme_rows();
-        let listed: Vec<_> = rows
+        let path = readme_path();
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let rows = readme_rows(&readme);
+        let want: Vec<String> = VARIABLES.iter().map(Variable::readme_row).collect();
+        let listed: Vec<&str> = rows
             .iter()
-            .filter(|(name, _, _)| VARIABLES.iter().any(|v| *name == format!("`{}`", v.name)))
+            .map(|&(_, row)| row)
+            .filter(|row| is_variable_row(row))
             .collect();
-        assert_eq!(listed.len(), VARIABLES.len(), "README rows: {listed:?}");
-        for ((name, flag, default), var) in listed.into_iter().zip(VARIABLES) {
-            // Same order as `--help`.
-            assert_eq!(*name, format!("`{}`", var.name));
-            assert_eq!(*flag, format!("`--{}`", var.flag), "{name}");
-            match var.default {
-                Some(value) => assert!(default.starts_with(&format!("`{value}`")), "{name}"),
-                None => assert!(
-                    default.starts_with('—') || default == "by provider",
-                    "{name}: {default}"
-                ),
+        if listed != want {
+            assert!(
+                std::env::var_os("UPDATE_README").is_some(),
+                "README.md's configuration rows differ from config::VARIABLES (rewrite them \
+                 with UPDATE_README=1 cargo test readme_configuration_table):\n  \
+                 README: {listed:#?}\n  table: {want:#?}"
+            );
+            // The variables' rows, wherever they were, go where the first was.
+            let at = rows
+                .iter()
+                .find(|(_, row)| is_variable_row(row))
+                .map_or(rows.last().map_or(0, |(i, _)| *i), |(i, _)| *i);
+            let mut lines: Vec<String> = Vec::new();
+            for (i, line) in readme.lines().enumerate() {
+                if i == at {
+                    lines.extend(want.iter().cloned());
+                }
+                if !(rows.iter().any(|(r, _)| *r == i) && is_variable_row(line)) {
+                    lines.push(line.to_owned());
+                }
             }
+            std::fs::write(&path, lines.join("\n") + "\n").unwrap();
         }
 
         // The other rows are the binary's own flags (and RUST_LOG).
@@ -441,7 +474,12 @@ mod tests {
                 Some((format!("`{env}`"), format!("`--{}`", a.get_long()?)))
             })
             .collect();
-        for (name, flag, _) in &rows {
+        for &(_, row) in rows.iter().filter(|(_, row)| !is_variable_row(row)) {
+            let mut cells = row.trim_start_matches('|').split(" | ").map(str::trim);
+            let (name, flag) = (
+                cells.next().unwrap_or_default(),
+                cells.next().unwrap_or_default(),
+            );
             if name == "`RUST_LOG`" {
                 continue;
             }
