@@ -298,9 +298,24 @@ pub fn cold_store(
 
 /// The hot store `config` describes.
 pub fn hot_store(config: &HotConfig) -> Result<std::sync::Arc<dyn Store>> {
+    hot_store_as(config, FsStore::open_existing)
+}
+
+/// The hot store `config` describes, in the role `coldsweep restore` needs:
+/// the one store it writes to, and only the restored objects themselves
+/// (a folder store opened with [`FsStore::open_for_restore`]; the S3 and
+/// Supabase stores are the same as [`hot_store`]'s).
+pub fn restore_hot_store(config: &HotConfig) -> Result<std::sync::Arc<dyn Store>> {
+    hot_store_as(config, FsStore::open_for_restore)
+}
+
+fn hot_store_as(
+    config: &HotConfig,
+    open_fs: fn(std::path::PathBuf) -> Result<FsStore>,
+) -> Result<std::sync::Arc<dyn Store>> {
     Ok(match config {
-        HotConfig::Fs { root } => std::sync::Arc::new(
-            FsStore::open_existing(root.clone()).map_err(|e| match e.kind() {
+        HotConfig::Fs { root } => {
+            std::sync::Arc::new(open_fs(root.clone()).map_err(|e| match e.kind() {
                 ErrorKind::BucketNotFound => Error::new(
                     ErrorKind::InvalidInput,
                     format!(
@@ -310,8 +325,8 @@ pub fn hot_store(config: &HotConfig) -> Result<std::sync::Arc<dyn Store>> {
                     ),
                 ),
                 _ => e,
-            })?,
-        ),
+            })?)
+        }
         HotConfig::S3(s3) => {
             std::sync::Arc::new(S3Store::with_settings(s3)?.with_region_variable("HOT_S3_REGION"))
         }
