@@ -1,6 +1,6 @@
 //! `coldsweep restore`: archived blobs back to the hot store, verified, the
-//! catalog pointing hot again; on Postgres + S3, on SQLite + folders, and
-//! through a crash.
+//! catalog pointing hot again; on Postgres + S3, on SQLite + folders, through
+//! a crash, and through the binary.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use coldsweep::restore::{
 use coldsweep::store::{FsStore, exists};
 use coldsweep::{Archiver, Catalog, Store};
 
-use crate::cli::files_under;
+use crate::cli::{Setup, files_under, run};
 use crate::faults::{Fault, FaultyStore, Op};
 use crate::pipeline::{Backend, HOT_BUCKET, Rig, cold_location, hot_location};
 
@@ -396,6 +396,116 @@ async fn the_restore_role_of_a_folder_store_refuses_a_missing_bucket() {
         .unwrap_err();
     assert_eq!(err.kind(), coldsweep::ErrorKind::BucketNotFound, "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// The CLI: a dry run that changes nothing, then `--yes --json`.
+#[tokio::test]
+async fn cli_dry_run_then_json_report() {
+    let setup = Setup::new();
+    setup.seed_clean(2).await;
+    let ran = run(&mut setup.cmd(&["sweep", "--once"]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert_eq!(files_under(&setup.hot_bucket()).len(), 0);
+
+    let ran = run(&mut setup.cmd(&["restore"]));
+    assert_eq!(ran.code, Some(2), "{}", ran.show());
+    assert!(ran.stderr.contains("--task"), "{}", ran.show());
+
+    let hot = ["--hot-bucket", HOT_BUCKET];
+    let ran = run(setup
+        .cmd(&["restore", "--job", "clean-0", "--task", "nope"])
+        .args(hot));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert!(
+        ran.stdout.contains("Would restore 2 tasks"),
+        "{}",
+        ran.show()
+    );
+    assert!(
+        ran.stdout.contains("task nope: no such task"),
+        "{}",
+        ran.show()
+    );
+    assert!(ran.stdout.contains("--yes"), "{}", ran.show());
+    assert_eq!(files_under(&setup.hot_bucket()).len(), 0, "a dry run wrote");
+
+    let ran = run(setup
+        .cmd(&["restore", "--job", "clean-0", "--json"])
+        .args(hot));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    let plan: serde_json::Value = serde_json::from_str(&ran.stdout).expect("one JSON object");
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["planned"].as_array().unwrap().len(), 2);
+    assert_eq!(plan["planned"][0]["task_id"], "clean-0-t0");
+    assert_eq!(
+        plan["planned"][0]["hot_key"],
+        "jobs/clean-0/tasks/clean-0-t0/page-content.html.gz"
+    );
+
+    let ran = run(&mut setup.cmd(&[
+        "restore",
+        "--job",
+        "clean-0",
+        "--task",
+        "nope",
+        "--yes",
+        "--json",
+        "--delete-cold",
+        "--hot-bucket",
+        HOT_BUCKET,
+    ]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    let done: serde_json::Value = serde_json::from_str(&ran.stdout).expect("one JSON object");
+    assert_eq!(done["dry_run"], false);
+    assert_eq!(done["hot_bucket"], HOT_BUCKET);
+    let restored: Vec<&str> = done["restored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(restored, ["clean-0-t0", "clean-0-t1"]);
+    assert_eq!(done["failed"].as_array().unwrap().len(), 0);
+    assert_eq!(done["skipped"][0]["task_id"], "nope");
+    assert_eq!(done["skipped"][0]["reason"], "no_such_task");
+    assert_eq!(done["cold_deleted"], 2);
+    assert_eq!(done["jobs_reopened"][0], "clean-0");
+    assert_eq!(files_under(&setup.hot_bucket()).len(), 2);
+    assert_eq!(files_under(&setup.cold_bucket()).len(), 0);
+    let catalog = setup.catalog().await;
+    assert_eq!(job_status(&catalog, "clean-0").await, "completed");
+}
+
+#[tokio::test]
+async fn cli_exits_1_on_a_corrupt_cold_copy_and_2_without_a_hot_bucket() {
+    let setup = Setup::new();
+    setup.seed_clean(1).await;
+    let ran = run(&mut setup.cmd(&["sweep", "--once"]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    let cold = files_under(&setup.cold_bucket());
+    assert_eq!(cold.len(), 1);
+    std::fs::write(&cold[0], b"not the page").unwrap();
+
+    // No hot row is left to say which bucket: --hot-bucket is required.
+    let ran = run(&mut setup.cmd(&["restore", "--job", "clean-0", "--yes"]));
+    assert_eq!(ran.code, Some(2), "{}", ran.show());
+    assert!(ran.stderr.contains("--hot-bucket"), "{}", ran.show());
+
+    let ran = run(&mut setup.cmd(&[
+        "restore",
+        "--job",
+        "clean-0",
+        "--yes",
+        "--hot-bucket",
+        HOT_BUCKET,
+    ]));
+    assert_eq!(ran.code, Some(1), "{}", ran.show());
+    assert!(ran.stdout.contains("corrupt"), "{}", ran.show());
+    assert_eq!(files_under(&setup.hot_bucket()).len(), 0, "{}", ran.show());
+    let catalog = setup.catalog().await;
+    let row = catalog.task("clean-0-t0").await.unwrap().unwrap();
+    assert_eq!(row.state(), BlobState::Archived);
+    assert_eq!(job_status(&catalog, "clean-0").await, "archived");
 }
 
 /// Jobs in the ranking: a restored job counts as finished at its restore.
