@@ -146,6 +146,19 @@ async fn restore_round_trip_on_postgres_and_s3() {
             .unwrap()
     );
     rig.audit(&pages).await;
+
+    // Archived again, the kept cold copies are found and reused: only
+    // "new"'s page, whose copy was deleted, is uploaded.
+    let (cold, faults) = FaultyStore::wrap(rig.cold.clone());
+    let report = rig
+        .archiver_with(rig.hot.clone(), cold, rig.config(0))
+        .sweep()
+        .await;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.archived, 3, "{report}");
+    assert_eq!(faults.puts.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(job_status(rig.catalog.as_ref(), "old").await, "archived");
+    rig.audit(&pages).await;
 }
 
 fn restorer_with(rig: &Rig, options: RestoreOptions) -> Restorer {
@@ -210,6 +223,49 @@ async fn a_restore_killed_after_the_hot_put_is_finished_by_the_next_one() {
         .filter(|f| f.to_string_lossy().ends_with(".gz"))
         .collect();
     assert_eq!(hot_files.len(), 3, "{hot_files:?}");
+}
+
+#[tokio::test]
+async fn a_switch_after_the_lease_ran_out_changes_nothing_and_a_rerun_converges() {
+    let rig = Rig::new(Backend::SqliteFs).await;
+    let pages = archived_old_job(&rig).await;
+    let (hot, faults) = FaultyStore::wrap(rig.hot.clone());
+    faults.gate.close();
+    let (clock, now) = clock();
+    let restorer = restorer(&rig, hot, options()).with_clock(clock);
+    let request = job("old");
+    let progress = Progress::new();
+    let run = restorer.run(&request, &progress);
+    tokio::pin!(run);
+    // Both pages are put and wait at their read-back; meanwhile the lease
+    // runs out (a stalled process), and another worker could take the rows.
+    tokio::select! {
+        _ = &mut run => panic!("the restore should be held at the gate"),
+        () = faults.gate.held(2) => {}
+    }
+    *now.lock().unwrap() += chrono::Duration::minutes(5);
+    faults.gate.open();
+    let report = run.await.unwrap();
+    assert!(report.restored.is_empty(), "{report:?}");
+    assert_eq!(report.failed.len(), 2, "{report:?}");
+    assert!(
+        report
+            .failed
+            .iter()
+            .all(|f| f.kind == FailureKind::Error(coldsweep::ErrorKind::LeaseLost)),
+        "{report:?}"
+    );
+    assert!(report.jobs_reopened.is_empty());
+    for task in ["old-t1", "old-t2"] {
+        assert_eq!(rig.row(task).await.state(), BlobState::Archived, "{task}");
+    }
+    assert_eq!(job_status(rig.catalog.as_ref(), "old").await, "archived");
+
+    let report = restorer.run(&request, &Progress::new()).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(restored_ids(&report), ["old-t1", "old-t2"]);
+    assert_eq!(job_status(rig.catalog.as_ref(), "old").await, "failed");
+    rig.audit(&pages).await;
 }
 
 #[tokio::test]
