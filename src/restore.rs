@@ -468,12 +468,27 @@ impl Restorer {
                 ));
             }
         };
+        let hot = Location::new(self.options.hot_bucket.clone(), hot_key);
+        if hot == cold
+            && self.hot.namespace().is_some()
+            && self.hot.namespace() == self.cold.namespace()
+        {
+            // Restoring would "copy" the object onto itself, and
+            // --delete-cold would then delete the only copy.
+            return Err(skip(
+                &row,
+                SkipReason::BadRow(format!(
+                    "hot and cold are the same object ({hot} in {})",
+                    self.hot.namespace().unwrap_or_default()
+                )),
+            ));
+        }
         Ok(PlannedRow {
             task_id: row.id.clone(),
             job_id: row.job_id.clone(),
             cold,
             cold_provider: row.html_archive_provider.clone(),
-            hot: Location::new(self.options.hot_bucket.clone(), hot_key),
+            hot,
             size: row
                 .html_compressed_size_bytes
                 .and_then(|n| u64::try_from(n).ok()),

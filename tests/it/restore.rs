@@ -440,6 +440,40 @@ async fn the_folder_hot_store_gets_back_only_the_restored_objects() {
 }
 
 #[tokio::test]
+async fn a_cold_copy_that_is_the_hot_object_itself_is_not_restored() {
+    let rig = Rig::new(Backend::SqliteFs).await;
+    archived_old_job(&rig).await;
+    // Cold store and hot bucket point at the same folder and bucket: the
+    // hot object would be the cold copy, and --delete-cold its only copy.
+    let root = rig.temp_dir().unwrap().join("cold");
+    let same: Arc<dyn Store> = Arc::new(FsStore::open_for_restore(&root).unwrap());
+    let mut into_cold = options();
+    into_cold.hot_bucket = crate::pipeline::COLD_BUCKET.to_owned();
+    into_cold.delete_cold = true;
+    let report = Restorer::new(rig.catalog.clone(), rig.cold.clone(), same, into_cold)
+        .run(&job("old"), &Progress::new())
+        .await
+        .unwrap();
+    assert!(
+        report.restored.is_empty() && report.failed.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(report.cold_deleted, 0);
+    assert_eq!(report.skipped.len(), 2, "{report:?}");
+    assert!(
+        report
+            .skipped
+            .iter()
+            .all(|s| matches!(&s.reason, SkipReason::BadRow(why) if why.contains("same object"))),
+        "{report:?}"
+    );
+    for task in ["old-t1", "old-t2"] {
+        assert_eq!(rig.row(task).await.state(), BlobState::Archived, "{task}");
+        assert!(rig.cold.get(&cold_location("old", task)).await.is_ok());
+    }
+}
+
+#[tokio::test]
 async fn the_restore_role_of_a_folder_store_refuses_a_missing_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let err = FsStore::open_for_restore(dir.path().join("absent")).unwrap_err();
