@@ -462,6 +462,47 @@ mod tests {
         assert_eq!(left, ["b"], "the hot root holds only what was there");
     }
 
+    #[tokio::test]
+    async fn the_restore_role_writes_only_the_object_and_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("hot");
+        std::fs::create_dir_all(root.join("b")).unwrap();
+        let store = FsStore::open_for_restore(&root).unwrap();
+        let at = Location::new("b", ObjectKey::new("jobs/j/tasks/t/page.gz").unwrap());
+        for body in [&b"first"[..], &b"second, longer"[..]] {
+            store
+                .put(&at, Bytes::copy_from_slice(body), &PutOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(store.get(&at).await.unwrap(), body);
+        }
+        let folder = root.join("b/jobs/j/tasks/t");
+        let names: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            ["page.gz"],
+            "a temporary file was left beside the object"
+        );
+        let top: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(top, ["b"], "something was created at the root");
+
+        let mut with_meta = PutOptions::default();
+        with_meta.metadata.insert("sha256".into(), "ab".into());
+        let other = Location::new("b", ObjectKey::new("other").unwrap());
+        let err = store
+            .put(&other, Bytes::from_static(b"x"), &with_meta)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(!root.join("b/other").exists());
+    }
+
     #[cfg(unix)]
     #[tokio::test]
     async fn symlinks_out_of_the_root_are_refused() {

@@ -474,6 +474,51 @@ async fn a_cold_copy_that_is_the_hot_object_itself_is_not_restored() {
 }
 
 #[tokio::test]
+async fn supabase_hot_store_gets_the_page_back_over_a_stale_object() {
+    let server = crate::harness::supabase::SupabaseServer::start().await;
+    server.create_bucket(HOT_BUCKET);
+    let hot: Arc<dyn Store> =
+        Arc::new(coldsweep::store::SupabaseStore::new(&server.config()).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("catalog.db").display());
+    let catalog = coldsweep::catalog::connect(&url).await.unwrap();
+    catalog.migrate().await.unwrap();
+    let cold: Arc<dyn Store> = Arc::new(FsStore::new(dir.path().join("cold")).unwrap());
+    let rig = Rig::from_parts(
+        Backend::SqliteFs,
+        catalog,
+        hot.clone(),
+        cold,
+        vec![Box::new(dir)],
+    );
+    let mut config = rig.config(1);
+    config.provider = coldsweep::Provider::Fs;
+    rig.job("old", 1, "failed", 1).await;
+    rig.job("new", 1, "completed", 5).await;
+    let page = rig.task("old", "old-t1").await;
+    rig.task("new", "new-t1").await;
+    let report = rig
+        .archiver_with(hot.clone(), rig.cold.clone(), config)
+        .sweep()
+        .await;
+    assert_eq!(report.archived, 1, "{report}");
+    let key = hot_location("old", "old-t1").key;
+    assert_eq!(server.object(HOT_BUCKET, key.as_str()), None);
+    // What an interrupted restore (or anyone) left at the key is replaced.
+    server.seed(HOT_BUCKET, key.as_str(), b"stale");
+
+    let report = restorer(&rig, hot, options())
+        .run(&job("old"), &Progress::new())
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(restored_ids(&report), ["old-t1"]);
+    assert_eq!(server.object(HOT_BUCKET, key.as_str()), Some(page));
+    assert_eq!(rig.row("old-t1").await.state(), BlobState::Hot);
+    assert_eq!(job_status(rig.catalog.as_ref(), "old").await, "failed");
+}
+
+#[tokio::test]
 async fn the_restore_role_of_a_folder_store_refuses_a_missing_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let err = FsStore::open_for_restore(dir.path().join("absent")).unwrap_err();
