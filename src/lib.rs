@@ -17,6 +17,8 @@
 //! - [`keys`]: the object key layout and the validated [`ObjectKey`].
 //! - [`scrub`]: read archived blobs back from cold storage and check them
 //!   against the catalog (`coldsweep verify`); read-only.
+//! - [`restore`]: copy archived blobs back to the hot store, verified, and
+//!   point the catalog at them again (`coldsweep restore`).
 //! - [`metrics`]: Prometheus metrics, one table of them (no-ops until a recorder is installed).
 //!
 //! Every step is idempotent: a crash anywhere is finished by the next sweep.
@@ -73,6 +75,7 @@ pub mod keys;
 pub mod metrics;
 pub mod model;
 pub mod progress;
+pub mod restore;
 pub mod scrub;
 pub mod source;
 pub mod store;

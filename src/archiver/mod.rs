@@ -30,6 +30,7 @@ use crate::source::{ArchiveSource, TaskHtmlSource};
 use crate::store::Store;
 use crate::store::retry::Retry;
 
+pub(crate) mod lease;
 mod pipeline;
 mod stream;
 mod verify;
@@ -1138,36 +1139,19 @@ impl Archiver {
         }
     }
 
-    /// Every third of a lease, extend the leases of the rows in `claims`
-    /// (one write per beat). A beat that fails or hangs is only logged:
-    /// the leases then run out, and the fenced writes of this worker's
-    /// blobs fail instead of racing the next holder.
+    /// Keep the leases of the rows in `claims` alive (see [`lease::heartbeat`]).
     async fn heartbeat(&self, source: &dyn ArchiveSource, claims: &Claims) -> Infallible {
-        let every = (self.config.lease / 3).max(Duration::from_millis(1));
-        loop {
-            tokio::time::sleep(every).await;
-            let ids = claims.ids();
-            if ids.is_empty() {
-                continue;
-            }
-            let fence = self.fence();
-            let until = self.lease_end(fence.now);
-            match tokio::time::timeout(every, source.extend_leases(&ids, fence, until)).await {
-                Ok(Ok(kept)) if kept < ids.len() as u64 => {
-                    tracing::warn!(
-                        source = source.name(),
-                        held = ids.len(),
-                        kept,
-                        "some claims ran out or were taken over; their blobs will not be finished by this worker"
-                    )
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(source = source.name(), error = %e.chain(), "extending claims failed")
-                }
-                Err(_) => tracing::warn!(source = source.name(), "extending claims timed out"),
-            }
-        }
+        lease::heartbeat(
+            self.config.lease,
+            &claims.0,
+            source.name(),
+            |ids| async move {
+                let fence = self.fence();
+                let until = self.lease_end(fence.now);
+                source.extend_leases(&ids, fence, until).await
+            },
+        )
+        .await
     }
 
     async fn process(
@@ -1302,23 +1286,16 @@ struct Tally {
 /// Task ids of the claims a sweep holds (queued, in flight, waiting for
 /// bookkeeping or judgement), shared with its heartbeat.
 #[derive(Default)]
-struct Claims(std::sync::Mutex<HashSet<String>>);
+struct Claims(lease::Held);
 
 impl Claims {
     fn hold(&self, candidates: &[ArchiveCandidate]) {
-        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        held.extend(candidates.iter().map(|c| c.task_id.clone()));
+        self.0.hold(candidates.iter().map(|c| c.task_id.clone()));
     }
 
     /// The claim is settled: recorded, handed back, or lost.
     fn release(&self, candidate: &ArchiveCandidate) {
-        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        held.remove(&candidate.task_id);
-    }
-
-    fn ids(&self) -> Vec<String> {
-        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        held.iter().cloned().collect()
+        self.0.release(&candidate.task_id);
     }
 }
 
@@ -1444,7 +1421,7 @@ fn log_report(report: &SweepReport) {
     }
 }
 
-fn default_worker_id() -> String {
+pub(crate) fn default_worker_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()

@@ -309,6 +309,17 @@ impl ResetFilter {
     }
 }
 
+/// What one [`Catalog::record_restored_many`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Tasks switched back to their hot location (in no particular order);
+    /// a row missing from them was no longer archived under this worker's
+    /// lease and was left as it was.
+    pub tasks: Vec<String>,
+    /// Jobs of those tasks whose status came back from `archived` (by id).
+    pub jobs_reopened: Vec<String>,
+}
+
 /// A hot bucket the catalog references, with one of its hot objects (for
 /// `coldsweep check`, which looks that object up in the hot store).
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -340,7 +351,8 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     async fn mark_archived_jobs(&self) -> Result<u64>;
 
     /// The jobs whose task HTML a sweep starting at `free_before` may move,
-    /// oldest first (`COALESCE(completed_at, created_at)`, no time first,
+    /// oldest first (`COALESCE(restored_at, completed_at, created_at)`: a
+    /// restored job counts as finished at its restore; no time first,
     /// then id bytewise): terminal jobs older than the newest
     /// `retention_jobs` terminal jobs of their (domain, organisation), with
     /// a row claimable at `free_before`. Reads every terminal job: once per
@@ -519,6 +531,34 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// switched to cold, neither quarantined nor lost), by name (bytewise), at
     /// most `limit`. Reads every hot row: for checks, not for sweeps.
     async fn hot_buckets(&self, limit: usize) -> Result<Vec<HotBucket>>;
+
+    /// Task rows whose id is one of `tasks` or whose job is one of `jobs`,
+    /// by id (bytewise), whatever their state: what a restore looks at.
+    async fn tasks_selected(&self, tasks: &[String], jobs: &[String]) -> Result<Vec<TaskRow>>;
+
+    /// Those of `ids` that name a job in the catalog, by id (bytewise).
+    async fn known_jobs(&self, ids: &[String]) -> Result<Vec<String>>;
+
+    /// Claim for a restore those of `task_ids` that are archived (cold key
+    /// set, hot path NULL, no recorded state) and not under a live lease or
+    /// back-off at `lease.free_before` (on Postgres, rows locked by another
+    /// claim right now are skipped). Returns the claimed rows, by id.
+    async fn claim_archived(&self, task_ids: &[String], lease: &Lease) -> Result<Vec<TaskRow>>;
+
+    /// The catalog switch of a restore, in one transaction: each of `rows`
+    /// (task id, hot key) still archived and held by `fence` gets
+    /// `html_storage_bucket = hot_bucket` and its hot key, and loses its cold
+    /// location, its archive time and its lease; then every job of those
+    /// rows gets `restored_at = fence.now` and, where its status is
+    /// `archived`, its status before (`status_before_archived`, else
+    /// `completed`). A row not held is left as it was (see
+    /// [`Restored::tasks`]).
+    async fn record_restored_many(
+        &self,
+        rows: &[(String, String)],
+        hot_bucket: &str,
+        fence: Fence<'_>,
+    ) -> Result<Restored>;
 }
 
 /// Open the catalog at `url`: `postgres://…`/`postgresql://…` or `sqlite:…`

@@ -24,9 +24,9 @@ use super::fixtures::Fixtures;
 use super::sql::POSTGRES as SQL;
 use super::{
     Catalog, CatalogStatus, HotBucket, JobRetention, JobRow, MIGRATIONS_TABLE, ResetFilter,
-    TaskRow, bind_task, candidate_from_row, classify, fence_miss, lease_raced, migrate_error,
-    missing_migrations, no_cold_location, retention_from_row, sort_claimed, unreadable_reason,
-    with_own_table,
+    Restored, TaskRow, bind_task, candidate_from_row, classify, fence_miss, lease_raced,
+    migrate_error, missing_migrations, no_cold_location, retention_from_row, sort_claimed,
+    unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{BlobState, Claim, Fence, Lease, Unreadable, Verdict};
@@ -63,10 +63,10 @@ macro_rules! ranked_cte {
         concat!(
             "ranked AS (
                 SELECT j.id,
-                       COALESCE(j.completed_at, j.created_at) AS job_time,
+                       COALESCE(j.restored_at, j.completed_at, j.created_at) AS job_time,
                        row_number() OVER (
                            PARTITION BY j.domain_id, j.organisation_id
-                           ORDER BY COALESCE(j.completed_at, j.created_at) DESC NULLS LAST,
+                           ORDER BY COALESCE(j.restored_at, j.completed_at, j.created_at) DESC NULLS LAST,
                                     j.id COLLATE \"C\" DESC
                        ) AS rank
                 FROM jobs j
@@ -701,7 +701,7 @@ impl Catalog for PgCatalog {
             LEFT JOIN ranked r ON r.id = j.id
             LEFT JOIN counts c ON c.job_id = j.id
             ORDER BY j.domain_id, j.organisation_id NULLS LAST,
-                     COALESCE(j.completed_at, j.created_at) DESC NULLS LAST, j.id COLLATE \"C\" DESC"
+                     COALESCE(j.restored_at, j.completed_at, j.created_at) DESC NULLS LAST, j.id COLLATE \"C\" DESC"
         ))
         .fetch_all(&self.pool)
         .await
@@ -879,6 +879,135 @@ impl Catalog for PgCatalog {
             .map(TaskRow::from_row)
             .collect::<Result<_, _>>()
             .map_err(classify)
+    }
+
+    async fn tasks_selected(&self, tasks: &[String], jobs: &[String]) -> Result<Vec<TaskRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE id = ANY($1) OR job_id = ANY($2) ORDER BY id COLLATE \"C\""
+        ))
+        .bind(tasks)
+        .bind(jobs)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(TaskRow::from_row)
+            .collect::<Result<_, _>>()
+            .map_err(classify)
+    }
+
+    async fn known_jobs(&self, ids: &[String]) -> Result<Vec<String>> {
+        sqlx::query_scalar("SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id COLLATE \"C\"")
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)
+    }
+
+    async fn claim_archived(&self, task_ids: &[String], lease: &Lease) -> Result<Vec<TaskRow>> {
+        if task_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // As a sweep's claim: rows locked by another claimer are skipped,
+        // and the archived test sits in the locking scan.
+        let rows = sqlx::query(concat!(
+            "UPDATE tasks
+             SET html_lease_owner = $2, html_lease_expires_at = $3
+             WHERE id IN (
+                 SELECT t.id FROM tasks t
+                 WHERE t.id = ANY($1) AND t.html_archive_state IS NULL
+                   AND t.html_storage_path IS NULL AND t.html_archive_key IS NOT NULL
+                   AND (t.html_lease_expires_at IS NULL OR t.html_lease_expires_at < $4)
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING ",
+            task_columns!()
+        ))
+        .bind(task_ids)
+        .bind(&lease.owner)
+        .bind(lease.until)
+        .bind(lease.free_before)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let mut claimed = rows
+            .iter()
+            .map(TaskRow::from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(classify)?;
+        claimed.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(claimed)
+    }
+
+    async fn record_restored_many(
+        &self,
+        rows: &[(String, String)],
+        hot_bucket: &str,
+        fence: Fence<'_>,
+    ) -> Result<Restored> {
+        if rows.is_empty() {
+            return Ok(Restored::default());
+        }
+        let (ids, keys): (Vec<&str>, Vec<&str>) = rows
+            .iter()
+            .map(|(id, key)| (id.as_str(), key.as_str()))
+            .unzip();
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let switched: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE tasks AS t
+             SET html_storage_bucket = $3, html_storage_path = v.key,
+                 html_archive_provider = NULL, html_archive_bucket = NULL,
+                 html_archive_key = NULL, html_archived_at = NULL,
+                 html_archive_error = NULL,
+                 html_lease_owner = NULL, html_lease_expires_at = NULL
+             FROM unnest($1::text[], $2::text[]) AS v(id, key)
+             WHERE t.id = v.id AND t.html_archive_state IS NULL
+               AND t.html_storage_path IS NULL AND t.html_archive_key IS NOT NULL
+               AND t.html_lease_owner = $5 AND t.html_lease_expires_at >= $4
+             RETURNING t.id, t.job_id",
+        )
+        .bind(ids)
+        .bind(keys)
+        .bind(hot_bucket)
+        .bind(fence.now)
+        .bind(fence.owner)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let mut jobs: Vec<String> = switched.iter().map(|(_, job)| job.clone()).collect();
+        jobs.sort();
+        jobs.dedup();
+        // Locked first, so the job marker cannot change a status between
+        // the look and the write.
+        let jobs_reopened: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE id = ANY($1) AND status = 'archived'
+             ORDER BY id COLLATE \"C\" FOR UPDATE",
+        )
+        .bind(&jobs)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        sqlx::query(
+            "UPDATE jobs
+             SET restored_at = $2,
+                 status = CASE WHEN status = 'archived'
+                               THEN COALESCE(status_before_archived, 'completed')
+                               ELSE status END,
+                 status_before_archived = CASE WHEN status = 'archived' THEN NULL
+                                               ELSE status_before_archived END
+             WHERE id = ANY($1)",
+        )
+        .bind(&jobs)
+        .bind(fence.now)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(Restored {
+            tasks: switched.into_iter().map(|(id, _)| id).collect(),
+            jobs_reopened,
+        })
     }
 }
 

@@ -17,7 +17,7 @@ use super::ResetFilter;
 /// (quarantined ones keep theirs) or any state (a lost blob never makes a
 /// job look archived) holds its job back.
 pub(super) const MARK_ARCHIVED_JOBS: &str = concat!(
-    "UPDATE jobs SET status = 'archived'
+    "UPDATE jobs SET status = 'archived', status_before_archived = status
      WHERE status IN ",
     terminal_list!(),
     "

@@ -29,9 +29,9 @@ use super::fixtures::Fixtures;
 use super::sql::SQLITE as SQL;
 use super::{
     Catalog, CatalogStatus, HotBucket, JobRetention, JobRow, MIGRATIONS_TABLE, ResetFilter,
-    TaskRow, bind_task, candidate_from_row, classify, fence_miss, lease_raced, migrate_error,
-    missing_migrations, no_cold_location, retention_from_row, sort_claimed, unreadable_reason,
-    with_own_table,
+    Restored, TaskRow, bind_task, candidate_from_row, classify, fence_miss, lease_raced,
+    migrate_error, missing_migrations, no_cold_location, retention_from_row, sort_claimed,
+    unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{BlobState, Claim, Fence, Lease, Unreadable, Verdict};
@@ -46,10 +46,19 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 static MIGRATOR: LazyLock<Migrator> =
     LazyLock::new(|| with_own_table(&sqlx::migrate!("migrations/sqlite")));
 
-/// A job's retention time, as text and as a comparable number.
+/// A job's retention time: a restored job counts as finished at its
+/// restore (`COALESCE(j.restored_at, j.completed_at, j.created_at)`).
 macro_rules! job_time {
     ($j:literal) => {
-        concat!("COALESCE(", $j, ".completed_at, ", $j, ".created_at)")
+        concat!(
+            "COALESCE(",
+            $j,
+            ".restored_at, ",
+            $j,
+            ".completed_at, ",
+            $j,
+            ".created_at)"
+        )
     };
 }
 
@@ -799,6 +808,131 @@ impl Catalog for SqliteCatalog {
             .map(TaskRow::from_row)
             .collect::<Result<_, _>>()
             .map_err(classify)
+    }
+
+    async fn tasks_selected(&self, tasks: &[String], jobs: &[String]) -> Result<Vec<TaskRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE id IN (SELECT value FROM json_each(?1))
+                 OR job_id IN (SELECT value FROM json_each(?2))
+              ORDER BY id"
+        ))
+        .bind(json_list(tasks))
+        .bind(json_list(jobs))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows.iter().map(task_row_for_report).collect())
+    }
+
+    async fn known_jobs(&self, ids: &[String]) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
+        )
+        .bind(json_list(ids))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
+    async fn claim_archived(&self, task_ids: &[String], lease: &Lease) -> Result<Vec<TaskRow>> {
+        if task_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(concat!(
+            "UPDATE tasks
+             SET html_lease_owner = ?2, html_lease_expires_at = ?3
+             WHERE id IN (SELECT value FROM json_each(?1)) AND html_archive_state IS NULL
+               AND html_storage_path IS NULL AND html_archive_key IS NOT NULL
+               AND (html_lease_expires_at IS NULL
+                    OR julianday(html_lease_expires_at) < julianday(?4))
+             RETURNING ",
+            task_columns!()
+        ))
+        .bind(json_list(task_ids))
+        .bind(&lease.owner)
+        .bind(lease.until)
+        .bind(lease.free_before)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let mut claimed = rows
+            .iter()
+            .map(TaskRow::from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(classify)?;
+        claimed.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(claimed)
+    }
+
+    async fn record_restored_many(
+        &self,
+        rows: &[(String, String)],
+        hot_bucket: &str,
+        fence: Fence<'_>,
+    ) -> Result<Restored> {
+        if rows.is_empty() {
+            return Ok(Restored::default());
+        }
+        let pairs = serde_json::to_string(rows).expect("pairs of strings are JSON");
+        // One write transaction: the first statement writes, so it holds
+        // the write lock from the start.
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let switched: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE tasks
+             SET html_storage_bucket = ?2, html_storage_path = v.key,
+                 html_archive_provider = NULL, html_archive_bucket = NULL,
+                 html_archive_key = NULL, html_archived_at = NULL,
+                 html_archive_error = NULL,
+                 html_lease_owner = NULL, html_lease_expires_at = NULL
+             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS key
+                   FROM json_each(?1)) AS v
+             WHERE tasks.id = v.id AND tasks.html_archive_state IS NULL
+               AND tasks.html_storage_path IS NULL AND tasks.html_archive_key IS NOT NULL
+               AND tasks.html_lease_owner = ?4
+               AND julianday(tasks.html_lease_expires_at) >= julianday(?3)
+             RETURNING tasks.id, tasks.job_id",
+        )
+        .bind(pairs)
+        .bind(hot_bucket)
+        .bind(fence.now)
+        .bind(fence.owner)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let mut jobs: Vec<String> = switched.iter().map(|(_, job)| job.clone()).collect();
+        jobs.sort();
+        jobs.dedup();
+        let jobs = json_list(&jobs);
+        let jobs_reopened: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?1))
+               AND status = 'archived' ORDER BY id",
+        )
+        .bind(&jobs)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        sqlx::query(
+            "UPDATE jobs
+             SET restored_at = ?2,
+                 status = CASE WHEN status = 'archived'
+                               THEN COALESCE(status_before_archived, 'completed')
+                               ELSE status END,
+                 status_before_archived = CASE WHEN status = 'archived' THEN NULL
+                                               ELSE status_before_archived END
+             WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(&jobs)
+        .bind(fence.now)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(Restored {
+            tasks: switched.into_iter().map(|(id, _)| id).collect(),
+            jobs_reopened,
+        })
     }
 }
 

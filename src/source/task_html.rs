@@ -15,7 +15,8 @@ use crate::source::ArchiveSource;
 
 /// Task HTML of terminal jobs older than the newest `retention_jobs` terminal
 /// jobs of the same (domain, organisation), ordered by
-/// `COALESCE(completed_at, created_at)`.
+/// `COALESCE(restored_at, completed_at, created_at)` (a restored job counts
+/// as finished at its restore).
 ///
 /// The eligible jobs are found once per sweep (a sweep = the claims made
 /// with one [`Lease::free_before`]); each claim then takes rows from where

@@ -4,6 +4,14 @@
 //! written to `<root>/.coldsweep-tmp/`, synced, then renamed into place, so a
 //! crash never leaves a half-written object under its real name.
 //!
+//! Three roles: cold ([`FsStore::new`]: reads, writes, deletes), hot
+//! ([`FsStore::open_existing`]: reads and deletes, writes refused) and
+//! restore ([`FsStore::open_for_restore`]: the hot folder, written by
+//! `coldsweep restore`). The restore role creates nothing at the root: a
+//! body goes to a temporary file beside its object
+//! (`.<name>.coldsweep-tmp-<random>`, removed if the write fails), synced,
+//! then renamed into place; only a crash mid-write can leave that file.
+//!
 //! What it keeps: the bytes, their size, and user metadata (as `user.*`
 //! extended attributes; the filesystem must support them). It keeps **no**
 //! ETag, `Content-Type` or `Content-Encoding`: [`Store::head`] reports `None`
@@ -40,15 +48,25 @@ const TMP_DIR: &str = ".coldsweep-tmp";
 pub struct FsStore {
     /// Canonical root.
     root: PathBuf,
-    /// `false` for a store opened with [`FsStore::open_existing`].
-    writable: bool,
+    role: Role,
     adapter: Adapter,
+}
+
+/// What a folder store may do to its root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Reads, writes through the atomic-write folder, deletes.
+    Cold,
+    /// Reads and deletes; writes refused.
+    Hot,
+    /// The hot folder written by a restore: writes go beside their object.
+    Restore,
 }
 
 impl FsStore {
     /// Where an upload to `location` goes; a hot-role store refuses any.
     async fn writable_path(&self, location: &Location) -> Result<String> {
-        if !self.writable {
+        if self.role == Role::Hot {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,
                 format!("put fs:{location}: this folder store only reads and deletes (hot role)"),
@@ -81,7 +99,7 @@ impl FsStore {
         let root = &settings.root;
         std::fs::create_dir_all(root)
             .map_err(|e| io_error(e, format_args!("fs store root {}", root.display())))?;
-        Self::build(root, true)
+        Self::build(root, Role::Cold)
     }
 
     /// A store over the existing folder the checked `settings` name that
@@ -92,9 +110,28 @@ impl FsStore {
     /// existing folder: a mistyped root must stop the archiver, not make
     /// every blob look missing.
     pub fn open_existing_with_settings(settings: &FsSettings) -> Result<FsStore> {
-        let root = &settings.root;
+        Self::existing(&settings.root, Role::Hot)
+    }
+
+    /// The hot folder `root`, for `coldsweep restore` to write restored
+    /// objects back into: like [`FsStore::open_existing`] (nothing is created
+    /// at the root, a missing root is [`ErrorKind::BucketNotFound`]), but
+    /// [`Store::put`] writes, into an existing bucket folder only, through a
+    /// temporary file beside the object. Keeps no user metadata: a put that
+    /// carries some is refused.
+    pub fn open_for_restore(root: impl Into<PathBuf>) -> Result<FsStore> {
+        let config = FsConfig { root: root.into() };
+        Self::open_for_restore_with_settings(&config.build(PLAIN_ROOT_NAME)?)
+    }
+
+    /// [`FsStore::open_for_restore`] over checked settings.
+    pub fn open_for_restore_with_settings(settings: &FsSettings) -> Result<FsStore> {
+        Self::existing(&settings.root, Role::Restore)
+    }
+
+    fn existing(root: &Path, role: Role) -> Result<FsStore> {
         match std::fs::metadata(root) {
-            Ok(meta) if meta.is_dir() => Self::build(root, false),
+            Ok(meta) if meta.is_dir() => Self::build(root, role),
             Ok(_) => Err(Error::new(
                 ErrorKind::BucketNotFound,
                 format!("fs store root {} is not a folder", root.display()),
@@ -110,7 +147,7 @@ impl FsStore {
         }
     }
 
-    fn build(root: &Path, writable: bool) -> Result<FsStore> {
+    fn build(root: &Path, role: Role) -> Result<FsStore> {
         let root = root
             .canonicalize()
             .map_err(|e| io_error(e, format_args!("fs store root {}", root.display())))?;
@@ -120,7 +157,7 @@ impl FsStore {
             return Err(not_utf8(PLAIN_ROOT_NAME, &root));
         };
         let mut builder = Fs::default().root(root_str);
-        if writable {
+        if role == Role::Cold {
             builder = builder.atomic_write_dir(&format!("{root_str}/{TMP_DIR}"));
         }
         let op = Operator::new(builder).map_err(|e| {
@@ -132,9 +169,78 @@ impl FsStore {
         })?;
         Ok(FsStore {
             root,
-            writable,
+            role,
             adapter: Adapter::new(op, Retry::NONE),
         })
+    }
+
+    /// The restore role's write: into a temporary file beside the object
+    /// (in the object's folder, created under an existing bucket folder),
+    /// synced, renamed into place; the temporary file is removed if any
+    /// step fails.
+    async fn put_beside(
+        &self,
+        location: &Location,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<()> {
+        let what = Named(location);
+        if !options.metadata.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("put {what}: the restore role of a folder store keeps no user metadata"),
+            ));
+        }
+        self.confined(location).await?;
+        let bucket = self.root.join(&location.bucket);
+        match tokio::fs::metadata(&bucket).await {
+            Ok(meta) if meta.is_dir() => {}
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::BucketNotFound,
+                    format!("put {what}: no bucket folder {}", bucket.display()),
+                ));
+            }
+        }
+        let target = bucket.join(location.key.as_str());
+        let (Some(folder), Some(name)) = (target.parent(), target.file_name()) else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("put {what}: key names no file"),
+            ));
+        };
+        tokio::fs::create_dir_all(folder)
+            .await
+            .map_err(|e| io_error(e, format_args!("put {what}: create its folder")))?;
+        // The folders just made are under the bucket; a link swapped in
+        // meanwhile is caught here, before a byte is written.
+        self.refuse_escape(folder, &what).await?;
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let tmp = folder.join(format!(
+            ".{}.coldsweep-tmp-{suffix}",
+            name.to_string_lossy()
+        ));
+        let (tmp_path, target_path, folder_path) = (tmp.clone(), target.clone(), folder.to_owned());
+        let written = tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp_path)?;
+            file.write_all(&body)?;
+            file.sync_all()?;
+            drop(file);
+            std::fs::rename(&tmp_path, &target_path)?;
+            // The rename itself survives a crash once its folder is synced.
+            std::fs::File::open(&folder_path)?.sync_all()
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_error(e, format_args!("put {what}")));
+        }
+        Ok(())
     }
 
     /// The (canonical) root folder.
@@ -213,7 +319,7 @@ impl fmt::Debug for FsStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FsStore")
             .field("root", &self.root)
-            .field("writable", &self.writable)
+            .field("role", &self.role)
             .finish_non_exhaustive()
     }
 }
@@ -261,6 +367,10 @@ impl Store for FsStore {
         body: Bytes,
         options: &PutOptions,
     ) -> Result<PutResult> {
+        if self.role == Role::Restore {
+            self.put_beside(location, body, options).await?;
+            return Ok(PutResult::default());
+        }
         let path = self.writable_path(location).await?;
         self.adapter
             .put(&path, body, options, &Named(location))
@@ -282,9 +392,17 @@ impl Store for FsStore {
         &self,
         location: &Location,
         _size: u64,
-        body: ByteStream,
+        mut body: ByteStream,
         options: &PutOptions,
     ) -> Result<PutResult> {
+        if self.role == Role::Restore {
+            use futures::StreamExt as _;
+            let mut all = Vec::new();
+            while let Some(piece) = body.next().await {
+                all.extend_from_slice(&piece?);
+            }
+            return self.put(location, Bytes::from(all), options).await;
+        }
         let path = self.writable_path(location).await?;
         self.adapter
             .put_stream(&path, body, options, &Named(location))
@@ -361,6 +479,47 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, ["b"], "the hot root holds only what was there");
+    }
+
+    #[tokio::test]
+    async fn the_restore_role_writes_only_the_object_and_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("hot");
+        std::fs::create_dir_all(root.join("b")).unwrap();
+        let store = FsStore::open_for_restore(&root).unwrap();
+        let at = Location::new("b", ObjectKey::new("jobs/j/tasks/t/page.gz").unwrap());
+        for body in [&b"first"[..], &b"second, longer"[..]] {
+            store
+                .put(&at, Bytes::copy_from_slice(body), &PutOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(store.get(&at).await.unwrap(), body);
+        }
+        let folder = root.join("b/jobs/j/tasks/t");
+        let names: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            ["page.gz"],
+            "a temporary file was left beside the object"
+        );
+        let top: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(top, ["b"], "something was created at the root");
+
+        let mut with_meta = PutOptions::default();
+        with_meta.metadata.insert("sha256".into(), "ab".into());
+        let other = Location::new("b", ObjectKey::new("other").unwrap());
+        let err = store
+            .put(&other, Bytes::from_static(b"x"), &with_meta)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(!root.join("b/other").exists());
     }
 
     #[cfg(unix)]

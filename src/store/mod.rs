@@ -298,20 +298,33 @@ pub fn cold_store(
 
 /// The hot store `config` describes.
 pub fn hot_store(config: &HotConfig) -> Result<std::sync::Arc<dyn Store>> {
+    hot_store_as(config, FsStore::open_existing_with_settings)
+}
+
+/// The hot store `config` describes, in the role `coldsweep restore` needs:
+/// the one store it writes to, and only the restored objects themselves
+/// (a folder store opened with [`FsStore::open_for_restore`]; the S3 and
+/// Supabase stores are the same as [`hot_store`]'s).
+pub fn restore_hot_store(config: &HotConfig) -> Result<std::sync::Arc<dyn Store>> {
+    hot_store_as(config, FsStore::open_for_restore_with_settings)
+}
+
+fn hot_store_as(
+    config: &HotConfig,
+    open_fs: fn(&fs::FsSettings) -> Result<FsStore>,
+) -> Result<std::sync::Arc<dyn Store>> {
     Ok(match config {
-        HotConfig::Fs(fs) => std::sync::Arc::new(
-            FsStore::open_existing_with_settings(fs).map_err(|e| match e.kind() {
-                ErrorKind::BucketNotFound => Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "HOT_FS_ROOT: expected the existing folder that holds the hot buckets, \
+        HotConfig::Fs(fs) => std::sync::Arc::new(open_fs(fs).map_err(|e| match e.kind() {
+            ErrorKind::BucketNotFound => Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "HOT_FS_ROOT: expected the existing folder that holds the hot buckets, \
                          got {} (not found or not a folder; coldsweep never creates it)",
-                        fs.root().display()
-                    ),
+                    fs.root().display()
                 ),
-                _ => e,
-            })?,
-        ),
+            ),
+            _ => e,
+        })?),
         HotConfig::S3(s3) => {
             std::sync::Arc::new(S3Store::with_settings(s3)?.with_region_variable("HOT_S3_REGION"))
         }

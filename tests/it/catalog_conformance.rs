@@ -2372,6 +2372,141 @@ async fn rows(conn: &mut sqlx::PgConnection) -> Vec<String> {
     .unwrap()
 }
 
+/// Restore's catalog side: the job marker records the status it replaces,
+/// `claim_archived` takes only archived rows nobody holds,
+/// `record_restored_many` is fenced and gives each job its status back, and
+/// a restored job ranks as finished at the restore.
+pub(crate) async fn restore_switches_back_and_gives_jobs_their_status(db: &dyn Fixtures) {
+    for (id, status) in [
+        ("r-failed", "failed"),
+        ("r-cancelled", "cancelled"),
+        // Marked by a version that did not record the status before.
+        ("r-old", "archived"),
+        ("r-kept", "completed"),
+        ("r-newer", "completed"),
+    ] {
+        let done = if id == "r-newer" { 100 } else { 1 };
+        db.insert_job(&job(id, 11, None, status, minutes(0), Some(minutes(done))))
+            .await
+            .unwrap();
+        db.insert_task(&archived(hot_task(id, &format!("{id}-a"))))
+            .await
+            .unwrap();
+    }
+    // A hot page holds r-kept back from the marker (and r-newer hot too).
+    db.insert_task(&hot_task("r-kept", "r-kept-h"))
+        .await
+        .unwrap();
+    db.insert_task(&hot_task("r-newer", "r-newer-h"))
+        .await
+        .unwrap();
+    assert_eq!(db.mark_archived_jobs().await.unwrap(), 2);
+
+    let selected = db
+        .tasks_selected(&["r-kept-h".into(), "nope".into()], &["r-failed".into()])
+        .await
+        .unwrap();
+    let selected: Vec<&str> = selected.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(selected, ["r-failed-a", "r-kept-h"]);
+    let known = db
+        .known_jobs(&["r-old".into(), "nope".into(), "r-kept".into()])
+        .await
+        .unwrap();
+    assert_eq!(known, ["r-kept", "r-old"]);
+
+    let all: Vec<String> = [
+        "r-failed-a",
+        "r-cancelled-a",
+        "r-old-a",
+        "r-kept-a",
+        "r-kept-h",
+        "nope",
+    ]
+    .map(String::from)
+    .to_vec();
+    let now = later(0);
+    let claimed = db.claim_archived(&all, &lease("A", now)).await.unwrap();
+    let claimed: Vec<&str> = claimed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        claimed,
+        ["r-cancelled-a", "r-failed-a", "r-kept-a", "r-old-a"]
+    );
+    // Held by A: nobody else claims them, nobody else's switch lands.
+    assert!(
+        db.claim_archived(&all, &lease("B", now))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let switch: Vec<(String, String)> = claimed
+        .iter()
+        .map(|id| (id.to_string(), format!("hot/{id}")))
+        .collect();
+    let missed = db
+        .record_restored_many(&switch, "hot-bucket", fence("B", now))
+        .await
+        .unwrap();
+    assert!(missed.tasks.is_empty() && missed.jobs_reopened.is_empty());
+    assert_eq!(
+        db.task("r-old-a").await.unwrap().unwrap().state(),
+        BlobState::Archived
+    );
+
+    let at = now + Duration::minutes(1);
+    let done = db
+        .record_restored_many(&switch, "hot-bucket", fence("A", at))
+        .await
+        .unwrap();
+    assert_eq!(
+        done.tasks.iter().cloned().collect::<BTreeSet<_>>(),
+        strings(&claimed)
+    );
+    assert_eq!(done.jobs_reopened, ["r-cancelled", "r-failed", "r-old"]);
+    for id in &claimed {
+        let row = db.task(id).await.unwrap().unwrap();
+        assert_eq!(row.state(), BlobState::Hot, "{id}");
+        assert_eq!(row.html_storage_bucket.as_deref(), Some("hot-bucket"));
+        assert_eq!(row.html_storage_path, Some(format!("hot/{id}")));
+        assert_eq!(row.html_archive_provider, None, "{id}");
+        assert_eq!(row.html_archive_bucket, None, "{id}");
+        assert_eq!(row.html_archive_key, None, "{id}");
+        assert_eq!(row.html_archived_at, None, "{id}");
+        assert_eq!(row.html_lease_expires_at, None, "{id}");
+    }
+    let jobs: BTreeMap<String, (String, Option<i64>)> = db
+        .job_retention()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| (j.job.id, (j.job.status, j.rank)))
+        .collect();
+    assert_eq!(jobs["r-failed"].0, "failed");
+    assert_eq!(jobs["r-cancelled"].0, "cancelled");
+    assert_eq!(jobs["r-old"].0, "completed");
+    assert_eq!(jobs["r-kept"].0, "completed");
+    // Restored at `at`, long after r-newer finished: they outrank it.
+    assert_eq!(jobs["r-newer"].1, Some(5));
+    for id in ["r-failed", "r-cancelled", "r-old", "r-kept"] {
+        assert!(
+            jobs[id].1.is_some_and(|rank| rank <= 4),
+            "{id}: {:?}",
+            jobs[id]
+        );
+    }
+    // Retention 4 keeps the four restored jobs hot.
+    assert_eq!(
+        db.eligible_jobs(4, at).await.unwrap(),
+        ["r-newer"],
+        "only the job older than the four restored ones is eligible"
+    );
+    // A second switch of the same rows finds nothing archived.
+    let again = db
+        .claim_archived(&all, &lease("A", at + Duration::minutes(1)))
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+}
+
 macro_rules! on_both_backends {
     ($($check:ident),* $(,)?) => {
         mod postgres {
@@ -2415,6 +2550,7 @@ on_both_backends!(
     failing_tasks_soonest_retry_first,
     status_counts_missing_and_waiting,
     claims_take_jobs_in_order,
+    restore_switches_back_and_gives_jobs_their_status,
 );
 
 #[tokio::test]

@@ -121,12 +121,12 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 /// A SQLite catalog and two folder stores in a temp folder, configured for
 /// the binary through environment variables only.
-struct Setup {
+pub(crate) struct Setup {
     dir: tempfile::TempDir,
 }
 
 impl Setup {
-    fn new() -> Setup {
+    pub(crate) fn new() -> Setup {
         let setup = Setup {
             dir: tempfile::tempdir().unwrap(),
         };
@@ -134,28 +134,28 @@ impl Setup {
         setup
     }
 
-    fn db(&self) -> PathBuf {
+    pub(crate) fn db(&self) -> PathBuf {
         self.dir.path().join("catalog.db")
     }
 
-    fn hot_root(&self) -> PathBuf {
+    pub(crate) fn hot_root(&self) -> PathBuf {
         self.dir.path().join("hot")
     }
 
-    fn cold_root(&self) -> PathBuf {
+    pub(crate) fn cold_root(&self) -> PathBuf {
         self.dir.path().join("cold")
     }
 
-    fn cold_bucket(&self) -> PathBuf {
+    pub(crate) fn cold_bucket(&self) -> PathBuf {
         self.cold_root().join(COLD_BUCKET)
     }
 
-    fn hot_bucket(&self) -> PathBuf {
+    pub(crate) fn hot_bucket(&self) -> PathBuf {
         self.hot_root().join(HOT_BUCKET)
     }
 
     /// The binary, configured for this setup by environment variables.
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = coldsweep();
         cmd.args(args)
             .env("DATABASE_URL", format!("sqlite:{}", self.db().display()))
@@ -167,18 +167,18 @@ impl Setup {
         cmd
     }
 
-    async fn catalog(&self) -> SqliteCatalog {
+    pub(crate) async fn catalog(&self) -> SqliteCatalog {
         let catalog = SqliteCatalog::open(&self.db()).await.unwrap();
         catalog.migrate().await.unwrap();
         catalog
     }
 
-    fn hot(&self) -> FsStore {
+    pub(crate) fn hot(&self) -> FsStore {
         FsStore::new(self.hot_root()).unwrap()
     }
 
     /// The demo's sample data (with its one tampered and one missing page).
-    async fn seed_demo(&self) {
+    pub(crate) async fn seed_demo(&self) {
         let catalog = self.catalog().await;
         coldsweep::demo::seed(&catalog, &self.hot(), &DemoSpec::default())
             .await
@@ -188,7 +188,7 @@ impl Setup {
 
     /// Four finished jobs of one domain; the oldest has `tasks` good pages,
     /// so a sweep with the default retention (3) moves exactly those.
-    async fn seed_clean(&self, tasks: usize) {
+    pub(crate) async fn seed_clean(&self, tasks: usize) {
         let catalog = self.catalog().await;
         let hot = self.hot();
         let base = Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap();

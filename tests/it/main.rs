@@ -19,6 +19,7 @@ mod metrics;
 mod migrate;
 mod pipeline;
 mod profiles;
+mod restore;
 mod s3_answers;
 mod schedule;
 mod scrub;

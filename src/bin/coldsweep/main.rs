@@ -50,6 +50,31 @@ Examples:
 
 Exit codes: 0 done (or nothing to do), 2 bad arguments or settings.";
 
+const RESTORE_HELP: &str = "\
+Copies archived blobs back to the hot store and points the catalog at them again. Select tasks
+with --task and whole jobs with --job (both repeatable). Without --yes it only lists what it
+would restore, and what it cannot (still hot, lost, missing, quarantined, unknown ids).
+
+For each row, in this order: claim it (rows a sweep or another restore holds are left alone),
+read the cold copy and check it against the catalog (size, SHA-256 of the page), put it in the
+hot store at jobs/{job}/tasks/{task}/page-content.html.gz, read it back and check it again, then
+switch the catalog back to hot. A job marked archived gets back the status it had before. A
+copy that disagrees with the catalog is reported corrupt and nothing is written hot.
+
+The cold copy is kept unless you add --delete-cold (deleted only after the switch). A restored
+job counts as finished at the restore, so sweeps keep it hot until ARCHIVE_RETENTION_JOBS newer
+jobs of its (domain, organisation) finish. Takes the same settings as `run`; the hot bucket is
+--hot-bucket, or the one bucket the catalog's hot rows use.
+
+Examples:
+  coldsweep restore --job 2024-05-crawl                  # what would be restored
+  coldsweep restore --job 2024-05-crawl --yes            # do it
+  coldsweep restore --task t-123 --task t-124 --yes --hot-bucket task-html
+  coldsweep restore --job 2024-05-crawl --yes --delete-cold --json
+
+Exit codes: 0 every restorable row restored (or a dry run), 1 any row failed or was corrupt
+(re-run to retry; nothing is lost), 2 bad arguments or settings.";
+
 #[derive(Parser)]
 #[command(name = "coldsweep", version, about = ABOUT, after_help = AFTER_HELP)]
 struct Cli {
@@ -145,6 +170,16 @@ enum Command {
         scrub: commands::VerifyArgs,
     },
 
+    /// Bring archived blobs back to the hot store, verified, and point the catalog at them again
+    /// (a dry run unless --yes).
+    #[command(after_help = RESTORE_HELP)]
+    Restore {
+        #[command(flatten)]
+        settings: Settings,
+        #[command(flatten)]
+        restore: commands::RestoreArgs,
+    },
+
     /// Create or update the catalog schema (safe to repeat).
     Migrate(DbArgs),
 
@@ -182,6 +217,7 @@ async fn main() -> ExitCode {
         Command::Check(settings) => commands::check(settings).await,
         Command::Verify { settings, scrub } => commands::verify(settings, scrub).await,
         Command::Reset { db, reset } => commands::reset(db, reset).await,
+        Command::Restore { settings, restore } => commands::restore(settings, restore).await,
         Command::Migrate(db) => commands::migrate(db).await,
         Command::Demo { dir, reset } => commands::demo(&dir, reset).await,
     };
@@ -239,7 +275,9 @@ mod tests {
     #[test]
     fn every_variable_is_a_flag_of_every_settings_command() {
         let cli = Cli::command();
-        for name in ["run", "sweep", "plan", "status", "check", "verify"] {
+        for name in [
+            "run", "sweep", "plan", "status", "check", "verify", "restore",
+        ] {
             let sub = cli.find_subcommand(name).unwrap();
             let envs: Vec<_> = sub
                 .get_arguments()

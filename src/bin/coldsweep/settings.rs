@@ -44,7 +44,7 @@ impl std::error::Error for BadSettings {}
 
 /// A library error: [`BadSettings`] when it is about a value the user
 /// gave (kind `InvalidInput`), else as is.
-fn bad(err: coldsweep::Error) -> anyhow::Error {
+pub(crate) fn bad(err: coldsweep::Error) -> anyhow::Error {
     if err.kind() != ErrorKind::InvalidInput {
         return err.into();
     }
@@ -288,6 +288,12 @@ pub(crate) fn cold_store(
 /// The hot store `config` describes.
 pub(crate) fn hot_store(config: &HotConfig) -> anyhow::Result<Arc<dyn Store>> {
     coldsweep::store::hot_store(config).map_err(bad)
+}
+
+/// The hot store `config` describes, opened for `coldsweep restore` (the one
+/// command that writes to it).
+pub(crate) fn restore_hot_store(config: &HotConfig) -> anyhow::Result<Arc<dyn Store>> {
+    coldsweep::store::restore_hot_store(config).map_err(bad)
 }
 
 /// `url` with any password replaced by `***`: in the user-info part

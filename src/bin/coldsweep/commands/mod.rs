@@ -21,6 +21,7 @@ mod check;
 mod demo;
 mod plan;
 mod reset;
+mod restore;
 mod status;
 mod verify;
 
@@ -29,6 +30,7 @@ use check::probe_cold;
 pub(crate) use demo::{DEFAULT_DIR as DEMO_DIR, demo};
 pub(crate) use plan::plan;
 pub(crate) use reset::{ResetArgs, reset};
+pub(crate) use restore::{RestoreArgs, restore};
 pub(crate) use status::status;
 pub(crate) use verify::{VerifyArgs, verify};
 

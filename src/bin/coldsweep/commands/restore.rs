@@ -1,0 +1,353 @@
+//! `coldsweep restore`: bring archived blobs back to the hot store.
+//!
+//! Exit codes: 0 every restorable row selected was restored (or a dry
+//! run), 1 any row failed or was corrupt, 2 bad arguments or settings.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use coldsweep::ErrorKind;
+use coldsweep::progress::Progress;
+use coldsweep::restore::{
+    self, Failure, RestoreOptions, RestorePlan, RestoreReport, RestoreRequest, Restorer, Skipped,
+};
+use serde::Serialize;
+
+use crate::format;
+use crate::format::out;
+use crate::settings::{BadSettings, Settings, bad, cold_store, restore_hot_store};
+
+/// What to restore, and whether to do it.
+#[derive(Args, Clone)]
+pub(crate) struct RestoreArgs {
+    /// This task (repeat for several)
+    #[arg(long = "task", value_name = "TASK_ID", help_heading = "Restore")]
+    tasks: Vec<String>,
+    /// Every archived task of this job (repeat for several)
+    #[arg(long = "job", value_name = "JOB_ID", help_heading = "Restore")]
+    jobs: Vec<String>,
+    /// Hot bucket to restore into; default: the one bucket the catalog's hot rows use
+    #[arg(long, value_name = "BUCKET", help_heading = "Restore")]
+    hot_bucket: Option<String>,
+    /// Delete each cold copy once its row points hot again (kept by default)
+    #[arg(long, help_heading = "Restore")]
+    delete_cold: bool,
+    /// Do it; without it, only list what would be restored
+    #[arg(long, help_heading = "Restore")]
+    yes: bool,
+    /// Print one JSON object on stdout instead of text
+    #[arg(long, help_heading = "Restore")]
+    json: bool,
+}
+
+/// `coldsweep restore`.
+pub(crate) async fn restore(settings: Settings, args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let request = RestoreRequest {
+        tasks: args.tasks.clone(),
+        jobs: args.jobs.clone(),
+    };
+    request
+        .validate()
+        .map_err(|e| BadSettings(format!("{}; see `coldsweep restore --help`", e.message())))?;
+    // Every setting first: a bad one is exit code 2 before anything is contacted.
+    let config = settings.enabled_config()?;
+    let (cold_config, hot_config) = settings.store_configs(&config)?;
+    let cold = cold_store(config.provider, &cold_config)?;
+    let hot = restore_hot_store(&hot_config)?;
+    let catalog = settings.db.connect_migrated().await?;
+    let hot_bucket = restore::hot_bucket(catalog.as_ref(), args.hot_bucket.as_deref())
+        .await
+        .map_err(bad)?;
+    let options = RestoreOptions {
+        hot_bucket,
+        delete_cold: args.delete_cold,
+        concurrency: config.concurrency,
+        lease: config.lease,
+        blob_timeout: config.blob_timeout,
+    };
+    let restorer = Restorer::new(catalog, cold, hot, options);
+
+    if !args.yes {
+        let plan = restorer.plan(&request).await?;
+        if args.json {
+            print_json(&Json::dry_run(restorer.options(), &plan))?;
+        } else {
+            print_plan(&restorer, &plan);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let report = match restorer.run(&request, &Progress::new()).await {
+        Ok(report) => report,
+        // A hot bucket that is not there is a setting (or --hot-bucket) to fix.
+        Err(e) if e.kind() == ErrorKind::BucketNotFound => {
+            return Err(BadSettings(format!(
+                "{}; check --hot-bucket and the hot store's settings",
+                e.chain()
+            ))
+            .into());
+        }
+        Err(e) => return Err(bad(e)),
+    };
+    if args.json {
+        print_json(&Json::done(restorer.options(), &report))?;
+    } else {
+        print_report(&restorer, &report);
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_plan(restorer: &Restorer, plan: &RestorePlan) {
+    let options = restorer.options();
+    let what = format::count(plan.rows.len() as u64, "task", "tasks");
+    if plan.rows.is_empty() {
+        out!("Nothing to restore: no selected task is archived.");
+    } else {
+        out!(
+            "Would restore {what} ({}) to hot bucket {}:",
+            format::bytes(plan.bytes()),
+            options.hot_bucket
+        );
+        for row in &plan.rows {
+            out!(
+                "  task {} (job {}): {}{} → {}{}",
+                row.task_id,
+                row.job_id,
+                row.cold_provider
+                    .as_deref()
+                    .map(|p| format!("{p}:"))
+                    .unwrap_or_default(),
+                row.cold,
+                row.hot,
+                row.size
+                    .map(|n| format!(" ({})", format::bytes(n)))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    print_skipped(&plan.skipped);
+    if !plan.rows.is_empty() {
+        out!(
+            "Dry run: nothing was changed. Run again with --yes to restore {what}{}.",
+            if options.delete_cold {
+                " and then delete their cold copies"
+            } else {
+                " (their cold copies are kept; add --delete-cold to delete them afterwards)"
+            }
+        );
+    }
+}
+
+fn print_skipped(skipped: &[Skipped]) {
+    if skipped.is_empty() {
+        return;
+    }
+    out!("Not restorable ({}):", skipped.len());
+    for skip in skipped {
+        let who = match (&skip.task_id, &skip.job_id) {
+            (Some(task), Some(job)) => format!("task {task} (job {job})"),
+            (Some(task), None) => format!("task {task}"),
+            (None, Some(job)) => format!("job {job}"),
+            (None, None) => "?".to_owned(),
+        };
+        out!("  {who}: {}", skip.reason);
+    }
+}
+
+fn print_failures(title: &str, failures: &[Failure]) {
+    if failures.is_empty() {
+        return;
+    }
+    out!("{title} ({}):", failures.len());
+    for f in failures {
+        out!(
+            "  task {} (job {}) {}: {}",
+            f.task_id,
+            f.job_id,
+            f.kind,
+            f.error
+        );
+    }
+}
+
+fn print_report(restorer: &Restorer, report: &RestoreReport) {
+    let options = restorer.options();
+    out!(
+        "Restored {} ({}) to hot bucket {}; {} failed.",
+        format::count(report.restored.len() as u64, "task", "tasks"),
+        format::bytes(report.bytes),
+        options.hot_bucket,
+        report.failed.len()
+    );
+    for row in &report.restored {
+        out!("  task {} (job {}) → {}", row.task_id, row.job_id, row.hot);
+    }
+    print_failures("Not restored, still archived", &report.failed);
+    print_skipped(&report.skipped);
+    if !report.jobs_reopened.is_empty() {
+        out!(
+            "Jobs no longer archived (status as before archiving): {}",
+            report.jobs_reopened.join(", ")
+        );
+    }
+    if options.delete_cold {
+        out!(
+            "Cold copies deleted: {}.",
+            format::count(report.cold_deleted, "object", "objects")
+        );
+        print_failures(
+            "Cold copies not deleted (unreferenced now; delete them by hand or re-run)",
+            &report.cold_delete_failed,
+        );
+    } else if !report.restored.is_empty() {
+        out!(
+            "Cold copies kept (the catalog no longer points at them; a later archive reuses them)."
+        );
+    }
+    if !report.failed.is_empty() {
+        out!("Run the same command again to retry the rows not restored.");
+    }
+}
+
+/// The `--json` object; every field is documented in README's "JSON output".
+#[derive(Serialize)]
+struct Json {
+    dry_run: bool,
+    hot_bucket: String,
+    delete_cold: bool,
+    planned: Vec<JsonPlanned>,
+    restored: Vec<JsonRestored>,
+    failed: Vec<JsonFailure>,
+    skipped: Vec<JsonSkipped>,
+    cold_deleted: u64,
+    cold_delete_failed: Vec<JsonFailure>,
+    jobs_reopened: Vec<String>,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct JsonPlanned {
+    task_id: String,
+    job_id: String,
+    cold_provider: Option<String>,
+    cold_bucket: String,
+    cold_key: String,
+    hot_bucket: String,
+    hot_key: String,
+    size_bytes: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct JsonRestored {
+    task_id: String,
+    job_id: String,
+    hot_bucket: String,
+    hot_key: String,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct JsonFailure {
+    task_id: String,
+    job_id: String,
+    kind: &'static str,
+    error: String,
+}
+
+#[derive(Serialize)]
+struct JsonSkipped {
+    task_id: Option<String>,
+    job_id: Option<String>,
+    reason: &'static str,
+    detail: String,
+}
+
+impl Json {
+    fn dry_run(options: &RestoreOptions, plan: &RestorePlan) -> Self {
+        Self {
+            dry_run: true,
+            hot_bucket: options.hot_bucket.clone(),
+            delete_cold: options.delete_cold,
+            planned: plan
+                .rows
+                .iter()
+                .map(|row| JsonPlanned {
+                    task_id: row.task_id.clone(),
+                    job_id: row.job_id.clone(),
+                    cold_provider: row.cold_provider.clone(),
+                    cold_bucket: row.cold.bucket.clone(),
+                    cold_key: row.cold.key.as_str().to_owned(),
+                    hot_bucket: row.hot.bucket.clone(),
+                    hot_key: row.hot.key.as_str().to_owned(),
+                    size_bytes: row.size,
+                })
+                .collect(),
+            restored: Vec::new(),
+            failed: Vec::new(),
+            skipped: skipped(&plan.skipped),
+            cold_deleted: 0,
+            cold_delete_failed: Vec::new(),
+            jobs_reopened: Vec::new(),
+            bytes: plan.bytes(),
+        }
+    }
+
+    fn done(options: &RestoreOptions, report: &RestoreReport) -> Self {
+        Self {
+            dry_run: false,
+            hot_bucket: options.hot_bucket.clone(),
+            delete_cold: options.delete_cold,
+            planned: Vec::new(),
+            restored: report
+                .restored
+                .iter()
+                .map(|row| JsonRestored {
+                    task_id: row.task_id.clone(),
+                    job_id: row.job_id.clone(),
+                    hot_bucket: row.hot.bucket.clone(),
+                    hot_key: row.hot.key.as_str().to_owned(),
+                    bytes: row.bytes,
+                })
+                .collect(),
+            failed: failures(&report.failed),
+            skipped: skipped(&report.skipped),
+            cold_deleted: report.cold_deleted,
+            cold_delete_failed: failures(&report.cold_delete_failed),
+            jobs_reopened: report.jobs_reopened.clone(),
+            bytes: report.bytes,
+        }
+    }
+}
+
+fn skipped(skipped: &[Skipped]) -> Vec<JsonSkipped> {
+    skipped
+        .iter()
+        .map(|s| JsonSkipped {
+            task_id: s.task_id.clone(),
+            job_id: s.job_id.clone(),
+            reason: s.reason.as_str(),
+            detail: s.reason.to_string(),
+        })
+        .collect()
+}
+
+fn failures(failures: &[Failure]) -> Vec<JsonFailure> {
+    failures
+        .iter()
+        .map(|f| JsonFailure {
+            task_id: f.task_id.clone(),
+            job_id: f.job_id.clone(),
+            kind: f.kind.as_str(),
+            error: f.error.clone(),
+        })
+        .collect()
+}
+
+fn print_json(value: &Json) -> anyhow::Result<()> {
+    out!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
