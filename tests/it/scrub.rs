@@ -11,7 +11,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use coldsweep::catalog::TaskRow;
 use coldsweep::error::{Error, ErrorKind, Result};
-use coldsweep::scrub::{ScrubOptions, ScrubProblemKind, ScrubReport, in_sample, scrub};
+use coldsweep::progress::{Progress, Snapshot};
+use coldsweep::scrub::{
+    ScrubOptions, ScrubProblemKind, ScrubReport, in_sample, scrub, scrub_with_progress,
+};
 use coldsweep::store::{Location, ObjectMeta, PutOptions, PutResult, Store, meta};
 use coldsweep::{Catalog, ObjectKey};
 
@@ -400,10 +403,11 @@ async fn after_resumes_exactly_where_the_report_says() {
         // Snapshot the resume id after 3 objects of the first page (the
         // held first one still in flight) and after 8.
         let mut snapshots: Vec<(Option<String>, BTreeSet<String>)> = Vec::new();
-        let report = coldsweep::scrub::scrub_with_progress(
+        let report = scrub_with_progress(
             rig.catalog.as_ref(),
             cold.as_ref(),
             &options(4, page_size),
+            &Progress::new(),
             |report| {
                 if report.checked == 3 || report.checked == 8 {
                     let finished = watch.finished.lock().unwrap().clone();
@@ -552,4 +556,39 @@ async fn verify_command_exits_zero_when_clean_and_one_with_a_missing_blob() {
 
     let ran = run(coldsweep().args(["verify", "--help"]));
     assert!(ran.stdout.contains("read-only"), "{}", ran.show());
+}
+
+/// Catches: progress counters that miss objects, count bytes never read,
+/// or count a missing blob as fine.
+#[tokio::test]
+async fn scrub_counts_every_object_in_its_progress() {
+    let rig = Rig::new(Backend::SqliteFs).await;
+    let rows = archived_set(&rig).await;
+    let gone = &rows[2];
+    rig.cold.delete(&cold_location(gone)).await.unwrap();
+    let progress = Progress::new();
+    let report = scrub_with_progress(
+        rig.catalog.as_ref(),
+        rig.cold.as_ref(),
+        &options(3, 5),
+        &progress,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let read: u64 = rows
+        .iter()
+        .filter(|r| r.id != gone.id)
+        .map(|r| r.html_compressed_size_bytes.unwrap() as u64)
+        .sum();
+    assert_eq!(
+        progress.snapshot(),
+        Snapshot {
+            total: None,
+            objects: 12,
+            bytes: read,
+            problems: 1
+        }
+    );
+    assert_eq!(report.bytes_read, read);
 }

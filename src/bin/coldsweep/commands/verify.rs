@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
+use coldsweep::progress::Progress;
 use coldsweep::scrub::{ScrubOptions, ScrubReport, scrub_with_progress};
 
 use crate::format;
@@ -80,15 +81,21 @@ pub(crate) async fn verify(settings: Settings, args: VerifyArgs) -> anyhow::Resu
     let began = Instant::now();
     let mut last_line = Instant::now();
     let mut last_count = 0;
-    let report = scrub_with_progress(catalog.as_ref(), cold.as_ref(), &options, |report| {
-        if report.checked >= last_count + PROGRESS_EVERY_OBJECTS
-            || last_line.elapsed() >= PROGRESS_EVERY
-        {
-            last_line = Instant::now();
-            last_count = report.checked;
-            out!("  … {}", progress_line(report));
-        }
-    })
+    let report = scrub_with_progress(
+        catalog.as_ref(),
+        cold.as_ref(),
+        &options,
+        &Progress::new(),
+        |report| {
+            if report.checked >= last_count + PROGRESS_EVERY_OBJECTS
+                || last_line.elapsed() >= PROGRESS_EVERY
+            {
+                last_line = Instant::now();
+                last_count = report.checked;
+                out!("  … {}", progress_line(report));
+            }
+        },
+    )
     .await?;
 
     out!(
