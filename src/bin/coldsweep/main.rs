@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod commands;
 mod format;
+mod progress;
 mod settings;
+mod terminal;
 
 use settings::{DbArgs, MetricsArgs, Settings};
 
@@ -101,6 +103,8 @@ enum Command {
         #[arg(long)]
         retry_failed: bool,
         #[command(flatten)]
+        output: format::OutputArgs,
+        #[command(flatten)]
         settings: Settings,
     },
 
@@ -143,6 +147,8 @@ enum Command {
         settings: Settings,
         #[command(flatten)]
         scrub: commands::VerifyArgs,
+        #[command(flatten)]
+        output: format::OutputArgs,
     },
 
     /// Create or update the catalog schema (safe to repeat).
@@ -175,12 +181,17 @@ async fn main() -> ExitCode {
         Command::Sweep {
             once,
             retry_failed,
+            output,
             settings,
-        } => commands::sweep(once, retry_failed, settings).await,
+        } => commands::sweep(once, retry_failed, output, settings).await,
         Command::Plan(settings) => commands::plan(settings).await,
         Command::Status(settings) => commands::status(settings).await,
         Command::Check(settings) => commands::check(settings).await,
-        Command::Verify { settings, scrub } => commands::verify(settings, scrub).await,
+        Command::Verify {
+            settings,
+            scrub,
+            output,
+        } => commands::verify(settings, scrub, output).await,
         Command::Reset { db, reset } => commands::reset(db, reset).await,
         Command::Migrate(db) => commands::migrate(db).await,
         Command::Demo { dir, reset } => commands::demo(&dir, reset).await,
@@ -213,7 +224,8 @@ fn init_tracing(format: LogFormat, default_level: &str) {
     let no_credentials = filter_fn(|meta| {
         !(meta.target().starts_with("reqsign") && *meta.level() > tracing::Level::INFO)
     });
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Stderr, with a progress bar erased before each line.
+    let layer = tracing_subscriber::fmt::layer().with_writer(terminal::Stderr);
     let layer = match format {
         LogFormat::Text => layer.boxed(),
         LogFormat::Json => layer.json().boxed(),
