@@ -1501,6 +1501,12 @@ pub(crate) fn run_in_terminal(cmd: &Command) -> Ran {
         line.push(' ');
         line.push_str(&quote(arg));
     }
+    let found = Command::new("script").arg("--version").output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "these tests need `script` from util-linux (Debian: package bsdutils) to give \
+         coldsweep a terminal"
+    );
     let mut script = Command::new("script");
     script
         .env_clear()
