@@ -224,8 +224,11 @@ fn init_tracing(format: LogFormat, default_level: &str) {
     let no_credentials = filter_fn(|meta| {
         !(meta.target().starts_with("reqsign") && *meta.level() > tracing::Level::INFO)
     });
-    // Stderr, with a progress bar erased before each line.
-    let layer = tracing_subscriber::fmt::layer().with_writer(terminal::Stderr);
+    // Stderr, with a progress bar erased before each line; colours only on
+    // a terminal, so that a log file or a pipe gets plain text.
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(terminal::Stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let layer = match format {
         LogFormat::Text => layer.boxed(),
         LogFormat::Json => layer.json().boxed(),
