@@ -18,6 +18,9 @@
 //! - [`scrub`]: read archived blobs back from cold storage and check them
 //!   against the catalog (`coldsweep verify`); read-only.
 //! - [`metrics`]: Prometheus metrics, one table of them (no-ops until a recorder is installed).
+//! - [`progress`]: counters a sweep ([`Archiver::with_progress`]), a scrub
+//!   ([`scrub::scrub_with_progress`]) or a restore adds to, for a progress
+//!   bar to read at its own pace.
 //!
 //! Every step is idempotent: a crash anywhere is finished by the next sweep.
 //!
