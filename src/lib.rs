@@ -20,6 +20,9 @@
 //! - [`restore`]: copy archived blobs back to the hot store, verified, and
 //!   point the catalog at them again (`coldsweep restore`).
 //! - [`metrics`]: Prometheus metrics, one table of them (no-ops until a recorder is installed).
+//! - [`progress`]: counters a sweep ([`Archiver::with_progress`]), a scrub
+//!   ([`scrub::scrub_with_progress`]) or a restore adds to, for a progress
+//!   bar to read at its own pace.
 //!
 //! Every step is idempotent: a crash anywhere is finished by the next sweep.
 //!

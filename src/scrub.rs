@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use futures::StreamExt as _;
+use serde::{Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
 use crate::catalog::{Catalog, TaskRow};
@@ -31,6 +32,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::integrity::{Digest, check_against_catalog};
 use crate::keys::ObjectKey;
 use crate::model::ArchiveCandidate;
+use crate::progress::Progress;
 use crate::store::{Location, Store};
 
 /// Problems kept in [`ScrubReport::problems`] at most; the counts stay exact.
@@ -137,6 +139,22 @@ impl ScrubProblemKind {
     }
 }
 
+/// Two fields: `kind` ([`ScrubProblemKind::as_str`]) and `error_kind` (the
+/// [`ErrorKind`] of an unreadable object, else null).
+impl Serialize for ScrubProblemKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let error_kind = match self {
+            ScrubProblemKind::Unreadable(kind) => Some(kind.as_str()),
+            _ => None,
+        };
+        let mut s = serializer.serialize_struct("ScrubProblemKind", 2)?;
+        s.serialize_field("kind", self.as_str())?;
+        s.serialize_field("error_kind", &error_kind)?;
+        s.end()
+    }
+}
+
 impl fmt::Display for ScrubProblemKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -147,7 +165,10 @@ impl fmt::Display for ScrubProblemKind {
 }
 
 /// One archived blob that failed its check.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serialized (`coldsweep verify --json`) as `task_id`, `job_id`, `bucket`,
+/// `key`, `kind`, `error_kind` (see [`ScrubProblemKind`]) and `reason`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ScrubProblem {
     /// Task id.
     pub task_id: String,
@@ -158,13 +179,19 @@ pub struct ScrubProblem {
     /// Cold key the catalog records (empty if none).
     pub key: String,
     /// What is wrong.
+    #[serde(flatten)]
     pub kind: ScrubProblemKind,
     /// Why, in words.
     pub reason: String,
 }
 
 /// What a scrub found (so far, while it runs).
-#[derive(Debug, Default)]
+///
+/// Serializes with the field names below, except
+/// [`last_checked`](Self::last_checked), which is `after` (what to pass as
+/// `--after` to resume), and [`aborted`](Self::aborted), which is null or
+/// `{"kind", "message"}`.
+#[derive(Debug, Default, Serialize)]
 pub struct ScrubReport {
     /// Objects checked: `ok + missing + corrupt + unreadable`.
     pub checked: u64,
@@ -184,12 +211,33 @@ pub struct ScrubReport {
     pub bytes_read: u64,
     /// Every archived row with an id up to this one (and after the starting
     /// point) has been checked or passed over: resume with it as `after`.
+    #[serde(rename = "after")]
     pub last_checked: Option<String>,
     /// The failures, the first [`MAX_PROBLEMS_LISTED`] of them, in the order found.
     pub problems: Vec<ScrubProblem>,
     /// Set when the scrub stopped early because the catalog could not be
     /// read; `last_checked` still says where to resume.
+    #[serde(serialize_with = "error_or_null")]
     pub aborted: Option<Error>,
+}
+
+/// `null`, or the error's kind and its message with every cause.
+fn error_or_null<S: Serializer>(
+    error: &Option<Error>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Aborted {
+        kind: &'static str,
+        message: String,
+    }
+    error
+        .as_ref()
+        .map(|e| Aborted {
+            kind: e.kind().as_str(),
+            message: e.chain().to_string(),
+        })
+        .serialize(serializer)
 }
 
 impl ScrubReport {
@@ -203,7 +251,8 @@ impl ScrubReport {
         self.missing + self.corrupt + self.unreadable
     }
 
-    fn record(&mut self, row: &TaskRow, outcome: Outcome) {
+    fn record(&mut self, row: &TaskRow, outcome: Outcome, progress: &Progress) {
+        progress.object_done(outcome.bytes_read, outcome.result.is_ok());
         self.checked += 1;
         self.bytes_read += outcome.bytes_read;
         let kind = match outcome.result {
@@ -256,16 +305,22 @@ pub async fn scrub(
     cold: &dyn Store,
     options: &ScrubOptions,
 ) -> Result<ScrubReport> {
-    scrub_with_progress(catalog, cold, options, |_| {}).await
+    scrub_with_progress(catalog, cold, options, &Progress::new(), |_| {}).await
 }
 
-/// [`scrub`], calling `progress` with the report so far after every object
-/// (throttle in the callback).
+/// [`scrub`], counting every object checked in `progress` (its stored
+/// bytes read; a problem unless it passed) for a progress bar to read at
+/// its own pace, and calling `on_object` with the report so far after every
+/// object, for what needs more than counts (the resume point,
+/// [`ScrubReport::last_checked`]; throttle in the callback). Rows outside
+/// the sample are not counted; the total is left to the caller
+/// ([`Progress::set_total`]).
 pub async fn scrub_with_progress(
     catalog: &dyn Catalog,
     cold: &dyn Store,
     options: &ScrubOptions,
-    mut progress: impl FnMut(&ScrubReport),
+    progress: &Progress,
+    mut on_object: impl FnMut(&ScrubReport),
 ) -> Result<ScrubReport> {
     options.validate()?;
     let mut report = ScrubReport::default();
@@ -285,7 +340,7 @@ pub async fn scrub_with_progress(
             break;
         };
         cursor = Some(last.id.clone());
-        scrub_page(&page, cold, options, &mut report, &mut progress).await;
+        scrub_page(&page, cold, options, &mut report, progress, &mut on_object).await;
         if page.len() < options.page_size {
             break;
         }
@@ -301,7 +356,8 @@ async fn scrub_page(
     cold: &dyn Store,
     options: &ScrubOptions,
     report: &mut ScrubReport,
-    progress: &mut impl FnMut(&ScrubReport),
+    progress: &Progress,
+    on_object: &mut impl FnMut(&ScrubReport),
 ) {
     let selected: Vec<bool> = page
         .iter()
@@ -327,10 +383,10 @@ async fn scrub_page(
     )
     .buffer_unordered(options.concurrency);
     while let Some((i, outcome)) = results.next().await {
-        report.record(&page[i], outcome);
+        report.record(&page[i], outcome, progress);
         done[i] = true;
         advance(&done, report);
-        progress(report);
+        on_object(report);
     }
 }
 

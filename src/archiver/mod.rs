@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
@@ -26,6 +27,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{self, BlobOutcome, Step};
 use crate::model::{ArchiveCandidate, Claim, Fence, Lease};
+use crate::progress::Progress;
 use crate::source::{ArchiveSource, TaskHtmlSource};
 use crate::store::Store;
 use crate::store::retry::Retry;
@@ -60,13 +62,17 @@ impl JobMarker for CatalogJobMarker {
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// Something that went wrong for one blob or one step of a sweep.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serialized (`coldsweep sweep --once --json`) as `source`, `task_id`,
+/// `kind`, `error_kind` (see [`ProblemKind`]) and `message`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Problem {
     /// Source name.
     pub source: String,
     /// The blob's task, or `None` for a sweep-level step (claim, job marker).
     pub task_id: Option<String>,
     /// What happened: `quarantined`, `missing`, `lost`, `stopped`, or an error kind.
+    #[serde(flatten)]
     pub what: ProblemKind,
     /// Human explanation.
     pub message: String,
@@ -88,6 +94,43 @@ pub enum ProblemKind {
     Stopped,
 }
 
+impl ProblemKind {
+    /// `quarantined`, `missing`, `lost`, `failed` or `stopped`, without the
+    /// error kind of a failure (see [`ProblemKind::error_kind`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::Quarantined => "quarantined",
+            ProblemKind::Missing => "missing",
+            ProblemKind::Lost => "lost",
+            ProblemKind::Failed(_) => "failed",
+            ProblemKind::Stopped => "stopped",
+        }
+    }
+
+    /// The error kind of a failure; `None` for every other kind.
+    pub fn error_kind(self) -> Option<ErrorKind> {
+        match self {
+            ProblemKind::Failed(kind) => Some(kind),
+            _ => None,
+        }
+    }
+}
+
+/// Two fields: `kind` ([`ProblemKind::as_str`]) and `error_kind` (the
+/// [`ErrorKind`] of a failure, else null), so a script matches on strings.
+impl Serialize for ProblemKind {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut s = serializer.serialize_struct("ProblemKind", 2)?;
+        s.serialize_field("kind", self.as_str())?;
+        s.serialize_field("error_kind", &self.error_kind().map(ErrorKind::as_str))?;
+        s.end()
+    }
+}
+
 impl fmt::Display for ProblemKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -101,7 +144,9 @@ impl fmt::Display for ProblemKind {
 }
 
 /// What one sweep did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Serializes with the field names below (`coldsweep sweep --once --json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
     /// Jobs newly marked `archived`.
     pub jobs_archived: u64,
@@ -184,6 +229,7 @@ pub struct Archiver {
     worker_id: String,
     clock: Clock,
     status_gauges: Option<Arc<dyn Catalog>>,
+    progress: Progress,
 }
 
 impl fmt::Debug for Archiver {
@@ -277,6 +323,7 @@ impl Archiver {
             worker_id: default_worker_id(),
             clock: Arc::new(Utc::now),
             status_gauges: None,
+            progress: Progress::new(),
         }
     }
 
@@ -316,6 +363,18 @@ impl Archiver {
     /// when a metrics recorder is installed.
     pub fn with_status_gauges(mut self, catalog: Arc<dyn Catalog>) -> Self {
         self.status_gauges = Some(catalog);
+        self
+    }
+
+    /// Count every blob a sweep settles in `progress` (for a progress bar
+    /// or a status page): each one archived, finished, quarantined, found
+    /// missing or lost, or failed, as it is settled, with the stored bytes
+    /// it moved. Claims handed back untouched are not counted. The counts
+    /// add up over every sweep of this archiver; the total is left to the
+    /// caller ([`Progress::set_total`]). Without it, the counters are
+    /// private and nobody reads them.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
         self
     }
 
@@ -575,6 +634,7 @@ impl Archiver {
                             claims.release(&candidate);
                             let settled = Settled::Done(outcome);
                             record(
+                                &self.progress,
                                 report,
                                 source.name(),
                                 &candidate,
@@ -609,6 +669,7 @@ impl Archiver {
                     for row in claim.unreadable {
                         tracing::warn!(source = source.name(), task_id = %row.task_id, reason = %row.reason, "quarantined: left hot");
                         metrics::blob(source.name(), BlobOutcome::Quarantined, Duration::ZERO);
+                        self.progress.object_done(0, false);
                         report.problem(
                             source.name(),
                             Some(&row.task_id),
@@ -652,6 +713,7 @@ impl Archiver {
                                     bytes: verified.bytes,
                                 });
                                 record(
+                                    &self.progress,
                                     report,
                                     source.name(),
                                     &candidate,
@@ -888,7 +950,14 @@ impl Archiver {
         };
         for (candidate, settled, elapsed) in settled {
             claims.release(&candidate);
-            record(report, source.name(), &candidate, settled, elapsed);
+            record(
+                &self.progress,
+                report,
+                source.name(),
+                &candidate,
+                settled,
+                elapsed,
+            );
         }
     }
 
@@ -915,7 +984,14 @@ impl Archiver {
         }
         for (candidate, reason, elapsed) in std::mem::take(&mut tally.held) {
             let settled = self.record_missing(source, &candidate, reason).await;
-            record(report, source.name(), &candidate, settled, elapsed);
+            record(
+                &self.progress,
+                report,
+                source.name(),
+                &candidate,
+                settled,
+                elapsed,
+            );
         }
         Ok(())
     }
@@ -1346,8 +1422,10 @@ fn hot_settings(provider: &str) -> &'static str {
     }
 }
 
-/// Count one blob's result in the report and the metrics, and log it.
+/// Count one blob's result in the report, the progress counters and the
+/// metrics, and log it.
 fn record(
+    progress: &Progress,
     report: &mut SweepReport,
     source: &str,
     candidate: &ArchiveCandidate,
@@ -1355,11 +1433,13 @@ fn record(
     elapsed: Duration,
 ) {
     let task = candidate.task_id.as_str();
+    let mut moved = 0;
     let outcome = match settled {
         Settled::Done(Outcome::Archived { bytes }) => {
             tracing::debug!(source, task_id = task, bytes, "archived");
             report.archived += 1;
             report.bytes += bytes;
+            moved = bytes;
             metrics::archived_bytes(source, bytes);
             BlobOutcome::Archived
         }
@@ -1395,6 +1475,8 @@ fn record(
             BlobOutcome::Failed
         }
     };
+    let ok = matches!(outcome, BlobOutcome::Archived | BlobOutcome::Completed);
+    progress.object_done(moved, ok);
     metrics::blob(source, outcome, elapsed);
 }
 

@@ -1490,3 +1490,190 @@ async fn plan_keeps_columns_aligned_with_uuid_job_ids() {
     }
     assert_eq!((tables, rows), (2, jobs.len()), "{}", plan.stdout);
 }
+
+/// Run `cmd` with its stdin, stdout and stderr on a terminal (`script`
+/// gives it a pseudo-terminal), as a person at a shell would. Everything it
+/// writes arrives in `stdout`, as a terminal shows it.
+pub(crate) fn run_in_terminal(cmd: &Command) -> Ran {
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_str().unwrap().replace('\'', r"'\''"));
+    let mut line = quote(cmd.get_program());
+    for arg in cmd.get_args() {
+        line.push(' ');
+        line.push_str(&quote(arg));
+    }
+    let found = Command::new("script").arg("--version").output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "these tests need `script` from util-linux (Debian: package bsdutils) to give \
+         coldsweep a terminal"
+    );
+    let mut script = Command::new("script");
+    script
+        .env_clear()
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"]);
+    for (name, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            script.env(name, value);
+        }
+    }
+    run(&mut script)
+}
+
+/// Terminal control in `text`: the progress bar's carriage return and
+/// erase-line sequence, or any other escape sequence (log colours).
+fn has_control(text: &str) -> bool {
+    text.contains('\r') || text.contains('\x1b')
+}
+
+/// The one JSON object a `--json` run prints: stdout is exactly one line.
+pub(crate) fn json_of(ran: &Ran) -> serde_json::Value {
+    assert!(ran.stdout.ends_with('\n'), "{}", ran.show());
+    assert_eq!(ran.stdout.lines().count(), 1, "{}", ran.show());
+    let value: serde_json::Value = serde_json::from_str(&ran.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", ran.show()));
+    assert!(value.is_object(), "{}", ran.show());
+    value
+}
+
+/// An RFC 3339 time in UTC (`…Z`).
+pub(crate) fn assert_utc_time(value: &serde_json::Value) {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"));
+    assert!(text.ends_with('Z'), "{text}");
+    chrono::DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+}
+
+/// Catches: a JSON report whose counts are not what the sweep did, human
+/// text or a progress bar mixed into it, problems without their task or
+/// kind, and a `--json` exit code that says all is well when it is not.
+#[tokio::test]
+async fn sweep_once_json_reports_what_the_sweep_did() {
+    let setup = Setup::new();
+    let db = harness::pg::fresh_database().await;
+    let catalog = db.catalog().await;
+    catalog.migrate().await.unwrap();
+    coldsweep::demo::seed(&catalog, &setup.hot(), &DemoSpec::default())
+        .await
+        .unwrap();
+    let server = harness::s3::S3Server::start().await;
+    server.create_bucket(COLD_BUCKET);
+    let mut cmd = setup.cmd(&["sweep", "--once", "--json"]);
+    cmd.env("DATABASE_URL", db.url())
+        .env("ARCHIVE_PROVIDER", "minio")
+        .env("ARCHIVE_ENDPOINT", &server.endpoint)
+        .env("ARCHIVE_ACCESS_KEY_ID", &server.access_key)
+        .env("ARCHIVE_SECRET_ACCESS_KEY", &server.secret_key);
+    let ran = run(&mut cmd);
+    assert_eq!(
+        ran.code,
+        Some(1),
+        "one quarantined, one missing: {}",
+        ran.show()
+    );
+    let json = json_of(&ran);
+    assert!(
+        !has_control(&ran.stderr),
+        "progress off a terminal: {}",
+        ran.show()
+    );
+
+    // The counts are what the catalog now says happened.
+    let archived = catalog
+        .archived_tasks_after(None, None, 1000)
+        .await
+        .unwrap();
+    assert_eq!(archived.len(), 74);
+    let bytes: i64 = archived
+        .iter()
+        .map(|r| r.html_compressed_size_bytes.unwrap())
+        .sum();
+    assert_eq!(json["target"], "minio:cold-archive", "{json}");
+    assert_eq!(json["archived"], 74, "{json}");
+    assert_eq!(json["bytes"], bytes, "{json}");
+    assert_eq!(json["quarantined"], 1, "{json}");
+    assert_eq!(json["missing"], 1, "{json}");
+    for field in ["lost", "failed", "completed", "released"] {
+        assert_eq!(json[field], 0, "{field}: {json}");
+    }
+    let status = catalog.status(Utc::now()).await.unwrap();
+    assert_eq!(json["jobs_archived"], status.archived_jobs, "{json}");
+    assert_eq!(json["stopped"], false, "{json}");
+    assert_eq!(json["waiting"], 0, "{json}");
+    assert_eq!(json["retried_now"], serde_json::Value::Null, "{json}");
+    assert_utc_time(&json["started_at"]);
+    assert_utc_time(&json["finished_at"]);
+
+    let problems = json["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{json}");
+    let problem = |task: &str| {
+        problems
+            .iter()
+            .find(|p| p["task_id"] == task)
+            .unwrap_or_else(|| panic!("no problem for {task}: {json}"))
+    };
+    let tampered = problem(TAMPERED_TASK);
+    assert_eq!(tampered["kind"], "quarantined", "{json}");
+    assert_eq!(tampered["error_kind"], serde_json::Value::Null, "{json}");
+    assert_eq!(tampered["source"], "task_html", "{json}");
+    assert!(
+        tampered["message"]
+            .as_str()
+            .unwrap()
+            .contains("content digest mismatch"),
+        "{json}"
+    );
+    assert_eq!(problem(MISSING_TASK)["kind"], "missing", "{json}");
+    for (task, state) in [(TAMPERED_TASK, "quarantined"), (MISSING_TASK, "missing")] {
+        let row = catalog.task(task).await.unwrap().unwrap();
+        assert_eq!(row.html_archive_state.as_deref(), Some(state), "{task}");
+    }
+    catalog.pool().close().await;
+}
+
+/// Catches: a bar that is never drawn on a terminal, one drawn anyway with
+/// `--quiet`, and one left on screen (not erased before the report).
+#[tokio::test]
+async fn progress_bar_shows_on_a_terminal_unless_quiet() {
+    let setup = Setup::new();
+    setup.seed_clean(3).await;
+
+    let ran = run_in_terminal(&setup.cmd(&["sweep", "--once", "--quiet"]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert!(ran.stdout.contains("moved 3 blobs"), "{}", ran.show());
+    assert!(!ran.stdout.contains("\x1b[2K"), "--quiet: {}", ran.show());
+
+    let ran = run_in_terminal(&setup.cmd(&["verify"]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    let drawn = ran
+        .stdout
+        .find("\x1b[2Kverify ")
+        .unwrap_or_else(|| panic!("no bar: {}", ran.show()));
+    // Erased (the erase sequence with nothing after it on the line) before
+    // the summary, which starts at the beginning of a clean line.
+    let summary = ran.stdout.find("Checked 3 archived blobs").unwrap();
+    assert!(drawn < summary, "{}", ran.show());
+    assert!(
+        ran.stdout[..summary].ends_with("\r\x1b[2K"),
+        "bar not erased before the summary: {:?}",
+        ran.stdout
+    );
+
+    let ran = run_in_terminal(&setup.cmd(&["verify", "--quiet"]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert!(
+        ran.stdout.contains("Checked 3 archived blobs"),
+        "{}",
+        ran.show()
+    );
+    assert!(!ran.stdout.contains("\x1b[2K"), "--quiet: {}", ran.show());
+
+    // Off a terminal nothing is drawn, quiet or not.
+    let ran = run(&mut setup.cmd(&["verify"]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert!(
+        !has_control(&ran.stdout) && !has_control(&ran.stderr),
+        "{}",
+        ran.show()
+    );
+}

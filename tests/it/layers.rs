@@ -17,7 +17,9 @@ const LAYERS: &[&[&str]] = &[
     &["source"],
     &["archiver"],
     &["scrub", "restore", "demo"],
+    &["bin: terminal"],
     &["bin: settings", "bin: format"],
+    &["bin: progress"],
     &["bin: commands"],
     &["bin: main"],
 ];

@@ -1036,3 +1036,48 @@ async fn the_upload_answer_proves_the_copy_and_a_bare_reused_copy_is_read_back()
     rig.audit(&[("old", "fresh", fresh), ("older", "bare", bare)])
         .await;
 }
+
+/// Catches: progress counters that miss a blob the sweep settled (archived,
+/// quarantined or missing), count a problem as fine, or count bytes of
+/// blobs that did not move.
+#[tokio::test]
+async fn a_sweep_counts_every_blob_it_settles_in_its_progress() {
+    let rig = Rig::new(Backend::SqliteFs).await;
+    rig.old_and_new_jobs().await;
+    let mut moved = 0;
+    for task in ["t1", "t2", "t3"] {
+        moved += rig.task("old", task).await.len() as u64;
+    }
+    // Hot bytes that disagree with the row: quarantined.
+    let page = gzip(b"<html>the page</html>");
+    rig.insert_task("old", "bad", &page, Some(sha256_hex(b"another page")))
+        .await;
+    rig.hot
+        .put(&hot_location("old", "bad"), page, &Default::default())
+        .await
+        .unwrap();
+    // In neither store: missing.
+    rig.insert_task("old", "gone", b"never stored", None).await;
+    rig.task("new", "kept").await;
+
+    let progress = coldsweep::progress::Progress::new();
+    let archiver = rig.archiver(1).with_progress(progress.clone());
+    let report = archiver.sweep().await;
+    assert_eq!(
+        (report.archived, report.quarantined, report.missing),
+        (3, 1, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        progress.snapshot(),
+        coldsweep::progress::Snapshot {
+            total: None,
+            objects: 5,
+            bytes: moved,
+            problems: 2,
+        }
+    );
+    // Another sweep of this archiver finds nothing to do and adds nothing.
+    archiver.sweep().await;
+    assert_eq!(progress.snapshot().objects, 5);
+}

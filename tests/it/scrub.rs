@@ -11,11 +11,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use coldsweep::catalog::TaskRow;
 use coldsweep::error::{Error, ErrorKind, Result};
-use coldsweep::scrub::{ScrubOptions, ScrubProblemKind, ScrubReport, in_sample, scrub};
+use coldsweep::progress::{Progress, Snapshot};
+use coldsweep::scrub::{
+    ScrubOptions, ScrubProblemKind, ScrubReport, in_sample, scrub, scrub_with_progress,
+};
 use coldsweep::store::{Location, ObjectMeta, PutOptions, PutResult, Store, meta};
 use coldsweep::{Catalog, ObjectKey};
 
-use crate::cli::{coldsweep, run};
+use crate::cli::{assert_utc_time, coldsweep, json_of, run};
 use crate::pipeline::{BACKENDS, Backend, COLD_BUCKET, Rig, gzip};
 
 /// Three jobs beyond retention (j1–j3) with four tasks each are archived by
@@ -400,10 +403,11 @@ async fn after_resumes_exactly_where_the_report_says() {
         // Snapshot the resume id after 3 objects of the first page (the
         // held first one still in flight) and after 8.
         let mut snapshots: Vec<(Option<String>, BTreeSet<String>)> = Vec::new();
-        let report = coldsweep::scrub::scrub_with_progress(
+        let report = scrub_with_progress(
             rig.catalog.as_ref(),
             cold.as_ref(),
             &options(4, page_size),
+            &Progress::new(),
             |report| {
                 if report.checked == 3 || report.checked == 8 {
                     let finished = watch.finished.lock().unwrap().clone();
@@ -552,4 +556,124 @@ async fn verify_command_exits_zero_when_clean_and_one_with_a_missing_blob() {
 
     let ran = run(coldsweep().args(["verify", "--help"]));
     assert!(ran.stdout.contains("read-only"), "{}", ran.show());
+}
+
+/// Catches: a JSON report whose counts, problem or resume point differ from
+/// what the scrub found, anything but that object on stdout, and a progress
+/// bar drawn into a pipe.
+#[tokio::test]
+async fn verify_json_reports_each_problem_and_where_to_resume() {
+    let rig = Rig::new(Backend::SqliteFs).await;
+    let rows = archived_set(&rig).await;
+    let dir = rig.temp_dir().expect("the SQLite rig's folder");
+    let verify = |args: &[&str]| {
+        let mut cmd = coldsweep();
+        cmd.arg("verify")
+            .arg("--json")
+            .args(args)
+            .env(
+                "DATABASE_URL",
+                format!("sqlite:{}", dir.join("catalog.db").display()),
+            )
+            .env("ARCHIVE_PROVIDER", "fs")
+            .env("ARCHIVE_BUCKET", COLD_BUCKET)
+            .env("ARCHIVE_FS_ROOT", dir.join("cold"));
+        run(&mut cmd)
+    };
+    let gone = &rows[4];
+    rig.cold.delete(&cold_location(gone)).await.unwrap();
+    let stored = |row: &TaskRow| row.html_compressed_size_bytes.unwrap();
+
+    let ran = verify(&[]);
+    assert_eq!(ran.code, Some(1), "{}", ran.show());
+    let json = json_of(&ran);
+    assert!(
+        !ran.stderr.contains('\r') && !ran.stderr.contains('\x1b'),
+        "{}",
+        ran.show()
+    );
+    assert_eq!(json["target"], "fs:cold-archive", "{json}");
+    assert_eq!(json["checked"], 12, "{json}");
+    assert_eq!(json["ok"], 11, "{json}");
+    assert_eq!(json["missing"], 1, "{json}");
+    assert_eq!(json["corrupt"], 0, "{json}");
+    assert_eq!(json["unreadable"], 0, "{json}");
+    assert_eq!(json["unreadable_by_kind"], serde_json::json!({}), "{json}");
+    assert_eq!(json["skipped"], 0, "{json}");
+    let read: i64 = rows.iter().filter(|r| r.id != gone.id).map(stored).sum();
+    assert_eq!(json["bytes_read"], read, "{json}");
+    assert_eq!(json["after"], rows[11].id.as_str(), "{json}");
+    assert_eq!(json["aborted"], serde_json::Value::Null, "{json}");
+    for asked in ["job", "sample_percent", "started_after"] {
+        assert_eq!(json[asked], serde_json::Value::Null, "{asked}: {json}");
+    }
+    assert_utc_time(&json["started_at"]);
+    assert_utc_time(&json["finished_at"]);
+    assert_eq!(
+        json["problems"],
+        serde_json::json!([{
+            "task_id": gone.id,
+            "job_id": gone.job_id,
+            "bucket": COLD_BUCKET,
+            "key": gone.html_archive_key,
+            "kind": "missing",
+            "error_kind": null,
+            "reason": "no object at this key in the cold store",
+        }]),
+        "{json}"
+    );
+
+    // Resumed after the problem, within one job: clean, exit 0.
+    let ran = verify(&["--job", "j3", "--after", &rows[8].id]);
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    let json = json_of(&ran);
+    assert_eq!(json["job"], "j3", "{json}");
+    assert_eq!(json["started_after"], rows[8].id.as_str(), "{json}");
+    assert_eq!(
+        (json["checked"].as_u64(), json["ok"].as_u64()),
+        (Some(3), Some(3)),
+        "{json}"
+    );
+    assert_eq!(json["problems"], serde_json::json!([]), "{json}");
+
+    // A bad setting is still exit 2 with text on stderr, and nothing on stdout.
+    let ran = verify(&["--sample", "0"]);
+    assert_eq!(ran.code, Some(2), "{}", ran.show());
+    assert!(ran.stdout.is_empty(), "{}", ran.show());
+    assert!(ran.stderr.contains("--sample"), "{}", ran.show());
+}
+
+/// Catches: progress counters that miss objects, count bytes never read,
+/// or count a missing blob as fine.
+#[tokio::test]
+async fn scrub_counts_every_object_in_its_progress() {
+    let rig = Rig::new(Backend::SqliteFs).await;
+    let rows = archived_set(&rig).await;
+    let gone = &rows[2];
+    rig.cold.delete(&cold_location(gone)).await.unwrap();
+    let progress = Progress::new();
+    let report = scrub_with_progress(
+        rig.catalog.as_ref(),
+        rig.cold.as_ref(),
+        &options(3, 5),
+        &progress,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let read: u64 = rows
+        .iter()
+        .filter(|r| r.id != gone.id)
+        .map(|r| r.html_compressed_size_bytes.unwrap() as u64)
+        .sum();
+    assert_eq!(
+        progress.snapshot(),
+        Snapshot {
+            total: None,
+            objects: 12,
+            bytes: read,
+            problems: 1
+        }
+    );
+    assert_eq!(report.bytes_read, read);
 }

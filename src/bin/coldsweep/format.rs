@@ -1,4 +1,5 @@
-//! Text for people: sizes, errors, sweep reports.
+//! Output: text for people (sizes, errors, sweep reports) and the one JSON
+//! object of `--json`.
 
 use std::fmt;
 use std::io::Write as _;
@@ -18,9 +19,36 @@ macro_rules! out {
 }
 pub(crate) use out;
 
-/// Write one line to stdout; see [`out!`].
+/// How a command reports (`--json`, `--quiet`); flattened into the
+/// commands that take them.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub(crate) struct OutputArgs {
+    /// Print one JSON object on stdout instead of the text report (fields
+    /// in the README's "JSON output"); logs and errors stay on stderr.
+    #[arg(long, help_heading = "Output")]
+    pub(crate) json: bool,
+    /// No progress bar (it is only drawn when stderr is a terminal).
+    #[arg(long, short, help_heading = "Output")]
+    pub(crate) quiet: bool,
+}
+
+/// Print `value` as the command's one JSON object on stdout, newline-terminated.
+pub(crate) fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string(value)?;
+    line(format_args!("{text}"));
+    Ok(())
+}
+
+/// `now` as RFC 3339 in UTC, to the millisecond: `2026-11-27T23:59:01.250Z`.
+pub(crate) fn timestamp(now: chrono::DateTime<chrono::Utc>) -> String {
+    now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Write one line to stdout (erasing the progress bar first, if one is
+/// drawn); see [`out!`].
 pub(crate) fn line(args: fmt::Arguments<'_>) {
-    if let Err(e) = writeln!(std::io::stdout().lock(), "{args}") {
+    let written = crate::terminal::with_terminal(|| writeln!(std::io::stdout().lock(), "{args}"));
+    if let Err(e) = written {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             // 128 + SIGPIPE, what a shell reports for a command ended by it.
             std::process::exit(141);

@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod commands;
 mod format;
+mod progress;
 mod settings;
+mod terminal;
 
 use settings::{DbArgs, MetricsArgs, Settings};
 
@@ -126,6 +128,8 @@ enum Command {
         #[arg(long)]
         retry_failed: bool,
         #[command(flatten)]
+        output: format::OutputArgs,
+        #[command(flatten)]
         settings: Settings,
     },
 
@@ -168,6 +172,8 @@ enum Command {
         settings: Settings,
         #[command(flatten)]
         scrub: commands::VerifyArgs,
+        #[command(flatten)]
+        output: format::OutputArgs,
     },
 
     /// Bring archived blobs back to the hot store, verified, and point the catalog at them again
@@ -210,12 +216,17 @@ async fn main() -> ExitCode {
         Command::Sweep {
             once,
             retry_failed,
+            output,
             settings,
-        } => commands::sweep(once, retry_failed, settings).await,
+        } => commands::sweep(once, retry_failed, output, settings).await,
         Command::Plan(settings) => commands::plan(settings).await,
         Command::Status(settings) => commands::status(settings).await,
         Command::Check(settings) => commands::check(settings).await,
-        Command::Verify { settings, scrub } => commands::verify(settings, scrub).await,
+        Command::Verify {
+            settings,
+            scrub,
+            output,
+        } => commands::verify(settings, scrub, output).await,
         Command::Reset { db, reset } => commands::reset(db, reset).await,
         Command::Restore { settings, restore } => commands::restore(settings, restore).await,
         Command::Migrate(db) => commands::migrate(db).await,
@@ -249,7 +260,11 @@ fn init_tracing(format: LogFormat, default_level: &str) {
     let no_credentials = filter_fn(|meta| {
         !(meta.target().starts_with("reqsign") && *meta.level() > tracing::Level::INFO)
     });
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Stderr, with a progress bar erased before each line; colours only on
+    // a terminal, so that a log file or a pipe gets plain text.
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(terminal::Stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let layer = match format {
         LogFormat::Text => layer.boxed(),
         LogFormat::Json => layer.json().boxed(),

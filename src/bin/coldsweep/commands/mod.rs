@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use coldsweep::config::Config;
+use coldsweep::progress::Progress;
 use coldsweep::store::Store;
 use coldsweep::{Archiver, Catalog, SweepReport};
+use serde::Serialize;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::format;
-use crate::format::out;
+use crate::format::{self, OutputArgs, out};
 use crate::settings::{
     BadSettings, DbArgs, MetricsArgs, Settings, cold_store, hot_store, redact_url,
 };
@@ -133,10 +134,26 @@ fn serve_metrics(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `coldsweep sweep --once --json`: the report and what the command adds.
+#[derive(Serialize)]
+struct SweepJson<'a> {
+    /// `provider:bucket` of the cold store.
+    target: &'a str,
+    started_at: String,
+    finished_at: String,
+    /// With `--retry-failed`: failing blobs made due now; else null.
+    retried_now: Option<u64>,
+    /// Blobs waiting for their retry time, not tried (null if the count failed).
+    waiting: Option<i64>,
+    #[serde(flatten)]
+    report: &'a SweepReport,
+}
+
 /// `coldsweep sweep --once`.
 pub(crate) async fn sweep(
     once: bool,
     retry_failed: bool,
+    output: OutputArgs,
     settings: Settings,
 ) -> anyhow::Result<ExitCode> {
     if !once {
@@ -149,26 +166,42 @@ pub(crate) async fn sweep(
     }
     let mut shutdown = Shutdown::listen()?;
     let ready = ready(&settings).await?;
+    let started_at = chrono::Utc::now();
     let target = format!("{}:{}", ready.config.provider, ready.config.bucket);
     let catalog = ready.catalog.clone();
+    let mut retried_now = None;
     if retry_failed {
         let n = catalog.retry_failing_now(chrono::Utc::now()).await?;
-        out!(
-            "Retrying now: {} whose back-off had not ended.",
-            format::count(n, "failing blob", "failing blobs")
-        );
+        retried_now = Some(n);
+        if !output.json {
+            out!(
+                "Retrying now: {} whose back-off had not ended.",
+                format::count(n, "failing blob", "failing blobs")
+            );
+        }
     }
     // Blobs that failed in an earlier sweep and wait for their back-off are
     // not tried at all: the work is not done. Counted before the sweep, as
     // blobs failing during it back off too but were tried.
-    let waiting = match catalog.status(chrono::Utc::now()).await {
-        Ok(status) => status.waiting,
+    let counted_waiting = match catalog.status(chrono::Utc::now()).await {
+        Ok(status) => Some(status.waiting),
         Err(e) => {
             tracing::warn!(error = %e.chain(), "counting blobs waiting for a retry failed");
-            0
+            None
         }
     };
-    let archiver = Archiver::task_html(ready.config, ready.catalog, ready.hot, ready.cold);
+    let waiting = counted_waiting.unwrap_or(0);
+    let progress = Progress::new();
+    let bar = crate::progress::bar(&progress, "sweep", output.quiet);
+    if bar.is_drawn() {
+        // Only for a bar someone watches: reading every job's counts is
+        // about as costly as the status count above.
+        if let Some(total) = sweep_estimate(catalog.as_ref(), ready.config.retention_jobs).await {
+            progress.set_total(total.saturating_sub(waiting.max(0) as u64));
+        }
+    }
+    let archiver = Archiver::task_html(ready.config, ready.catalog, ready.hot, ready.cold)
+        .with_progress(progress);
 
     // A signal stops new blobs; blobs in flight finish and are reported.
     let stop = CancellationToken::new();
@@ -184,6 +217,23 @@ pub(crate) async fn sweep(
         }
     };
 
+    drop(bar);
+
+    if output.json {
+        format::json(&SweepJson {
+            target: &target,
+            started_at: format::timestamp(started_at),
+            finished_at: format::timestamp(chrono::Utc::now()),
+            retried_now,
+            waiting: counted_waiting,
+            report: &report,
+        })?;
+        return Ok(if report.is_clean() && waiting == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     out!("Sweep to {target}: {}", format::report_summary(&report));
     if !report.problems.is_empty() {
         out!("Problems ({}):", report.problems.len());
@@ -213,6 +263,22 @@ pub(crate) async fn sweep(
         );
     }
     Ok(ExitCode::FAILURE)
+}
+
+/// Blobs the next sweep would move as `plan` counts them (the sweep's total
+/// for its progress bar); `None` when the catalog cannot say.
+async fn sweep_estimate(catalog: &dyn Catalog, retention_jobs: u32) -> Option<u64> {
+    match catalog.job_retention().await {
+        Ok(jobs) => Some(
+            jobs.iter()
+                .map(|job| plan::movable(job, retention_jobs).max(0) as u64)
+                .sum(),
+        ),
+        Err(e) => {
+            tracing::debug!(error = %e.chain(), "no total for the progress bar");
+            None
+        }
+    }
 }
 
 /// `coldsweep migrate`.

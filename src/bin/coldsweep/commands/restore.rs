@@ -35,9 +35,8 @@ pub(crate) struct RestoreArgs {
     /// Do it; without it, only list what would be restored
     #[arg(long, help_heading = "Restore")]
     yes: bool,
-    /// Print one JSON object on stdout instead of text
-    #[arg(long, help_heading = "Restore")]
-    json: bool,
+    #[command(flatten)]
+    output: format::OutputArgs,
 }
 
 /// `coldsweep restore`.
@@ -69,15 +68,19 @@ pub(crate) async fn restore(settings: Settings, args: RestoreArgs) -> anyhow::Re
 
     if !args.yes {
         let plan = restorer.plan(&request).await?;
-        if args.json {
-            print_json(&Json::dry_run(restorer.options(), &plan))?;
+        if args.output.json {
+            format::json(&Json::dry_run(restorer.options(), &plan))?;
         } else {
             print_plan(&restorer, &plan);
         }
         return Ok(ExitCode::SUCCESS);
     }
 
-    let report = match restorer.run(&request, &Progress::new()).await {
+    let progress = Progress::new();
+    let bar = crate::progress::bar(&progress, "restore", args.output.quiet);
+    let report = restorer.run(&request, &progress).await;
+    drop(bar);
+    let report = match report {
         Ok(report) => report,
         // A hot bucket that is not there is a setting (or --hot-bucket) to fix.
         Err(e) if e.kind() == ErrorKind::BucketNotFound => {
@@ -89,8 +92,8 @@ pub(crate) async fn restore(settings: Settings, args: RestoreArgs) -> anyhow::Re
         }
         Err(e) => return Err(bad(e)),
     };
-    if args.json {
-        print_json(&Json::done(restorer.options(), &report))?;
+    if args.output.json {
+        format::json(&Json::done(restorer.options(), &report))?;
     } else {
         print_report(&restorer, &report);
     }
@@ -345,9 +348,4 @@ fn failures(failures: &[Failure]) -> Vec<JsonFailure> {
             error: f.error.clone(),
         })
         .collect()
-}
-
-fn print_json(value: &Json) -> anyhow::Result<()> {
-    out!("{}", serde_json::to_string(value)?);
-    Ok(())
 }

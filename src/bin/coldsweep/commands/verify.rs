@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
+use coldsweep::progress::Progress;
 use coldsweep::scrub::{ScrubOptions, ScrubReport, scrub_with_progress};
+use serde::Serialize;
 
-use crate::format;
-use crate::format::out;
+use crate::format::{self, OutputArgs, out};
 use crate::settings::{BadSettings, Settings, cold_store};
 
 /// A progress line at least every this many objects …
@@ -40,8 +41,29 @@ pub(crate) struct VerifyArgs {
     after: Option<String>,
 }
 
+/// `coldsweep verify --json`: the report and what was asked.
+#[derive(Serialize)]
+struct VerifyJson<'a> {
+    /// `provider:bucket` of the cold store.
+    target: &'a str,
+    /// `--job`, else null.
+    job: Option<&'a str>,
+    /// `--sample`, else null.
+    sample_percent: Option<f64>,
+    /// `--after` (where this run started), else null.
+    started_after: Option<&'a str>,
+    started_at: String,
+    finished_at: String,
+    #[serde(flatten)]
+    report: &'a ScrubReport,
+}
+
 /// `coldsweep verify`.
-pub(crate) async fn verify(settings: Settings, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn verify(
+    settings: Settings,
+    args: VerifyArgs,
+    output: OutputArgs,
+) -> anyhow::Result<ExitCode> {
     // Every setting first: a bad one is exit code 2 before anything is contacted.
     let config = settings.enabled_config()?;
     let (cold_config, _) = settings.store_configs(&config)?;
@@ -72,24 +94,67 @@ pub(crate) async fn verify(settings: Settings, args: VerifyArgs) -> anyhow::Resu
         Some(after) => format!(", after task {after}"),
         None => String::new(),
     };
-    out!(
-        "Verifying {scope}{start} in {target} ({} at once; read-only)…",
-        options.concurrency
-    );
+    if !output.json {
+        out!(
+            "Verifying {scope}{start} in {target} ({} at once; read-only)…",
+            options.concurrency
+        );
+    }
 
+    let started_at = chrono::Utc::now();
     let began = Instant::now();
+    let progress = Progress::new();
+    let bar = crate::progress::bar(&progress, "verify", output.quiet);
+    if bar.is_drawn()
+        && let Some(total) = scrub_total(catalog.as_ref(), &options).await
+    {
+        progress.set_total(total);
+    }
     let mut last_line = Instant::now();
     let mut last_count = 0;
-    let report = scrub_with_progress(catalog.as_ref(), cold.as_ref(), &options, |report| {
-        if report.checked >= last_count + PROGRESS_EVERY_OBJECTS
-            || last_line.elapsed() >= PROGRESS_EVERY
-        {
+    let report = scrub_with_progress(
+        catalog.as_ref(),
+        cold.as_ref(),
+        &options,
+        &progress,
+        |report| {
+            if output.quiet
+                || (report.checked < last_count + PROGRESS_EVERY_OBJECTS
+                    && last_line.elapsed() < PROGRESS_EVERY)
+            {
+                return;
+            }
             last_line = Instant::now();
             last_count = report.checked;
-            out!("  … {}", progress_line(report));
-        }
-    })
+            // The resume point, should the run be cut short: on stdout in
+            // the text report, on stderr (a log line) beside JSON.
+            if output.json {
+                tracing::info!(
+                    checked = report.checked,
+                    problems = report.problem_count(),
+                    after = report.last_checked.as_deref(),
+                    "verify progress"
+                );
+            } else {
+                out!("  … {}", progress_line(report));
+            }
+        },
+    )
     .await?;
+    drop(bar);
+
+    if output.json {
+        format::json(&VerifyJson {
+            target: &target,
+            job: options.job.as_deref(),
+            sample_percent: options.sample_percent,
+            started_after: options.after.as_deref(),
+            started_at: format::timestamp(started_at),
+            finished_at: format::timestamp(chrono::Utc::now()),
+            report: &report,
+        })?;
+        return Ok(exit_code(&report));
+    }
 
     out!(
         "Checked {} in {:.1}s: {}.",
@@ -122,10 +187,34 @@ pub(crate) async fn verify(settings: Settings, args: VerifyArgs) -> anyhow::Resu
     if let Some(err) = &report.aborted {
         out!("Stopped early: {}", err.chain());
     }
-    Ok(if report.is_clean() {
+    Ok(exit_code(&report))
+}
+
+fn exit_code(report: &ScrubReport) -> ExitCode {
+    if report.is_clean() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Objects this scrub will check, for its progress bar: every archived blob
+/// (the catalog's count), or that share of them for a sample; `None` for one
+/// job or a resumed run, and when the catalog cannot say.
+async fn scrub_total(catalog: &dyn coldsweep::Catalog, options: &ScrubOptions) -> Option<u64> {
+    if options.job.is_some() || options.after.is_some() {
+        return None;
+    }
+    let archived = match catalog.status(chrono::Utc::now()).await {
+        Ok(status) => status.archived.max(0) as u64,
+        Err(e) => {
+            tracing::debug!(error = %e.chain(), "no total for the progress bar");
+            return None;
+        }
+    };
+    Some(match options.sample_percent {
+        Some(pct) => (archived as f64 * pct / 100.0).round() as u64,
+        None => archived,
     })
 }
 
