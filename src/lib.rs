@@ -77,7 +77,7 @@ pub mod scrub;
 pub mod source;
 pub mod store;
 
-pub use archiver::{Archiver, SweepReport};
+pub use archiver::{Archiver, LastSweep, SweepReport};
 pub use catalog::Catalog;
 pub use config::{Config, Provider};
 pub use error::{Chain, Error, ErrorKind, Result};
