@@ -13,6 +13,7 @@ mod deploy;
 mod faults;
 mod faults_suite;
 mod harness;
+mod health;
 mod layers;
 mod leases;
 mod metrics;
