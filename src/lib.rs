@@ -17,6 +17,8 @@
 //! - [`keys`]: the object key layout and the validated [`ObjectKey`].
 //! - [`scrub`]: read archived blobs back from cold storage and check them
 //!   against the catalog (`coldsweep verify`); read-only.
+//! - [`get`]: one task's page from wherever the catalog says it lives,
+//!   checked against the catalog (`coldsweep get`); read-only.
 //! - [`metrics`]: Prometheus metrics, one table of them (no-ops until a recorder is installed).
 //!
 //! Every step is idempotent: a crash anywhere is finished by the next sweep.
@@ -68,6 +70,7 @@ pub mod catalog;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod get;
 pub(crate) mod integrity;
 pub mod keys;
 pub mod metrics;

@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["config", "metrics"],
     &["source"],
     &["archiver"],
-    &["scrub", "demo"],
+    &["scrub", "demo", "get"],
     &["bin: settings", "bin: format"],
     &["bin: commands"],
     &["bin: main"],

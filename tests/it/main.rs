@@ -12,6 +12,7 @@ mod crash;
 mod deploy;
 mod faults;
 mod faults_suite;
+mod get;
 mod harness;
 mod health;
 mod layers;

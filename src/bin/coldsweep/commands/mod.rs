@@ -18,6 +18,7 @@ use crate::settings::{
 
 mod check;
 mod demo;
+mod get;
 mod health;
 mod plan;
 mod reset;
@@ -27,6 +28,7 @@ mod verify;
 pub(crate) use check::check;
 use check::probe_cold;
 pub(crate) use demo::{DEFAULT_DIR as DEMO_DIR, demo};
+pub(crate) use get::{GetArgs, get};
 pub(crate) use plan::plan;
 pub(crate) use reset::{ResetArgs, reset};
 pub(crate) use status::status;
