@@ -380,3 +380,44 @@ async fn a_cold_copy_elsewhere_is_named_not_guessed() {
         err.chain()
     );
 }
+
+/// `coldsweep get ARGS` with a terminal as stdout (util-linux `script`
+/// gives it a pseudo-terminal): exit code and what the terminal showed.
+fn on_a_terminal(rig: &Rig, args: &str) -> (Option<i32>, String) {
+    let configured = rig.command(&[]);
+    let mut cmd = Command::new("script");
+    cmd.env_clear()
+        .args(["-q", "-e", "-c"])
+        .arg(format!("{} {args}", env!("CARGO_BIN_EXE_coldsweep")))
+        .arg("/dev/null");
+    for (name, value) in configured.get_envs() {
+        if let Some(value) = value {
+            cmd.env(name, value);
+        }
+    }
+    let ran = cmd.stdin(Stdio::null()).output().expect(
+        "run util-linux `script`, which gives the terminal test its terminal \
+         (apt-get install util-linux)",
+    );
+    (
+        ran.status.code(),
+        String::from_utf8_lossy(&ran.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn gzip_is_not_written_to_a_terminal_but_the_html_is() {
+    let (rig, stored, _) = rig_with_pages().await;
+    let (code, shown) = on_a_terminal(&rig, "get page");
+    assert_eq!(code, Some(2), "{shown}");
+    assert!(
+        shown.contains("not writing the stored (gzip) bytes"),
+        "{shown}"
+    );
+    assert!(shown.contains("--decoded"), "{shown}");
+    let (code, shown) = on_a_terminal(&rig, "get page --decoded");
+    assert_eq!(code, Some(0), "{shown}");
+    let html = String::from_utf8(gunzip(&stored)).unwrap();
+    // The terminal shows line ends as CR LF.
+    assert!(shown.replace("\r\n", "\n").contains(&html), "{shown}");
+}
