@@ -421,3 +421,52 @@ async fn gzip_is_not_written_to_a_terminal_but_the_html_is() {
     // The terminal shows line ends as CR LF.
     assert!(shown.replace("\r\n", "\n").contains(&html), "{shown}");
 }
+
+/// A task with no HTML, and a page the catalog records nothing to check
+/// against, are refused too: the second has bytes, but they cannot be
+/// vouched for.
+#[tokio::test]
+async fn no_html_and_nothing_to_check_against_are_refused() {
+    let rig = Rig::new(Backend::PostgresS3).await;
+    rig.old_and_new_jobs().await;
+    rig.catalog
+        .insert_task(&TaskRow {
+            id: "empty".to_owned(),
+            job_id: "old".to_owned(),
+            ..TaskRow::default()
+        })
+        .await
+        .unwrap();
+    rig.task("old", "unchecked").await;
+    rig.catalog
+        .insert_task(&TaskRow {
+            id: "unchecked-copy".to_owned(),
+            job_id: "old".to_owned(),
+            html_storage_bucket: Some(HOT_BUCKET.to_owned()),
+            // The same object as `unchecked`, which exists, without digest or size.
+            html_storage_path: Some(task_html_object_path("old", "unchecked")),
+            html_content_encoding: Some("gzip".to_owned()),
+            ..TaskRow::default()
+        })
+        .await
+        .unwrap();
+    let err = reader(&rig)
+        .get("empty", &GetOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{}", err.chain());
+    assert_eq!(unservable(&err), Some(&Unservable::NoHtml));
+    let err = reader(&rig)
+        .get("unchecked-copy", &GetOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{}", err.chain());
+    assert_eq!(unservable(&err), Some(&Unservable::Unverifiable));
+    // The same object under the row that records its digest is served.
+    assert!(
+        reader(&rig)
+            .get("unchecked", &GetOptions::default())
+            .await
+            .is_ok()
+    );
+}
