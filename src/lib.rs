@@ -19,6 +19,8 @@
 //!   against the catalog (`coldsweep verify`); read-only.
 //! - [`restore`]: copy archived blobs back to the hot store, verified, and
 //!   point the catalog at them again (`coldsweep restore`).
+//! - [`get`]: one task's page from wherever the catalog says it lives,
+//!   checked against the catalog (`coldsweep get`); read-only.
 //! - [`metrics`]: Prometheus metrics, one table of them (no-ops until a recorder is installed).
 //! - [`progress`]: counters a sweep ([`Archiver::with_progress`]), a scrub
 //!   ([`scrub::scrub_with_progress`]) or a restore adds to, for a progress
@@ -73,6 +75,7 @@ pub mod catalog;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod get;
 pub(crate) mod integrity;
 pub mod keys;
 pub mod metrics;
@@ -83,7 +86,7 @@ pub mod scrub;
 pub mod source;
 pub mod store;
 
-pub use archiver::{Archiver, SweepReport};
+pub use archiver::{Archiver, LastSweep, SweepReport};
 pub use catalog::Catalog;
 pub use config::{Config, Provider};
 pub use error::{Chain, Error, ErrorKind, Result};

@@ -45,7 +45,7 @@ use crate::catalog::{Catalog, TaskRow};
 use crate::error::{Error, ErrorKind, Result};
 use crate::integrity::check_against_catalog;
 use crate::keys::{ObjectKey, task_html_object_path};
-use crate::model::{ArchiveCandidate, BlobState, Fence, Lease};
+use crate::model::{BlobState, Fence, Lease};
 use crate::progress::Progress;
 use crate::store::{Location, PutOptions, Store};
 
@@ -735,7 +735,9 @@ impl Restorer {
 
     /// Steps 2–4 for one row: the stored bytes copied, or why not.
     async fn copy(&self, row: &PlannedRow) -> std::result::Result<u64, Copy> {
-        let expected = candidate(&row.row, &row.cold);
+        let expected = row
+            .row
+            .as_candidate(&row.cold.bucket, row.cold.key.as_str());
         let bytes: Bytes = self
             .cold
             .get(&row.cold)
@@ -813,23 +815,4 @@ fn cold_location(row: &TaskRow) -> Result<Location> {
     };
     let key = ObjectKey::new(key.as_str()).map_err(|e| e.context("cold key in the catalog"))?;
     Ok(Location::new(bucket.as_str(), key))
-}
-
-/// The row as the integrity checks see it.
-fn candidate(row: &TaskRow, cold: &Location) -> ArchiveCandidate {
-    ArchiveCandidate {
-        task_id: row.id.clone(),
-        job_id: row.job_id.clone(),
-        storage_bucket: cold.bucket.clone(),
-        storage_path: cold.key.as_str().to_owned(),
-        sha256: row.html_sha256.clone(),
-        compressed_size_bytes: row.html_compressed_size_bytes,
-        size_bytes: row.html_size_bytes,
-        content_type: row.html_content_type.clone(),
-        content_encoding: row.html_content_encoding.clone(),
-        archived_at: None,
-        attempts: row.html_archive_attempts,
-        claims: 0,
-        missing_since: row.html_missing_since,
-    }
 }

@@ -31,7 +31,6 @@ use crate::catalog::{Catalog, TaskRow};
 use crate::error::{Error, ErrorKind, Result};
 use crate::integrity::{Digest, check_against_catalog};
 use crate::keys::ObjectKey;
-use crate::model::ArchiveCandidate;
 use crate::progress::Progress;
 use crate::store::{Location, Store};
 
@@ -442,7 +441,9 @@ async fn check(cold: &dyn Store, row: &TaskRow) -> Outcome {
     let read = bytes.len() as u64;
     // The archiver's own check: compressed size and html_sha256 of the
     // decoded content.
-    if let Err(mismatch) = check_against_catalog(&candidate(row, bucket), &bytes) {
+    if let Err(mismatch) =
+        check_against_catalog(&row.as_candidate(bucket, location.key.as_str()), &bytes)
+    {
         return Outcome::problem(ScrubProblemKind::Corrupt, mismatch.0, read);
     }
     let meta = match cold.head(&location).await {
@@ -462,25 +463,6 @@ async fn check(cold: &dyn Store, row: &TaskRow) -> Outcome {
     Outcome {
         result: Ok(()),
         bytes_read: read,
-    }
-}
-
-/// The row as the archiver's check sees it (the hot fields are unused).
-fn candidate(row: &TaskRow, bucket: &str) -> ArchiveCandidate {
-    ArchiveCandidate {
-        task_id: row.id.clone(),
-        job_id: row.job_id.clone(),
-        storage_bucket: bucket.to_owned(),
-        storage_path: row.html_archive_key.clone().unwrap_or_default(),
-        sha256: row.html_sha256.clone(),
-        compressed_size_bytes: row.html_compressed_size_bytes,
-        size_bytes: row.html_size_bytes,
-        content_type: row.html_content_type.clone(),
-        content_encoding: row.html_content_encoding.clone(),
-        archived_at: None,
-        attempts: row.html_archive_attempts,
-        claims: 0,
-        missing_since: row.html_missing_since,
     }
 }
 

@@ -20,6 +20,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
@@ -183,6 +184,18 @@ impl SweepReport {
             && !self.stopped
     }
 
+    /// Why the sweep failed as a whole, if it did: it stopped (a store could
+    /// not prove it sees its bucket, implausibly many blobs looked missing)
+    /// or a sweep-level step failed (the job marker or a claim: a catalog
+    /// error). Problems of single blobs (quarantined, missing, lost, failed)
+    /// are not a failure of the sweep.
+    pub fn failure(&self) -> Option<&Problem> {
+        self.problems
+            .iter()
+            .find(|p| p.what == ProblemKind::Stopped)
+            .or_else(|| self.problems.iter().find(|p| p.task_id.is_none()))
+    }
+
     fn problem(&mut self, source: &str, task_id: Option<&str>, what: ProblemKind, message: String) {
         match what {
             ProblemKind::Quarantined => self.quarantined += 1,
@@ -219,6 +232,17 @@ impl fmt::Display for SweepReport {
     }
 }
 
+/// How the latest sweep ended, published by every sweep (see
+/// [`Archiver::last_sweep`]): small, so a watcher (a readiness check, a
+/// dashboard) can look at it as often as it likes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastSweep {
+    /// When the sweep ended (the archiver's clock).
+    pub ended_at: DateTime<Utc>,
+    /// Why it failed as a whole, if it did ([`SweepReport::failure`]).
+    pub failure: Option<Problem>,
+}
+
 /// Moves aged blobs from hot to cold storage.
 pub struct Archiver {
     cold: Arc<dyn Store>,
@@ -230,6 +254,7 @@ pub struct Archiver {
     clock: Clock,
     status_gauges: Option<Arc<dyn Catalog>>,
     progress: Progress,
+    last_sweep: watch::Sender<Option<LastSweep>>,
 }
 
 impl fmt::Debug for Archiver {
@@ -324,6 +349,7 @@ impl Archiver {
             clock: Arc::new(Utc::now),
             status_gauges: None,
             progress: Progress::new(),
+            last_sweep: watch::Sender::new(None),
         }
     }
 
@@ -376,6 +402,14 @@ impl Archiver {
     pub fn with_progress(mut self, progress: Progress) -> Self {
         self.progress = progress;
         self
+    }
+
+    /// How the latest sweep ended (`None` until the first one ends),
+    /// updated at the end of every sweep, whoever runs it ([`run`](Self::run),
+    /// [`sweep`](Self::sweep)). Watching costs the sweep nothing: it never
+    /// waits for a reader.
+    pub fn last_sweep(&self) -> watch::Receiver<Option<LastSweep>> {
+        self.last_sweep.subscribe()
     }
 
     /// This worker's identity.
@@ -439,7 +473,12 @@ impl Archiver {
         if report.archived + report.completed > 0 {
             self.mark_jobs(&mut report).await;
         }
-        metrics::sweep(started.elapsed(), (self.clock)());
+        let ended_at = (self.clock)();
+        metrics::sweep(started.elapsed(), ended_at);
+        self.last_sweep.send_replace(Some(LastSweep {
+            ended_at,
+            failure: report.failure().cloned(),
+        }));
         report
     }
 

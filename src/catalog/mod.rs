@@ -129,6 +129,26 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
+    /// The row as the integrity checks see a blob stored at
+    /// `bucket`/`key`: its digest, sizes and encoding (no claim, no lease).
+    pub(crate) fn as_candidate(&self, bucket: &str, key: &str) -> ArchiveCandidate {
+        ArchiveCandidate {
+            task_id: self.id.clone(),
+            job_id: self.job_id.clone(),
+            storage_bucket: bucket.to_owned(),
+            storage_path: key.to_owned(),
+            sha256: self.html_sha256.clone(),
+            compressed_size_bytes: self.html_compressed_size_bytes,
+            size_bytes: self.html_size_bytes,
+            content_type: self.html_content_type.clone(),
+            content_encoding: self.html_content_encoding.clone(),
+            archived_at: None,
+            attempts: self.html_archive_attempts,
+            claims: 0,
+            missing_since: self.html_missing_since,
+        }
+    }
+
     /// Where this row says the HTML is.
     pub fn state(&self) -> BlobState {
         match self.html_archive_state.as_deref() {

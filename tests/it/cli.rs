@@ -104,7 +104,7 @@ pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-fn gunzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes)
         .read_to_end(&mut out)
@@ -595,7 +595,7 @@ fn missing_database_url_is_named() {
 
 /// A `coldsweep run` in the background, its stderr read line by line;
 /// killed on drop so a failing test leaves no daemon behind.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     lines: mpsc::Receiver<String>,
     reader: Option<std::thread::JoinHandle<Vec<String>>>,
@@ -618,6 +618,11 @@ impl Daemon {
         for (name, value) in env {
             cmd.env(name, value);
         }
+        Daemon::spawn(cmd)
+    }
+
+    /// Start `cmd` (a configured `coldsweep run`).
+    pub(crate) fn spawn(mut cmd: Command) -> Daemon {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -642,7 +647,7 @@ impl Daemon {
     }
 
     /// Wait for the end of the first sweep (killed and failed after [`LIMIT`]).
-    fn wait_for_sweep(&mut self) {
+    pub(crate) fn wait_for_sweep(&mut self) {
         let deadline = Instant::now() + LIMIT;
         let mut seen = Vec::new();
         loop {
@@ -666,7 +671,7 @@ impl Daemon {
     }
 
     /// Send `signal`; the exit code and the whole log.
-    fn stop(mut self, signal: &str) -> (Option<i32>, String) {
+    pub(crate) fn stop(mut self, signal: &str) -> (Option<i32>, String) {
         let killed = Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
@@ -707,7 +712,7 @@ async fn run_sweeps_then_stops_cleanly_on_sigterm_and_sigint() {
 }
 
 /// `GET path` over plain HTTP/1.0: the status line and the body.
-fn http_get(addr: &str, path: &str) -> (String, String) {
+pub(crate) fn http_get(addr: &str, path: &str) -> (String, String) {
     use std::io::Write;
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
     stream.set_read_timeout(Some(LIMIT)).unwrap();
@@ -744,7 +749,7 @@ fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> 
 }
 
 /// A free port on 127.0.0.1 (free when this returns; nothing else here binds at random).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["config", "metrics"],
     &["source"],
     &["archiver"],
-    &["scrub", "restore", "demo"],
+    &["scrub", "restore", "demo", "get"],
     &["bin: terminal"],
     &["bin: settings", "bin: format"],
     &["bin: progress"],

@@ -230,6 +230,33 @@ impl Rig {
             .find_map(|k| k.downcast_ref::<harness::s3::S3Server>())
     }
 
+    /// The `coldsweep` binary configured, by environment variables only,
+    /// for this Postgres/S3 rig: its catalog, its S3 server as the hot and
+    /// the cold store.
+    pub(crate) fn command(&self, args: &[&str]) -> std::process::Command {
+        let server = self.s3_server().expect("a Postgres/S3 rig");
+        let mut cmd = crate::cli::coldsweep();
+        // A rig on a database of its own (not a test database) sets it itself.
+        if let Some(db) = self
+            ._keep
+            .iter()
+            .find_map(|k| k.downcast_ref::<harness::pg::PgTestDb>())
+        {
+            cmd.env("DATABASE_URL", db.url());
+        }
+        cmd.args(args)
+            .env("ARCHIVE_PROVIDER", "minio")
+            .env("ARCHIVE_BUCKET", COLD_BUCKET)
+            .env("ARCHIVE_ENDPOINT", &server.endpoint)
+            .env("ARCHIVE_ACCESS_KEY_ID", &server.access_key)
+            .env("ARCHIVE_SECRET_ACCESS_KEY", &server.secret_key)
+            .env("HOT_STORE", "s3")
+            .env("HOT_S3_ENDPOINT", &server.endpoint)
+            .env("HOT_S3_ACCESS_KEY_ID", &server.access_key)
+            .env("HOT_S3_SECRET_ACCESS_KEY", &server.secret_key);
+        cmd
+    }
+
     pub(crate) async fn row(&self, task: &str) -> TaskRow {
         self.catalog.task(task).await.unwrap().expect("task row")
     }

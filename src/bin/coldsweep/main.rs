@@ -77,6 +77,25 @@ Examples:
 Exit codes: 0 every restorable row restored (or a dry run), 1 any row failed or was corrupt
 (re-run to retry; nothing is lost), 2 bad arguments or settings.";
 
+const GET_HELP: &str = "\
+Reads the page from where the catalog says it is: the hot store while the row has a hot path
+(a hot copy a sweep just deleted is looked for in cold storage next), else the cold location
+recorded in the row, which must be the configured cold store (ARCHIVE_PROVIDER, ARCHIVE_BUCKET).
+The bytes are checked against the catalog as a sweep checks them (stored size, SHA-256 and size
+of the decoded page) before anything is written; a page that disagrees is refused, as are lost,
+missing and quarantined ones (with the reason recorded). Pages over 64 MiB are refused.
+
+Examples:
+  coldsweep get t-123 --decoded | less          # the HTML
+  coldsweep get t-123 -o page.html.gz           # the stored gzip bytes, to a file
+  coldsweep get t-123 --decoded -o page.html
+  coldsweep get t-123 | gunzip | wc -c
+
+Without -o or --decoded, gzip bytes are not written to a terminal (pipe them, or use -o -).
+
+Exit codes: 0 written, 1 not servable (no such task, lost, missing, quarantined, bytes that
+disagree with the catalog) or a store or the catalog failed, 2 bad arguments or settings.";
+
 #[derive(Parser)]
 #[command(name = "coldsweep", version, about = ABOUT, after_help = AFTER_HELP)]
 struct Cli {
@@ -186,6 +205,16 @@ enum Command {
         restore: commands::RestoreArgs,
     },
 
+    /// Read one task's page (stored gzip or decoded HTML) from wherever the catalog says it
+    /// lives, checked against the catalog; to stdout or a file.
+    #[command(after_help = GET_HELP)]
+    Get {
+        #[command(flatten)]
+        get: commands::GetArgs,
+        #[command(flatten)]
+        settings: Settings,
+    },
+
     /// Create or update the catalog schema (safe to repeat).
     Migrate(DbArgs),
 
@@ -229,6 +258,7 @@ async fn main() -> ExitCode {
         } => commands::verify(settings, scrub, output).await,
         Command::Reset { db, reset } => commands::reset(db, reset).await,
         Command::Restore { settings, restore } => commands::restore(settings, restore).await,
+        Command::Get { get, settings } => commands::get(settings, get).await,
         Command::Migrate(db) => commands::migrate(db).await,
         Command::Demo { dir, reset } => commands::demo(&dir, reset).await,
     };
@@ -291,7 +321,7 @@ mod tests {
     fn every_variable_is_a_flag_of_every_settings_command() {
         let cli = Cli::command();
         for name in [
-            "run", "sweep", "plan", "status", "check", "verify", "restore",
+            "run", "sweep", "plan", "status", "check", "verify", "restore", "get",
         ] {
             let sub = cli.find_subcommand(name).unwrap();
             let envs: Vec<_> = sub

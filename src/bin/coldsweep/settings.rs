@@ -117,7 +117,8 @@ impl DbArgs {
 /// its own recorder).
 #[derive(Args, Clone)]
 pub(crate) struct MetricsArgs {
-    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9187 (unset: no endpoint)
+    /// Serve Prometheus metrics at http://ADDR/metrics and health checks at /healthz and /readyz,
+    /// e.g. 127.0.0.1:9187 (unset: no endpoint)
     #[arg(
         long,
         env = "COLDSWEEP_METRICS_ADDR",

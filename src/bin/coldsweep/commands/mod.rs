@@ -1,6 +1,5 @@
 //! One function per subcommand; each returns the process exit code.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -20,6 +19,8 @@ use crate::settings::{
 
 mod check;
 mod demo;
+mod get;
+mod health;
 mod plan;
 mod reset;
 mod restore;
@@ -29,6 +30,7 @@ mod verify;
 pub(crate) use check::check;
 use check::probe_cold;
 pub(crate) use demo::{DEFAULT_DIR as DEMO_DIR, demo};
+pub(crate) use get::{GetArgs, get};
 pub(crate) use plan::plan;
 pub(crate) use reset::{ResetArgs, reset};
 pub(crate) use restore::{RestoreArgs, restore};
@@ -95,9 +97,11 @@ pub(crate) async fn run(settings: Settings, metrics: MetricsArgs) -> anyhow::Res
             return Ok(ExitCode::SUCCESS);
         }
     };
-    if let Some(addr) = metrics_addr {
-        serve_metrics(addr)?;
-    }
+    // The port is taken before the first sweep: a port in use stops start-up.
+    let listener = match metrics_addr {
+        Some(addr) => Some((health::bind(addr).await?, install_recorder()?, addr)),
+        None => None,
+    };
     let catalog_url = settings.db.database_url.as_deref().map(redact_url);
     tracing::info!(
         catalog = catalog_url.as_deref().unwrap_or_default(),
@@ -112,26 +116,29 @@ pub(crate) async fn run(settings: Settings, metrics: MetricsArgs) -> anyhow::Res
     );
     let catalog = ready.catalog.clone();
     let mut archiver = Archiver::task_html(ready.config, ready.catalog, ready.hot, ready.cold);
-    if metrics_addr.is_some() {
-        archiver = archiver.with_status_gauges(catalog);
+    if let Some((listener, handle, addr)) = listener {
+        archiver = archiver.with_status_gauges(catalog.clone());
+        health::serve(
+            listener,
+            health::Health::new(catalog, archiver.last_sweep(), handle),
+        );
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics, health at /healthz and /readyz");
     }
     archiver.run(shutdown.recv()).await;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Install the Prometheus recorder and serve it on `addr` (any path; `/metrics` by convention).
-fn serve_metrics(addr: SocketAddr) -> anyhow::Result<()> {
+/// Install the Prometheus recorder; the endpoint renders it through the handle.
+fn install_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
     use metrics_exporter_prometheus::PrometheusBuilder;
 
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
+    let handle = PrometheusBuilder::new()
         .set_buckets(coldsweep::metrics::DURATION_BUCKETS)
         .context("configure the metrics exporter")?
-        .install()
-        .with_context(|| format!("COLDSWEEP_METRICS_ADDR: serve metrics on {addr}"))?;
+        .install_recorder()
+        .context("install the metrics recorder")?;
     coldsweep::metrics::describe();
-    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
-    Ok(())
+    Ok(handle)
 }
 
 /// `coldsweep sweep --once --json`: the report and what the command adds.
