@@ -104,12 +104,25 @@ enum Command {
         settings: Settings,
     },
 
-    /// Dry run: show per job whether retention keeps it hot or the next sweep moves it.
-    Plan(Settings),
+    /// Dry run: show per job which rule (retention, hot quota, minimum age) moves it in the
+    /// next sweep or keeps it hot, and the hot bytes before and after.
+    Plan {
+        /// Print one JSON object on stdout instead of the report (fields: README, "JSON output").
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
 
-    /// Show where blobs are: counts; quarantined, missing and lost blobs with their reasons;
-    /// failing blobs with their last error and retry time.
-    Status(Settings),
+    /// Show where blobs are: counts; hot and cold bytes per bucket; quarantined, missing and
+    /// lost blobs with their reasons; failing blobs with their last error and retry time.
+    Status {
+        /// Print one JSON object on stdout instead of the report (fields: README, "JSON output").
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
 
     /// Put blobs back into play: clear the lost, missing, quarantined or failing state of the
     /// rows selected (a dry run unless --yes).
@@ -177,8 +190,8 @@ async fn main() -> ExitCode {
             retry_failed,
             settings,
         } => commands::sweep(once, retry_failed, settings).await,
-        Command::Plan(settings) => commands::plan(settings).await,
-        Command::Status(settings) => commands::status(settings).await,
+        Command::Plan { json, settings } => commands::plan(settings, json).await,
+        Command::Status { json, settings } => commands::status(settings, json).await,
         Command::Check(settings) => commands::check(settings).await,
         Command::Verify { settings, scrub } => commands::verify(settings, scrub).await,
         Command::Reset { db, reset } => commands::reset(db, reset).await,
