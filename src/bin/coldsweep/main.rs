@@ -21,8 +21,10 @@ const ABOUT: &str = "Moves aged blobs from a hot object store to cold S3-compati
 const AFTER_HELP: &str = "\
 How it works:
   The catalog's rows say where every blob lives. Each sweep claims blobs of finished jobs
-  older than the newest ARCHIVE_RETENTION_JOBS jobs per (domain, organisation), copies them
-  to cold storage, verifies the copy, switches the row to it, and only then deletes the hot copy.
+  older than the newest ARCHIVE_RETENTION_JOBS jobs per (domain, organisation) (and, while the
+  hot bytes exceed ARCHIVE_HOT_QUOTA, of the oldest others; none younger than ARCHIVE_MIN_AGE),
+  copies them to cold storage, verifies the copy, switches the row to it, and only then deletes
+  the hot copy. `coldsweep plan` shows which jobs the next sweep moves, and why.
 
 Try it without any setup:
   coldsweep demo
