@@ -102,6 +102,8 @@ pub(crate) async fn run(settings: Settings, metrics: MetricsArgs) -> anyhow::Res
         provider = %ready.config.provider,
         bucket = %ready.config.bucket,
         retention_jobs = ready.config.retention_jobs,
+        hot_quota_bytes = ready.config.hot_quota,
+        min_age = ready.config.min_age.map(|d| humantime::format_duration(d).to_string()),
         interval = %humantime::format_duration(ready.config.interval),
         batch_size = ready.config.batch_size,
         concurrency = ready.config.concurrency,
