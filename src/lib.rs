@@ -7,6 +7,8 @@
 //! - [`model`]: the plain data every layer shares ([`ArchiveCandidate`], a
 //!   claim, its lease and fence, a blob's state).
 //! - [`catalog`]: Postgres or SQLite; finds candidates, claims them with a lease.
+//! - [`rules`]: which finished jobs a sweep moves (retention, quota, minimum
+//!   age) and why the rest stays: one pure function for the sweep and `plan`.
 //! - [`source`]: kinds of archivable data ([`TaskHtmlSource`] is the first).
 //! - [`store`]: the one [`Store`] seam for hot and cold (S3-compatible, Supabase
 //!   Storage's REST API, local folder).
@@ -82,6 +84,7 @@ pub mod metrics;
 pub mod model;
 pub mod progress;
 pub mod restore;
+pub mod rules;
 pub mod scrub;
 pub mod source;
 pub mod store;

@@ -360,7 +360,7 @@ impl Archiver {
         hot: Arc<dyn Store>,
         cold: Arc<dyn Store>,
     ) -> Self {
-        let source = Arc::new(TaskHtmlSource::new(catalog.clone(), config.retention_jobs));
+        let source = Arc::new(TaskHtmlSource::with_rules(catalog.clone(), config.rules()));
         Self::new(
             cold,
             hot,

@@ -18,6 +18,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{ArchiveCandidate, ArchivedAt};
+use crate::rules::{self, JobBytes, Rules, Scope, Standing, Standings};
 
 /// The terminal statuses as an SQL list, for both backends' queries; kept
 /// equal to [`TERMINAL_STATUSES`] by a unit test.
@@ -352,6 +353,31 @@ pub struct HotBucket {
     pub sample_path: String,
 }
 
+/// Blobs and bytes in one bucket ([`Catalog::bucket_usage`]), read from
+/// the columns of their names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct BucketBytes {
+    /// `html_archive_provider` for a cold bucket; `None` for a hot one.
+    pub provider: Option<String>,
+    /// The bucket; `None` where rows name none.
+    pub bucket: Option<String>,
+    /// Rows in it.
+    pub blobs: i64,
+    /// Sum of their `html_compressed_size_bytes` (a NULL size counts 0).
+    pub bytes: i64,
+    /// Rows whose size the catalog does not record.
+    pub blobs_without_size: i64,
+}
+
+/// Blobs and bytes per hot and cold bucket, each list by bucket (bytewise).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BucketUsage {
+    /// Per `html_storage_bucket`.
+    pub hot: Vec<BucketBytes>,
+    /// Per (`html_archive_provider`, `html_archive_bucket`).
+    pub cold: Vec<BucketBytes>,
+}
+
 /// Database access coldsweep needs, identical in meaning on every backend
 /// (proven by the catalog conformance suite).
 #[async_trait]
@@ -370,18 +396,16 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// storage, at least one archived, become `archived`. Returns how many.
     async fn mark_archived_jobs(&self) -> Result<u64>;
 
-    /// The jobs whose task HTML a sweep starting at `free_before` may move,
-    /// oldest first (`COALESCE(restored_at, completed_at, created_at)`: a
-    /// restored job counts as finished at its restore; no time first,
-    /// then id bytewise): terminal jobs older than the newest
-    /// `retention_jobs` terminal jobs of their (domain, organisation), with
-    /// a row claimable at `free_before`. Reads every terminal job: once per
-    /// sweep, not per claim.
-    async fn eligible_jobs(
-        &self,
-        retention_jobs: u32,
-        free_before: DateTime<Utc>,
-    ) -> Result<Vec<String>>;
+    /// What [`rules::decide`] needs to know of the jobs, as at `free_before`
+    /// (a sweep's start): each job's [`Standing`] — rank among the finished
+    /// jobs of its (domain, organisation), job time
+    /// (`COALESCE(restored_at, completed_at, created_at)`), whether it has a
+    /// row claimable at `free_before` — and, for [`Scope::Counted`], the
+    /// blobs and bytes of its rows with a hot path, and the hot bytes of
+    /// the whole catalog (a NULL `html_compressed_size_bytes` counts 0).
+    /// [`Scope::BeyondRetention`] reads only the ranks and one index probe
+    /// per finished job beyond retention: once per sweep, not per claim.
+    async fn job_standings(&self, scope: Scope, free_before: DateTime<Utc>) -> Result<Standings>;
 
     /// Claim up to `limit` task-HTML candidates of `jobs`, taken job by job
     /// in the order given and by task id within a job, skipping rows under
@@ -400,9 +424,10 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         lease: &Lease,
     ) -> Result<Claim>;
 
-    /// One claim from scratch: [`Catalog::eligible_jobs`] at
+    /// One claim from scratch under retention alone: the moving jobs of
+    /// [`rules::decide`] over [`Catalog::job_standings`] at
     /// `lease.free_before`, then [`Catalog::claim_task_html_rows`] over all
-    /// of them. A sweep keeps the eligible jobs between claims instead
+    /// of them. A sweep keeps its moving jobs between claims instead
     /// ([`TaskHtmlSource`](crate::source::TaskHtmlSource) does).
     async fn claim_task_html(
         &self,
@@ -410,9 +435,9 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         limit: usize,
         lease: &Lease,
     ) -> Result<Vec<ArchiveCandidate>> {
-        let jobs = self
-            .eligible_jobs(retention_jobs, lease.free_before)
-            .await?;
+        let rules = Rules::retention(retention_jobs);
+        let standings = self.job_standings(rules.scope(), lease.free_before).await?;
+        let jobs = rules::decide(&standings, &rules, lease.free_before).moving_ids();
         Ok(self
             .claim_task_html_rows(&jobs, limit, lease)
             .await?
@@ -579,6 +604,13 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         hot_bucket: &str,
         fence: Fence<'_>,
     ) -> Result<Restored>;
+
+    /// Blobs and stored bytes per bucket: hot per `html_storage_bucket`
+    /// (every row with a hot path, whatever its state), cold per
+    /// (`html_archive_provider`, `html_archive_bucket`) (every row with a
+    /// recorded cold key). A blob switched to cold whose hot copy is not yet
+    /// deleted counts in both. Reads every row: for reports.
+    async fn bucket_usage(&self) -> Result<BucketUsage>;
 }
 
 /// Open the catalog at `url`: `postgres://…`/`postgresql://…` or `sqlite:…`
@@ -852,6 +884,68 @@ where
         lost_tasks: row.try_get("lost")?,
         hot_bytes: row.try_get("hot_bytes")?,
     })
+}
+
+/// A `job_standings` row: `id`, `rank`, `job_time`, and for a counted
+/// scope `movable_blobs`, `movable_bytes` and `hot_bytes` (else the row
+/// has a claimable blob, which is why it was returned).
+fn standing_from_row<'r, R>(row: &'r R, counted: bool) -> Result<Standing, sqlx::Error>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    // Counts and sums are never negative but a size column could hold a
+    // negative number: it counts 0.
+    let count = |name: &'r str| -> Result<u64, sqlx::Error> {
+        Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
+    };
+    let bytes = if counted {
+        Some(JobBytes {
+            movable_blobs: count("movable_blobs")?,
+            movable_bytes: count("movable_bytes")?,
+            hot_bytes: count("hot_bytes")?,
+        })
+    } else {
+        None
+    };
+    let rank: Option<i64> = row.try_get("rank")?;
+    Ok(Standing {
+        job_id: row.try_get("id")?,
+        rank: rank.map(|r| u64::try_from(r).unwrap_or(0)),
+        job_time: row.try_get("job_time")?,
+        movable: bytes.is_none_or(|b| b.movable_blobs > 0),
+        bytes,
+    })
+}
+
+/// The standings in `rows` of a `job_standings` query for `scope`; a
+/// counted scope's rows hold every job with hot rows, so their hot bytes
+/// add up to the catalog's.
+pub(crate) fn standings_from_rows<'r, R>(
+    rows: &'r [R],
+    scope: Scope,
+) -> Result<Standings, sqlx::Error>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let counted = scope == Scope::Counted;
+    let jobs = rows
+        .iter()
+        .map(|row| standing_from_row(row, counted))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hot_bytes = counted.then(|| {
+        jobs.iter()
+            .filter_map(|j| j.bytes)
+            .fold(0u64, |sum, b| sum.saturating_add(b.hot_bytes))
+    });
+    Ok(Standings { jobs, hot_bytes })
 }
 
 /// Bind every [`TaskRow`] field to the backend's `INSERT INTO tasks`, whose

@@ -23,13 +23,14 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, FromRow, Row};
 use super::fixtures::Fixtures;
 use super::sql::POSTGRES as SQL;
 use super::{
-    Catalog, CatalogStatus, HotBucket, JobRetention, JobRow, MIGRATIONS_TABLE, ResetFilter,
-    Restored, TaskRow, bind_task, candidate_from_row, classify, fence_miss, lease_raced,
-    migrate_error, missing_migrations, no_cold_location, retention_from_row, sort_claimed,
-    unreadable_reason, with_own_table,
+    BucketBytes, BucketUsage, Catalog, CatalogStatus, HotBucket, JobRetention, JobRow,
+    MIGRATIONS_TABLE, ResetFilter, Restored, TaskRow, bind_task, candidate_from_row, classify,
+    fence_miss, lease_raced, migrate_error, missing_migrations, no_cold_location,
+    retention_from_row, sort_claimed, standings_from_rows, unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{BlobState, Claim, Fence, Lease, Unreadable, Verdict};
+use crate::rules::{Scope, Standings};
 
 /// How messages name this backend.
 const NAME: &str = "Postgres";
@@ -89,6 +90,19 @@ macro_rules! claimable {
              AND (t.html_lease_expires_at IS NULL OR t.html_lease_expires_at < ",
             $free_before,
             ")"
+        )
+    };
+}
+
+/// The `int8` sum of a size column over a group (`$filter`: an aggregate
+/// FILTER clause or ""): a NULL or negative size counts 0, and a sum past
+/// `int8` (a corrupt row) stops at its largest value instead of failing
+/// the statement.
+macro_rules! size_sum {
+    ($column:literal, $($filter:expr),*) => {
+        concat!(
+            "LEAST(COALESCE(sum(GREATEST(", $column, ", 0))", $($filter,)* ", 0), ",
+            "9223372036854775807)::int8"
         )
     };
 }
@@ -364,30 +378,72 @@ impl Catalog for PgCatalog {
         Ok(done.rows_affected())
     }
 
-    async fn eligible_jobs(
-        &self,
-        retention_jobs: u32,
-        free_before: DateTime<Utc>,
-    ) -> Result<Vec<String>> {
-        // The one catalog-wide step of a sweep: every terminal job ranked,
-        // each eligible one probed once through the hot-HTML index.
-        sqlx::query_scalar(concat!(
-            "WITH ",
-            ranked_cte!(),
-            "
-            SELECT r.id
-            FROM ranked r
-            WHERE r.rank > $1
-              AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = r.id AND ",
-            claimable!("$2"),
-            ")
-            ORDER BY r.job_time ASC NULLS FIRST, r.id COLLATE \"C\""
-        ))
-        .bind(i64::from(retention_jobs))
-        .bind(free_before)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)
+    async fn job_standings(&self, scope: Scope, free_before: DateTime<Utc>) -> Result<Standings> {
+        let rows = match scope {
+            // The one catalog-wide step of a sweep without a quota: every
+            // terminal job ranked, each beyond retention probed once through
+            // the hot-HTML index.
+            Scope::BeyondRetention(retention_jobs) => {
+                sqlx::query(concat!(
+                    "WITH ",
+                    ranked_cte!(),
+                    "
+                    SELECT r.id, r.rank, r.job_time::timestamptz AS job_time
+                    FROM ranked r
+                    WHERE r.rank > $1
+                      AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = r.id AND ",
+                    claimable!("$2"),
+                    ")
+                    ORDER BY r.job_time ASC NULLS FIRST, r.id COLLATE \"C\""
+                ))
+                .bind(i64::from(retention_jobs))
+                .bind(free_before)
+                .fetch_all(&self.pool)
+                .await
+            }
+            // Every hot row, read once through the hot-HTML index (its
+            // predicate is this WHERE), summed per job; joined in full so
+            // that the bytes of jobs that are not finished count too.
+            Scope::Counted => {
+                sqlx::query(concat!(
+                    "WITH ",
+                    ranked_cte!(),
+                    ",
+                    hot AS (
+                        SELECT t.job_id,
+                               count(*) FILTER (WHERE ",
+                    claimable!("$1"),
+                    ") AS movable_blobs,
+                               ",
+                    size_sum!(
+                        "t.html_compressed_size_bytes",
+                        " FILTER (WHERE ",
+                        claimable!("$1"),
+                        ")"
+                    ),
+                    " AS movable_bytes,
+                               ",
+                    size_sum!("t.html_compressed_size_bytes", ""),
+                    " AS hot_bytes
+                        FROM tasks t
+                        WHERE t.html_storage_path IS NOT NULL
+                        GROUP BY t.job_id
+                    )
+                    SELECT COALESCE(r.id, h.job_id) AS id, r.rank,
+                           r.job_time::timestamptz AS job_time,
+                           COALESCE(h.movable_blobs, 0) AS movable_blobs,
+                           COALESCE(h.movable_bytes, 0) AS movable_bytes,
+                           COALESCE(h.hot_bytes, 0) AS hot_bytes
+                    FROM ranked r
+                    FULL JOIN hot h ON h.job_id = r.id"
+                ))
+                .bind(free_before)
+                .fetch_all(&self.pool)
+                .await
+            }
+        }
+        .map_err(classify)?;
+        standings_from_rows(&rows, scope).map_err(classify)
     }
 
     async fn claim_task_html_rows(
@@ -701,7 +757,8 @@ impl Catalog for PgCatalog {
             LEFT JOIN ranked r ON r.id = j.id
             LEFT JOIN counts c ON c.job_id = j.id
             ORDER BY j.domain_id, j.organisation_id NULLS LAST,
-                     COALESCE(j.restored_at, j.completed_at, j.created_at) DESC NULLS LAST, j.id COLLATE \"C\" DESC"
+                     COALESCE(j.restored_at, j.completed_at, j.created_at) DESC NULLS LAST,
+                     j.id COLLATE \"C\" DESC"
         ))
         .fetch_all(&self.pool)
         .await
@@ -780,6 +837,40 @@ impl Catalog for PgCatalog {
             .map(HotBucket::from_row)
             .collect::<Result<_, _>>()
             .map_err(classify)
+    }
+
+    async fn bucket_usage(&self) -> Result<BucketUsage> {
+        let hot = sqlx::query_as::<_, BucketBytes>(concat!(
+            "SELECT NULL::text AS provider, html_storage_bucket AS bucket, count(*) AS blobs,
+                    ",
+            size_sum!("html_compressed_size_bytes", ""),
+            " AS bytes,
+                    count(*) FILTER (WHERE html_compressed_size_bytes IS NULL) AS blobs_without_size
+             FROM tasks
+             WHERE html_storage_path IS NOT NULL
+             GROUP BY html_storage_bucket
+             ORDER BY html_storage_bucket COLLATE \"C\" NULLS LAST"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let cold = sqlx::query_as::<_, BucketBytes>(concat!(
+            "SELECT html_archive_provider AS provider, html_archive_bucket AS bucket,
+                    count(*) AS blobs,
+                    ",
+            size_sum!("html_compressed_size_bytes", ""),
+            " AS bytes,
+                    count(*) FILTER (WHERE html_compressed_size_bytes IS NULL) AS blobs_without_size
+             FROM tasks
+             WHERE html_archive_key IS NOT NULL
+             GROUP BY html_archive_provider, html_archive_bucket
+             ORDER BY html_archive_provider COLLATE \"C\" NULLS LAST,
+                      html_archive_bucket COLLATE \"C\" NULLS LAST"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(BucketUsage { hot, cold })
     }
 
     async fn tasks_in_state(&self, state: BlobState, limit: usize) -> Result<Vec<TaskRow>> {

@@ -28,13 +28,14 @@ use sqlx::{AssertSqlSafe, FromRow, Row};
 use super::fixtures::Fixtures;
 use super::sql::SQLITE as SQL;
 use super::{
-    Catalog, CatalogStatus, HotBucket, JobRetention, JobRow, MIGRATIONS_TABLE, ResetFilter,
-    Restored, TaskRow, bind_task, candidate_from_row, classify, fence_miss, lease_raced,
-    migrate_error, missing_migrations, no_cold_location, retention_from_row, sort_claimed,
-    unreadable_reason, with_own_table,
+    BucketBytes, BucketUsage, Catalog, CatalogStatus, HotBucket, JobRetention, JobRow,
+    MIGRATIONS_TABLE, ResetFilter, Restored, TaskRow, bind_task, candidate_from_row, classify,
+    fence_miss, lease_raced, migrate_error, missing_migrations, no_cold_location,
+    retention_from_row, sort_claimed, standings_from_rows, unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{BlobState, Claim, Fence, Lease, Unreadable, Verdict};
+use crate::rules::{Scope, Standings};
 
 /// How messages name this backend.
 const NAME: &str = "SQLite";
@@ -104,6 +105,21 @@ macro_rules! claimable {
                   OR julianday(t.html_lease_expires_at) < julianday(",
             $free_before,
             "))"
+        )
+    };
+}
+
+/// The integer sum of a size column over a group (`$filter`: an aggregate
+/// FILTER clause or ""): a NULL, negative or non-numeric size counts 0, and
+/// the sum is taken as a float (`total`, which never overflows, exact below
+/// 2^53) and stops at the largest integer, so a corrupt row cannot fail the
+/// statement.
+macro_rules! size_sum {
+    ($column:literal, $($filter:expr),*) => {
+        concat!(
+            "CAST(min(total(CASE WHEN typeof(", $column, ") IN ('integer', 'real') AND ",
+            $column, " > 0 THEN ", $column, " ELSE 0 END)", $($filter,)*
+            ", 9223372036854775807.0) AS INTEGER)"
         )
     };
 }
@@ -222,30 +238,75 @@ impl Catalog for SqliteCatalog {
         Ok(done.rows_affected())
     }
 
-    async fn eligible_jobs(
-        &self,
-        retention_jobs: u32,
-        free_before: DateTime<Utc>,
-    ) -> Result<Vec<String>> {
-        // The one catalog-wide step of a sweep: every terminal job ranked,
-        // each eligible one probed once through the hot-HTML index.
-        sqlx::query_scalar(concat!(
-            "WITH ",
-            ranked_cte!(),
-            "
-            SELECT r.id
-            FROM ranked r
-            WHERE r.rank > ?1
-              AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = r.id AND ",
-            claimable!("?2"),
-            ")
-            ORDER BY r.job_day ASC NULLS FIRST, r.job_time ASC, r.id"
-        ))
-        .bind(i64::from(retention_jobs))
-        .bind(free_before)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)
+    async fn job_standings(&self, scope: Scope, free_before: DateTime<Utc>) -> Result<Standings> {
+        let rows = match scope {
+            // The one catalog-wide step of a sweep without a quota: every
+            // terminal job ranked, each beyond retention probed once through
+            // the hot-HTML index.
+            Scope::BeyondRetention(retention_jobs) => {
+                sqlx::query(concat!(
+                    "WITH ",
+                    ranked_cte!(),
+                    "
+                    SELECT r.id, r.rank, r.job_time
+                    FROM ranked r
+                    WHERE r.rank > ?1
+                      AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = r.id AND ",
+                    claimable!("?2"),
+                    ")
+                    ORDER BY r.job_day ASC NULLS FIRST, r.job_time ASC, r.id"
+                ))
+                .bind(i64::from(retention_jobs))
+                .bind(free_before)
+                .fetch_all(&self.pool)
+                .await
+            }
+            // Every hot row, read once through the hot-HTML index, summed
+            // per job; jobs that are not finished keep their bytes (the
+            // second half: SQLite before 3.39 has no FULL JOIN).
+            Scope::Counted => {
+                sqlx::query(concat!(
+                    "WITH ",
+                    ranked_cte!(),
+                    ",
+                    hot AS (
+                        SELECT t.job_id,
+                               count(*) FILTER (WHERE ",
+                    claimable!("?1"),
+                    ") AS movable_blobs,
+                               ",
+                    size_sum!(
+                        "t.html_compressed_size_bytes",
+                        " FILTER (WHERE ",
+                        claimable!("?1"),
+                        ")"
+                    ),
+                    " AS movable_bytes,
+                               ",
+                    size_sum!("t.html_compressed_size_bytes", ""),
+                    " AS hot_bytes
+                        FROM tasks t INDEXED BY coldsweep_tasks_hot_html_idx
+                        WHERE t.html_storage_path IS NOT NULL
+                        GROUP BY t.job_id
+                    )
+                    SELECT r.id, r.rank, r.job_time,
+                           COALESCE(h.movable_blobs, 0) AS movable_blobs,
+                           COALESCE(h.movable_bytes, 0) AS movable_bytes,
+                           COALESCE(h.hot_bytes, 0) AS hot_bytes
+                    FROM ranked r
+                    LEFT JOIN hot h ON h.job_id = r.id
+                    UNION ALL
+                    SELECT h.job_id, NULL, NULL, h.movable_blobs, h.movable_bytes, h.hot_bytes
+                    FROM hot h
+                    WHERE NOT EXISTS (SELECT 1 FROM ranked r WHERE r.id = h.job_id)"
+                ))
+                .bind(free_before)
+                .fetch_all(&self.pool)
+                .await
+            }
+        }
+        .map_err(classify)?;
+        standings_from_rows(&rows, scope).map_err(classify)
     }
 
     async fn claim_task_html_rows(
@@ -715,6 +776,40 @@ impl Catalog for SqliteCatalog {
             .map(HotBucket::from_row)
             .collect::<Result<_, _>>()
             .map_err(classify)
+    }
+
+    async fn bucket_usage(&self) -> Result<BucketUsage> {
+        let hot = sqlx::query_as::<_, BucketBytes>(concat!(
+            "SELECT NULL AS provider, html_storage_bucket AS bucket, count(*) AS blobs,
+                    ",
+            size_sum!("html_compressed_size_bytes", ""),
+            " AS bytes,
+                    count(*) FILTER (WHERE html_compressed_size_bytes IS NULL) AS blobs_without_size
+             FROM tasks
+             WHERE html_storage_path IS NOT NULL
+             GROUP BY html_storage_bucket
+             ORDER BY html_storage_bucket IS NULL, html_storage_bucket"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let cold = sqlx::query_as::<_, BucketBytes>(concat!(
+            "SELECT html_archive_provider AS provider, html_archive_bucket AS bucket,
+                    count(*) AS blobs,
+                    ",
+            size_sum!("html_compressed_size_bytes", ""),
+            " AS bytes,
+                    count(*) FILTER (WHERE html_compressed_size_bytes IS NULL) AS blobs_without_size
+             FROM tasks
+             WHERE html_archive_key IS NOT NULL
+             GROUP BY html_archive_provider, html_archive_bucket
+             ORDER BY html_archive_provider IS NULL, html_archive_provider,
+                      html_archive_bucket IS NULL, html_archive_bucket"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(BucketUsage { hot, cold })
     }
 
     async fn tasks_in_state(&self, state: BlobState, limit: usize) -> Result<Vec<TaskRow>> {

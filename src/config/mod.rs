@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{KeyPrefix, ObjectKey};
+use crate::rules::Rules;
 pub use crate::store::fs::{FsConfig, FsSettings};
 use crate::store::profile::Profile;
 pub use crate::store::profile::{ChecksumMode, Provider};
@@ -90,6 +91,12 @@ pub struct Config {
     pub missing_stop_percent: u8,
     /// Permanent failures of one blob before it is quarantined (`ARCHIVE_MAX_ATTEMPTS`).
     pub max_attempts: u32,
+    /// Most hot bytes the catalog may account for after a sweep; `None`: no
+    /// quota (`ARCHIVE_HOT_QUOTA`). See [`crate::rules`].
+    pub hot_quota: Option<u64>,
+    /// No job whose job time is more recent than this moves; `None`: no
+    /// minimum (`ARCHIVE_MIN_AGE`).
+    pub min_age: Option<Duration>,
 }
 
 /// How the archiver proves a cold copy identical to the hot bytes.
@@ -136,6 +143,8 @@ impl Default for Config {
             missing_stop_count: 10,
             missing_stop_percent: 10,
             max_attempts: 5,
+            hot_quota: None,
+            min_age: None,
         }
     }
 }
@@ -247,6 +256,15 @@ impl Config {
             1000,
         )?;
 
+        let hot_quota = vars
+            .get(ARCHIVE_HOT_QUOTA)
+            .map(|raw| parse_size(ARCHIVE_HOT_QUOTA, &raw))
+            .transpose()?;
+        let min_age = match vars.get(ARCHIVE_MIN_AGE) {
+            Some(raw) => parse_min_age(ARCHIVE_MIN_AGE, &raw)?,
+            None => None,
+        };
+
         Ok(Some(Config {
             provider,
             bucket,
@@ -265,7 +283,18 @@ impl Config {
             missing_stop_count,
             missing_stop_percent: missing_stop_percent as u8,
             max_attempts: max_attempts as u32,
+            hot_quota,
+            min_age,
         }))
+    }
+
+    /// The archive rules these settings give ([`crate::rules`]).
+    pub fn rules(&self) -> Rules {
+        Rules {
+            retention_jobs: self.retention_jobs,
+            hot_quota: self.hot_quota,
+            min_age: self.min_age,
+        }
     }
 
     /// Where probe objects go inside the bucket: `probe_prefix` under `path_prefix`.
@@ -526,6 +555,8 @@ pub(crate) mod tests {
             ("ARCHIVE_MISSING_STOP_COUNT", "0"),
             ("ARCHIVE_MISSING_STOP_PERCENT", "100"),
             ("ARCHIVE_MAX_ATTEMPTS", "1"),
+            ("ARCHIVE_HOT_QUOTA", "1.5GiB"),
+            ("ARCHIVE_MIN_AGE", "30d"),
         ])
         .unwrap()
         .unwrap();
@@ -548,6 +579,16 @@ pub(crate) mod tests {
                 missing_stop_count: 0,
                 missing_stop_percent: 100,
                 max_attempts: 1,
+                hot_quota: Some(1_610_612_736),
+                min_age: Some(Duration::from_secs(30 * 86_400)),
+            }
+        );
+        assert_eq!(
+            got.rules(),
+            Rules {
+                retention_jobs: 0,
+                hot_quota: Some(1_610_612_736),
+                min_age: Some(Duration::from_secs(30 * 86_400)),
             }
         );
         assert_eq!(
@@ -650,6 +691,11 @@ pub(crate) mod tests {
             ("ARCHIVE_PATH_PREFIX", "a//b"),
             ("ARCHIVE_PATH_PREFIX", "a/./b"),
             ("ARCHIVE_PATH_PREFIX", "back\\slash"),
+            ("ARCHIVE_HOT_QUOTA", "lots"),
+            ("ARCHIVE_HOT_QUOTA", "800 MiBs"),
+            ("ARCHIVE_HOT_QUOTA", "-1GB"),
+            ("ARCHIVE_MIN_AGE", "a month"),
+            ("ARCHIVE_MIN_AGE", "-1d"),
         ];
         for &(name, value) in cases {
             let err = config_err(&with(MINIMAL, name, value));

@@ -80,6 +80,72 @@ pub(super) fn parse_duration(name: &str, raw: &str) -> Result<Duration> {
     Ok(duration)
 }
 
+/// What a size setting takes, for its messages.
+const SIZE_EXPECTED: &str = "a size such as 800MB, 1.5GiB or 500000000 (a whole number of bytes; \
+                             kB, MB, GB, TB = 1000^n, KiB, MiB, GiB, TiB = 1024^n)";
+
+/// A size in bytes: a number, optionally with a fraction, and an optional
+/// unit (`B`, decimal `kB`…`TB`, binary `KiB`…`TiB`; letters in any case).
+/// The result must be a whole number of bytes, at most `i64::MAX` (what a
+/// catalog's `int8` sum can hold).
+pub(super) fn parse_size(name: &str, raw: &str) -> Result<u64> {
+    let bad = || invalid(name, SIZE_EXPECTED, raw);
+    let split = raw
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let multiplier: u128 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || fraction.contains('.') || fraction.len() > 12 {
+        return Err(bad());
+    }
+    let whole: u128 = whole.parse().map_err(|_| bad())?;
+    let fraction_value: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().map_err(|_| bad())?
+    };
+    let scale = 10u128.pow(fraction.len() as u32);
+    let part = fraction_value * multiplier;
+    if !part.is_multiple_of(scale) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{name}: expected {SIZE_EXPECTED}, got {} (not a whole number of bytes)",
+                shown(raw)
+            ),
+        ));
+    }
+    whole
+        .checked_mul(multiplier)
+        .and_then(|b| b.checked_add(part / scale))
+        .filter(|b| *b <= i64::MAX as u128)
+        .map(|b| b as u64)
+        .ok_or_else(bad)
+}
+
+/// A minimum age: a duration as [`parse_duration`] takes it, or zero
+/// (`0`, `0s`, …) for none.
+pub(super) fn parse_min_age(name: &str, raw: &str) -> Result<Option<Duration>> {
+    let zero =
+        raw.bytes().all(|b| b == b'0') || humantime::parse_duration(raw).is_ok_and(|d| d.is_zero());
+    if zero {
+        return Ok(None);
+    }
+    parse_duration(name, raw).map(Some)
+}
+
 /// S3's bucket naming rules. Checked for every provider (`fs` included) so a
 /// bucket name is portable between cold stores and safe as a folder name.
 pub(super) fn parse_bucket(raw: &str) -> Result<String> {
@@ -170,6 +236,72 @@ mod tests {
             let err = parse_duration("X", bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
             assert!(err.message().starts_with("X: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        for (raw, want) in [
+            ("500000000", 500_000_000),
+            ("0", 0),
+            ("800MB", 800_000_000),
+            ("800 MB", 800_000_000),
+            ("800mb", 800_000_000),
+            ("1.5GiB", 1_610_612_736),
+            ("1.5GB", 1_500_000_000),
+            ("2kB", 2_000),
+            ("2KiB", 2_048),
+            ("3TB", 3_000_000_000_000),
+            ("1TiB", 1 << 40),
+            ("0.5kB", 500),
+            ("42B", 42),
+        ] {
+            assert_eq!(parse_size("Q", raw).unwrap(), want, "{raw}");
+        }
+        for bad in [
+            "",
+            "MB",
+            "-1",
+            "1,5GB",
+            "1.5",
+            "1.2345kB",
+            "10 parsecs",
+            "1e9",
+            "1..5GB",
+            "5 M B",
+            "٣MB",
+            "99999999TB",
+        ] {
+            let err = parse_size("Q", bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
+            assert!(
+                err.message()
+                    .starts_with("Q: expected a size such as 800MB, 1.5GiB or 500000000"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn min_age_takes_days_and_zero_means_none() {
+        assert_eq!(parse_min_age("A", "0").unwrap(), None);
+        assert_eq!(parse_min_age("A", "0s").unwrap(), None);
+        assert_eq!(
+            parse_min_age("A", "30d").unwrap(),
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(
+            parse_min_age("A", "12h").unwrap(),
+            Some(Duration::from_secs(12 * 3600))
+        );
+        assert_eq!(
+            parse_min_age("A", "3600").unwrap(),
+            Some(Duration::from_secs(3600))
+        );
+        for bad in ["-1d", "soon", "400d", "5M"] {
+            let err = parse_min_age("A", bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}");
+            assert!(err.message().starts_with("A: expected a duration"), "{err}");
         }
     }
 

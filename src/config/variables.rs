@@ -6,6 +6,8 @@
 pub(crate) const ARCHIVE_PROVIDER: &str = "ARCHIVE_PROVIDER";
 pub(crate) const ARCHIVE_BUCKET: &str = "ARCHIVE_BUCKET";
 pub(crate) const ARCHIVE_RETENTION_JOBS: &str = "ARCHIVE_RETENTION_JOBS";
+pub(crate) const ARCHIVE_HOT_QUOTA: &str = "ARCHIVE_HOT_QUOTA";
+pub(crate) const ARCHIVE_MIN_AGE: &str = "ARCHIVE_MIN_AGE";
 pub(crate) const ARCHIVE_INTERVAL: &str = "ARCHIVE_INTERVAL";
 pub(crate) const ARCHIVE_BATCH_SIZE: &str = "ARCHIVE_BATCH_SIZE";
 pub(crate) const ARCHIVE_CONCURRENCY: &str = "ARCHIVE_CONCURRENCY";
@@ -288,6 +290,30 @@ pub const VARIABLES: &[Variable] = &[
             Group::Archiver,
             Some(DEFAULT_RETENTION_JOBS),
             "newest finished jobs per domain and organisation kept hot (0 or more)",
+        )
+    },
+    Variable {
+        doc: "most bytes the catalog may account for in hot storage (the `html_compressed_size_bytes` of every row with a hot path; a NULL size counts 0): while it is exceeded after retention, the oldest finished jobs move too, even among the newest `ARCHIVE_RETENTION_JOBS` — see [Archive rules](#archive-rules); `800MB`, `1.5GiB` or a number of bytes (kB, MB, GB, TB = 1000ⁿ; KiB, MiB, GiB, TiB = 1024ⁿ)",
+        readme_default: Some("— (no quota)"),
+        ..var(
+            ARCHIVE_HOT_QUOTA,
+            "hot-quota",
+            "SIZE",
+            Group::Archiver,
+            None,
+            "most hot bytes the catalog may account for: the oldest finished jobs move, beyond retention, until the rest fits; e.g. 800MB, 1.5GiB, 500000000 (unset: no quota)",
+        )
+    },
+    Variable {
+        doc: "no job finished (or restored) more recently than this moves, by retention or quota; a duration such as `12h` or `30d`; `0` means no minimum",
+        readme_default: Some("— (none)"),
+        ..var(
+            ARCHIVE_MIN_AGE,
+            "min-age",
+            "DURATION",
+            Group::Archiver,
+            None,
+            "no job finished or restored more recently than this moves, e.g. 12h or 30d (unset or 0: no minimum)",
         )
     },
     Variable {

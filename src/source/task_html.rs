@@ -11,22 +11,23 @@ use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::keys::{KeyPrefix, ObjectKey, cold_key};
 use crate::model::{ArchiveCandidate, Claim, Fence, Lease, Verdict};
+use crate::rules::{self, Decision, MoveRule, Rules};
 use crate::source::ArchiveSource;
 
-/// Task HTML of terminal jobs older than the newest `retention_jobs` terminal
-/// jobs of the same (domain, organisation), ordered by
-/// `COALESCE(restored_at, completed_at, created_at)` (a restored job counts
-/// as finished at its restore).
+/// Task HTML of the jobs the archive rules move ([`crate::rules`]):
+/// finished jobs beyond the newest `retention_jobs` of their (domain,
+/// organisation), then, under a hot quota, the oldest others until the rest
+/// fits; none younger than the minimum age.
 ///
-/// The eligible jobs are found once per sweep (a sweep = the claims made
-/// with one [`Lease::free_before`]); each claim then takes rows from where
-/// the last one stopped, so a claim costs about the rows it takes. A job
-/// that becomes eligible during a sweep is taken by the next one. Clones
-/// share the sweep's position.
+/// The moving jobs are decided once per sweep (a sweep = the claims made
+/// with one [`Lease::free_before`], which is also the rules' "now"); each
+/// claim then takes rows from where the last one stopped, so a claim costs
+/// about the rows it takes. A job that becomes movable during a sweep is
+/// taken by the next one. Clones share the sweep's position.
 #[derive(Debug, Clone)]
 pub struct TaskHtmlSource {
     catalog: Arc<dyn Catalog>,
-    retention_jobs: u32,
+    rules: Rules,
     sweep: Arc<Mutex<Option<Sweep>>>,
 }
 
@@ -34,20 +35,61 @@ pub struct TaskHtmlSource {
 #[derive(Debug)]
 struct Sweep {
     free_before: DateTime<Utc>,
-    /// Oldest first.
+    /// The moving jobs, in the order the rules give.
     jobs: Vec<String>,
     /// Every job before this one has no claimable row left for this sweep.
     next: usize,
 }
 
 impl TaskHtmlSource {
-    /// A source over `catalog` keeping the newest `retention_jobs` jobs hot.
+    /// A source over `catalog` keeping the newest `retention_jobs` jobs hot
+    /// (retention alone: no quota, no minimum age).
     pub fn new(catalog: Arc<dyn Catalog>, retention_jobs: u32) -> Self {
+        Self::with_rules(catalog, Rules::retention(retention_jobs))
+    }
+
+    /// A source over `catalog` moving what `rules` decide.
+    pub fn with_rules(catalog: Arc<dyn Catalog>, rules: Rules) -> Self {
         Self {
             catalog,
-            retention_jobs,
+            rules,
             sweep: Arc::default(),
         }
+    }
+
+    /// The moving jobs of a sweep starting at `free_before`, in the order
+    /// a sweep takes them; warns when a quota cannot be met.
+    async fn moving_jobs(&self, free_before: DateTime<Utc>) -> Result<Vec<String>> {
+        let standings = self
+            .catalog
+            .job_standings(self.rules.scope(), free_before)
+            .await?;
+        let decisions = rules::decide(&standings, &self.rules, free_before);
+        if let Some(quota) = decisions.quota.filter(|q| !q.met()) {
+            tracing::warn!(
+                hot_quota_bytes = quota.quota,
+                hot_bytes_after = decisions.hot_bytes_after.unwrap_or_default(),
+                over_by_bytes = quota.over_by,
+                held_by_min_age_bytes = quota.held_by_min_age,
+                held_unmovable_bytes = quota.held_unmovable,
+                "the hot store stays over ARCHIVE_HOT_QUOTA after this sweep: everything the \
+                 rules may move is moving; the rest is in jobs younger than ARCHIVE_MIN_AGE or \
+                 can move by no rule now (unfinished jobs; quarantined, lost, failing or claimed \
+                 blobs); `coldsweep plan` shows which"
+            );
+        }
+        let moving = decisions.moving();
+        let by_quota = moving
+            .iter()
+            .filter(|j| j.decision == Decision::Moves(MoveRule::Quota))
+            .count();
+        if by_quota > 0 {
+            tracing::info!(
+                jobs = by_quota,
+                "ARCHIVE_HOT_QUOTA moves jobs that retention keeps"
+            );
+        }
+        Ok(decisions.moving_ids())
     }
 
     /// Claim from the next jobs of `sweep` until `batch` rows or its end.
@@ -97,10 +139,7 @@ impl ArchiveSource for TaskHtmlSource {
         let sweep = match &mut *sweep {
             Some(current) if current.free_before == lease.free_before => current,
             stale => {
-                let jobs = self
-                    .catalog
-                    .eligible_jobs(self.retention_jobs, lease.free_before)
-                    .await?;
+                let jobs = self.moving_jobs(lease.free_before).await?;
                 stale.insert(Sweep {
                     free_before: lease.free_before,
                     jobs,

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use coldsweep::catalog::fixtures::Fixtures;
 use coldsweep::catalog::{
-    BlobState, Catalog, CatalogStatus, Fence, JobRow, Lease, ResetFilter, ResetState, TaskRow,
-    Verdict,
+    BlobState, BucketBytes, Catalog, CatalogStatus, Fence, JobRow, Lease, ResetFilter, ResetState,
+    TaskRow, Verdict,
 };
+use coldsweep::rules::{self, Decision, MoveRule, Rules, Scope, StayReason};
 use coldsweep::source::{ArchiveCandidate, ArchiveSource, ArchivedAt, TaskHtmlSource};
 use coldsweep::{Error, ErrorKind};
 use sqlx::{Connection, Executor, Row};
@@ -111,6 +112,13 @@ fn no_html(job_id: &str, id: &str) -> TaskRow {
         job_id: job_id.to_owned(),
         ..TaskRow::default()
     }
+}
+
+/// The jobs a sweep at `now` moves under retention `n` alone, in its order.
+async fn retention_moves(db: &dyn Catalog, n: u32, now: DateTime<Utc>) -> Vec<String> {
+    let rules = Rules::retention(n);
+    let standings = db.job_standings(rules.scope(), now).await.unwrap();
+    rules::decide(&standings, &rules, now).moving_ids()
 }
 
 fn ids(candidates: &[ArchiveCandidate]) -> Vec<String> {
@@ -2495,7 +2503,14 @@ pub(crate) async fn restore_switches_back_and_gives_jobs_their_status(db: &dyn F
     }
     // Retention 4 keeps the four restored jobs hot.
     assert_eq!(
-        db.eligible_jobs(4, at).await.unwrap(),
+        rules::decide(
+            &db.job_standings(Scope::BeyondRetention(4), at)
+                .await
+                .unwrap(),
+            &Rules::retention(4),
+            at
+        )
+        .moving_ids(),
         ["r-newer"],
         "only the job older than the four restored ones is eligible"
     );
@@ -2551,6 +2566,7 @@ on_both_backends!(
     status_counts_missing_and_waiting,
     claims_take_jobs_in_order,
     restore_switches_back_and_gives_jobs_their_status,
+    bucket_usage_counts_hot_and_cold,
 );
 
 #[tokio::test]
@@ -2615,7 +2631,7 @@ async fn job_order_fixture(db: &dyn Fixtures) {
 pub(crate) async fn claims_take_jobs_in_order(db: &dyn Fixtures) {
     job_order_fixture(db).await;
     let now = later(0);
-    let jobs = db.eligible_jobs(1, now).await.unwrap();
+    let jobs = retention_moves(db, 1, now).await;
     assert_eq!(jobs, ["j1", "j2", "j3"], "{}", db.backend());
 
     let first = db
@@ -2646,7 +2662,7 @@ pub(crate) async fn claims_take_jobs_in_order(db: &dyn Fixtures) {
         .unwrap();
     assert!(none.candidates.is_empty(), "{none:?}");
     // Every row leased now: no job is eligible for a sweep starting now.
-    assert!(db.eligible_jobs(1, now).await.unwrap().is_empty());
+    assert!(retention_moves(db, 1, now).await.is_empty());
 }
 
 /// A source claims through its sweep's jobs in order, batch after batch,
@@ -2766,7 +2782,7 @@ pub(crate) async fn a_claim_locks_only_what_it_claims() {
     catalog.migrate().await.unwrap();
     job_order_fixture(&catalog).await;
     let now = later(0);
-    let jobs = catalog.eligible_jobs(1, now).await.unwrap();
+    let jobs = retention_moves(&catalog, 1, now).await;
 
     let mut conn = db.connection().await;
     let mut tx = conn.begin().await.unwrap();
@@ -2821,6 +2837,306 @@ pub(crate) async fn a_claim_locks_only_what_it_claims() {
     );
 }
 
+/// Day `n` of the quota fixture.
+fn day(n: i64) -> DateTime<Utc> {
+    t0() + Duration::days(n)
+}
+
+/// Jobs with known sizes, retention 1 in mind (job time = completion day):
+///
+/// | job  | group  | status    | day | rank | hot bytes (movable)                 |
+/// |------|--------|-----------|-----|------|-------------------------------------|
+/// | a1   | 7 / A  | completed | 1   | 3    | 200 (2 × 100)                       |
+/// | a2   | 7 / A  | completed | 3   | 2    | 325 (300; a quarantined 25 stays)   |
+/// | a3   | 7 / A  | completed | 5   | 1    | 50                                  |
+/// | arun | 7 / A  | running   | –   | –    | 70 (never moves)                    |
+/// | b1   | 8 / –  | failed    | 2   | 2    | 0 (two blobs, sizes NULL)           |
+/// | b2   | 8 / –  | completed | 4   | 1    | 120 (+ an archived blob: not hot)   |
+///
+/// 765 hot bytes in all.
+async fn quota_fixture(db: &dyn Fixtures) {
+    let sized = |job_id: &str, id: &str, bytes: Option<i64>| TaskRow {
+        html_compressed_size_bytes: bytes,
+        ..hot_task(job_id, id)
+    };
+    for (id, domain, org, status, d) in [
+        ("a1", 7, Some(ORG_A), "completed", Some(1)),
+        ("a2", 7, Some(ORG_A), "completed", Some(3)),
+        ("a3", 7, Some(ORG_A), "completed", Some(5)),
+        ("arun", 7, Some(ORG_A), "running", None),
+        ("b1", 8, None, "failed", Some(2)),
+        ("b2", 8, None, "completed", Some(4)),
+    ] {
+        let created = d.map_or(day(5), |d| day(d) - Duration::hours(1));
+        db.insert_job(&job(id, domain, org, status, created, d.map(day)))
+            .await
+            .unwrap();
+    }
+    let mut quarantined = sized("a2", "a2-q", Some(25));
+    quarantined.html_archive_state = Some("quarantined".to_owned());
+    for task in [
+        sized("a1", "a1-t1", Some(100)),
+        sized("a1", "a1-t2", Some(100)),
+        sized("a2", "a2-t1", Some(300)),
+        quarantined,
+        sized("a3", "a3-t1", Some(50)),
+        sized("arun", "arun-t1", Some(70)),
+        sized("b1", "b1-t1", None),
+        sized("b1", "b1-t2", None),
+        sized("b2", "b2-t1", Some(120)),
+        archived(sized("b2", "b2-old", Some(999))),
+    ] {
+        db.insert_task(&task).await.unwrap();
+    }
+}
+
+/// What a sweep at `now` under `rules` claims, as the jobs of its
+/// candidates in claim order; the claims are handed back after.
+async fn sweep_choice(db: Arc<dyn Fixtures>, rules: Rules, now: DateTime<Utc>) -> Vec<String> {
+    let source = TaskHtmlSource::with_rules(db.clone(), rules);
+    let claim = source.claim(1000, &lease("w", now)).await.unwrap();
+    source.hand_back(&claim.candidates, "w").await.unwrap();
+    let mut jobs: Vec<String> = Vec::new();
+    for c in &claim.candidates {
+        if jobs.last() != Some(&c.job_id) {
+            jobs.push(c.job_id.clone());
+        }
+    }
+    jobs
+}
+
+/// Quota mode on a hand-built set: the exact jobs chosen, in order, by the
+/// sweep and by `plan`'s reading (every job counted); the hot bytes before
+/// and after; NULL sizes counting 0; quarantined and running bytes counting
+/// hot but never moving; and the minimum age keeping a recent job hot even
+/// beyond retention and under quota pressure.
+pub(crate) async fn quota_rule_chooses_the_oldest_jobs(db: Arc<dyn Fixtures>) {
+    quota_fixture(&*db).await;
+    let now = day(6);
+    let backend = db.backend();
+    let counted = db.job_standings(Scope::Counted, now).await.unwrap();
+    assert_eq!(counted.hot_bytes, Some(765), "{backend}");
+    let standing = |id: &str| {
+        counted
+            .jobs
+            .iter()
+            .find(|j| j.job_id == id)
+            .unwrap_or_else(|| panic!("{backend}: no standing for {id}"))
+            .clone()
+    };
+    let a2 = standing("a2");
+    assert_eq!((a2.rank, a2.job_time), (Some(2), Some(day(3))), "{backend}");
+    let bytes = a2.bytes.unwrap();
+    assert_eq!(
+        (bytes.movable_blobs, bytes.movable_bytes, bytes.hot_bytes),
+        (1, 300, 325),
+        "{backend}"
+    );
+    let b1 = standing("b1").bytes.unwrap();
+    assert_eq!((b1.movable_blobs, b1.movable_bytes), (2, 0), "{backend}");
+    let arun = standing("arun");
+    assert_eq!(arun.rank, None, "{backend}");
+    assert_eq!(arun.bytes.unwrap().hot_bytes, 70, "{backend}");
+
+    // (rules, moving jobs in order, hot bytes after, quota met)
+    let quota = |bytes: u64, min_age_hours: Option<u64>| Rules {
+        retention_jobs: 1,
+        hot_quota: Some(bytes),
+        min_age: min_age_hours.map(|h| std::time::Duration::from_secs(h * 3600)),
+    };
+    let cases: [(Rules, &[&str], u64, Option<bool>); 5] = [
+        // Retention alone: a1, b1, a2 (oldest first); 765 − 500 = 265 stay.
+        (Rules::retention(1), &["a1", "b1", "a2"], 265, None),
+        // 265 > 150: the oldest remaining finished job, b2 (day 4), goes too.
+        (quota(150, None), &["a1", "b1", "a2", "b2"], 145, Some(true)),
+        // 145 > 100: a3 too, newest of its group though it is.
+        (
+            quota(100, None),
+            &["a1", "b1", "a2", "b2", "a3"],
+            95,
+            Some(true),
+        ),
+        // Nothing reaches 10 (the running and quarantined 95 cannot move).
+        (
+            quota(10, None),
+            &["a1", "b1", "a2", "b2", "a3"],
+            95,
+            Some(false),
+        ),
+        // A minimum age of 3½ days (now is day 6) keeps a2 (day 3), beyond
+        // retention, and b2 and a3 under quota pressure.
+        (quota(10, Some(84)), &["a1", "b1"], 565, Some(false)),
+    ];
+    for (rules, want, after, met) in cases {
+        let plan = rules::decide(&counted, &rules, now);
+        assert_eq!(plan.moving_ids(), want, "{backend}: plan under {rules:?}");
+        assert_eq!(plan.hot_bytes_before, Some(765), "{backend}");
+        assert_eq!(plan.hot_bytes_after, Some(after), "{backend}: {rules:?}");
+        assert_eq!(plan.quota.map(|q| q.met()), met, "{backend}: {rules:?}");
+        let sweep = sweep_choice(db.clone(), rules, now).await;
+        assert_eq!(sweep, want, "{backend}: sweep under {rules:?}");
+    }
+
+    // Why the rest stays, in the last case.
+    let plan = rules::decide(&counted, &quota(10, Some(84)), now);
+    let decision = |id: &str| {
+        plan.jobs
+            .iter()
+            .find(|j| j.standing.job_id == id)
+            .unwrap()
+            .decision
+    };
+    assert_eq!(decision("a1"), Decision::Moves(MoveRule::Retention));
+    assert_eq!(
+        decision("a2"),
+        Decision::Stays(StayReason::YoungerThanMinAge)
+    );
+    assert_eq!(
+        decision("b2"),
+        Decision::Stays(StayReason::YoungerThanMinAge)
+    );
+    assert_eq!(decision("arun"), Decision::Stays(StayReason::NotFinished));
+    let outcome = plan.quota.unwrap();
+    // a2's 300, b2's 120, a3's 50 held by the age; 70 running + 25 quarantined.
+    assert_eq!(
+        (
+            outcome.over_by,
+            outcome.held_by_min_age,
+            outcome.held_unmovable
+        ),
+        (555, 470, 95),
+        "{backend}"
+    );
+
+    // Without a quota the sweep reads less (no bytes) and still agrees.
+    let rules = Rules {
+        min_age: Some(std::time::Duration::from_secs(84 * 3600)),
+        ..Rules::retention(1)
+    };
+    let cheap = db.job_standings(rules.scope(), now).await.unwrap();
+    assert_eq!(cheap.hot_bytes, None, "{backend}");
+    assert_eq!(
+        rules::decide(&cheap, &rules, now).moving_ids(),
+        rules::decide(&counted, &rules, now).moving_ids(),
+        "{backend}"
+    );
+    assert_eq!(sweep_choice(db.clone(), rules, now).await, ["a1", "b1"]);
+}
+
+/// When a1 (finished day 1) of the quota fixture is restored.
+fn restored_at() -> DateTime<Utc> {
+    day(5) + Duration::hours(12)
+}
+
+/// A restored job counts as finished at its restore: its rank and job
+/// time follow `restored_at` (set on a1 by the caller), so it is not swept
+/// again before it ages out again.
+async fn a_restored_job_counts_from_its_restore(db: Arc<dyn Fixtures>) {
+    let now = day(6);
+    let counted = db.job_standings(Scope::Counted, now).await.unwrap();
+    let a1 = counted.jobs.iter().find(|j| j.job_id == "a1").unwrap();
+    assert_eq!((a1.rank, a1.job_time), (Some(1), Some(restored_at())));
+    assert_eq!(
+        sweep_choice(db.clone(), Rules::retention(1), now).await,
+        ["b1", "a2", "a3"],
+        "{}",
+        db.backend()
+    );
+}
+
+#[tokio::test]
+async fn postgres_a_restored_job_counts_from_its_restore() {
+    let db = fresh_database().await;
+    let catalog = db.catalog().await;
+    catalog.migrate().await.unwrap();
+    quota_fixture(&catalog).await;
+    sqlx::query("UPDATE jobs SET restored_at = $1 WHERE id = 'a1'")
+        .bind(restored_at())
+        .execute(catalog.pool())
+        .await
+        .unwrap();
+    a_restored_job_counts_from_its_restore(Arc::new(catalog)).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_restored_job_counts_from_its_restore() {
+    let db = sqlite_database();
+    let catalog = db.catalog().await;
+    catalog.migrate().await.unwrap();
+    quota_fixture(&catalog).await;
+    sqlx::query("UPDATE jobs SET restored_at = ?1 WHERE id = 'a1'")
+        .bind(restored_at())
+        .execute(catalog.pool())
+        .await
+        .unwrap();
+    a_restored_job_counts_from_its_restore(Arc::new(catalog)).await;
+}
+
+/// Hot bytes per `html_storage_bucket` (every row with a hot path, whatever
+/// its state; a NULL size counts 0 and is counted apart, a negative one 0)
+/// and cold bytes per
+/// (provider, bucket) (every row with a cold key; pending rows in both).
+pub(crate) async fn bucket_usage_counts_hot_and_cold(db: &dyn Fixtures) {
+    db.insert_job(&job("u1", 1, None, "completed", minutes(0), None))
+        .await
+        .unwrap();
+    let task = |id: &str, bucket: Option<&str>, bytes: Option<i64>| TaskRow {
+        html_storage_bucket: bucket.map(str::to_owned),
+        html_compressed_size_bytes: bytes,
+        ..hot_task("u1", id)
+    };
+    let cold = |mut t: TaskRow, provider: &str, bucket: &str| {
+        t = archived(t);
+        t.html_archive_provider = Some(provider.to_owned());
+        t.html_archive_bucket = Some(bucket.to_owned());
+        t
+    };
+    let mut quarantined = task("q", Some("alpha"), Some(7));
+    quarantined.html_archive_state = Some("quarantined".to_owned());
+    let mut lost = task("l", Some("Zeta"), Some(11));
+    lost.html_archive_state = Some("lost".to_owned());
+    for t in [
+        task("a1", Some("alpha"), Some(100)),
+        task("a2", Some("alpha"), None),
+        // A corrupt negative size counts 0.
+        task("a3", Some("alpha"), Some(-5)),
+        quarantined,
+        lost,
+        pending(task("p", Some("Zeta"), Some(40))),
+        cold(task("c1", None, Some(500)), "r2", "cold-1"),
+        cold(task("c2", None, None), "r2", "cold-1"),
+        cold(task("c3", None, Some(60)), "b2", "cold-2"),
+        no_html("u1", "n"),
+    ] {
+        db.insert_task(&t).await.unwrap();
+    }
+    let usage = db.bucket_usage().await.unwrap();
+    let row = |provider: Option<&str>, bucket: &str, blobs, bytes, no_size| BucketBytes {
+        provider: provider.map(str::to_owned),
+        bucket: Some(bucket.to_owned()),
+        blobs,
+        bytes,
+        blobs_without_size: no_size,
+    };
+    let backend = db.backend();
+    // Bytewise: "Zeta" before "alpha".
+    assert_eq!(
+        usage.hot,
+        [row(None, "Zeta", 2, 51, 0), row(None, "alpha", 4, 107, 1)],
+        "{backend}"
+    );
+    // "pending" (switched, hot copy still there) is in r2/cold-bucket too.
+    assert_eq!(
+        usage.cold,
+        [
+            row(Some("b2"), "cold-2", 1, 60, 0),
+            row(Some("r2"), "cold-1", 2, 500, 1),
+            row(Some("r2"), "cold-bucket", 1, 40, 0),
+        ],
+        "{backend}"
+    );
+}
+
 macro_rules! on_both_backends_shared {
     ($($check:ident),* $(,)?) => {
         mod shared_postgres {
@@ -2845,6 +3161,7 @@ macro_rules! on_both_backends_shared {
 }
 
 on_both_backends_shared!(
+    quota_rule_chooses_the_oldest_jobs,
     source_walks_the_sweep_in_job_order,
     a_job_eligible_mid_sweep_waits_for_the_next,
     two_sources_never_share_a_row,

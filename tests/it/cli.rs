@@ -1496,6 +1496,69 @@ async fn plan_keeps_columns_aligned_with_uuid_job_ids() {
     assert_eq!((tables, rows), (2, jobs.len()), "{}", plan.stdout);
 }
 
+/// Finished jobs of one domain with real gzip'd pages, for the quota
+/// tests: `(job, status, days ago or None for running, pages)`. Returns
+/// each job's stored bytes (the catalog's `html_compressed_size_bytes`).
+async fn seed_jobs(
+    setup: &Setup,
+    jobs: &[(&str, &str, Option<i64>, usize)],
+) -> BTreeMap<String, u64> {
+    let catalog = setup.catalog().await;
+    let hot = setup.hot();
+    let now = Utc::now();
+    let mut sizes = BTreeMap::new();
+    for &(job_id, status, days_ago, pages) in jobs {
+        let at = now - chrono::Duration::days(days_ago.unwrap_or(0));
+        catalog
+            .insert_job(&JobRow {
+                id: job_id.to_owned(),
+                domain_id: 7,
+                organisation_id: None,
+                status: status.into(),
+                created_at: at - chrono::Duration::hours(1),
+                completed_at: days_ago.map(|_| at),
+            })
+            .await
+            .unwrap();
+        let mut total = 0;
+        for t in 0..pages {
+            let task_id = format!("{job_id}-t{t}");
+            let html = format!(
+                "<html><body><h1>{job_id} page {t}</h1>{}</body></html>",
+                "x".repeat(t * 50)
+            );
+            let stored = gzip(html.as_bytes());
+            total += stored.len() as u64;
+            let path = task_html_object_path(job_id, &task_id);
+            hot.put(
+                &Location::new(HOT_BUCKET, ObjectKey::new(path.clone()).unwrap()),
+                Bytes::from(stored.clone()),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+            catalog
+                .insert_task(&TaskRow {
+                    id: task_id,
+                    job_id: job_id.to_owned(),
+                    html_storage_bucket: Some(HOT_BUCKET.into()),
+                    html_storage_path: Some(path),
+                    html_content_type: Some("text/html; charset=utf-8".into()),
+                    html_content_encoding: Some("gzip".into()),
+                    html_size_bytes: Some(html.len() as i64),
+                    html_compressed_size_bytes: Some(stored.len() as i64),
+                    html_sha256: Some(hex::encode(Sha256::digest(html.as_bytes()))),
+                    ..TaskRow::default()
+                })
+                .await
+                .unwrap();
+        }
+        sizes.insert(job_id.to_owned(), total);
+    }
+    catalog.pool().close().await;
+    sizes
+}
+
 /// Run `cmd` with its stdin, stdout and stderr on a terminal (`script`
 /// gives it a pseudo-terminal), as a person at a shell would. Everything it
 /// writes arrives in `stdout`, as a terminal shows it.
@@ -1538,6 +1601,12 @@ pub(crate) fn json_of(ran: &Ran) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", ran.show()));
     assert!(value.is_object(), "{}", ran.show());
     value
+}
+
+/// [`json_of`] a run that exited 0.
+fn ok_json_of(ran: &Ran) -> serde_json::Value {
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    json_of(ran)
 }
 
 /// An RFC 3339 time in UTC (`…Z`).
@@ -1678,6 +1747,242 @@ async fn progress_bar_shows_on_a_terminal_unless_quiet() {
     assert_eq!(ran.code, Some(0), "{}", ran.show());
     assert!(
         !has_control(&ran.stdout) && !has_control(&ran.stderr),
+        "{}",
+        ran.show()
+    );
+}
+
+/// The jobs `plan --json` says the next sweep moves, in its order.
+fn planned_moves(plan: &serde_json::Value) -> Vec<(String, String)> {
+    let mut moving: Vec<(u64, String, String)> = plan["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["decision"] == "moves")
+        .map(|j| {
+            (
+                j["move_order"].as_u64().unwrap(),
+                j["job_id"].as_str().unwrap().to_owned(),
+                j["rule"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    moving.sort();
+    moving
+        .into_iter()
+        .map(|(_, job, rule)| (job, rule))
+        .collect()
+}
+
+/// Jobs whose every page is archived.
+async fn archived_jobs(setup: &Setup, jobs: &[&str], pages: usize) -> Vec<String> {
+    let catalog = setup.catalog().await;
+    let mut done = Vec::new();
+    for job in jobs {
+        let mut all = true;
+        for t in 0..pages {
+            let task = catalog.task(&format!("{job}-t{t}")).await.unwrap().unwrap();
+            all &= task.state() == BlobState::Archived;
+        }
+        if all {
+            done.push((*job).to_owned());
+        }
+    }
+    catalog.pool().close().await;
+    done
+}
+
+/// Quota mode as a user drives it: `plan --json` names the jobs the next
+/// sweep moves, by which rule, and the hot bytes before and after; the
+/// sweep moves exactly those; the minimum age holds a recent job back (and
+/// the sweep warns once that the quota stays exceeded); `status --json`
+/// then shows the bytes per bucket.
+#[tokio::test]
+async fn plan_json_and_the_sweep_agree_under_a_quota() {
+    let setup = Setup::new();
+    let jobs = ["old", "older-1", "recent", "running"];
+    let sizes = seed_jobs(
+        &setup,
+        &[
+            ("old", "completed", Some(40), 2),
+            ("older-1", "failed", Some(35), 2),
+            ("recent", "completed", Some(1), 2),
+            ("running", "running", None, 2),
+        ],
+    )
+    .await;
+    let total: u64 = sizes.values().sum();
+    // One byte under what retention (1) leaves hot: "recent" must go too.
+    let quota = sizes["recent"] + sizes["running"] - 1;
+    let quota_arg = quota.to_string();
+    let env = |cmd: &mut Command| {
+        cmd.env("ARCHIVE_RETENTION_JOBS", "1")
+            .env("ARCHIVE_HOT_QUOTA", &quota_arg);
+    };
+
+    // With a minimum age of 30 days, "recent" (1 day) stays; the quota is
+    // missed by one byte, and the plan says why.
+    let mut cmd = setup.cmd(&["plan", "--json"]);
+    env(cmd.env("ARCHIVE_MIN_AGE", "30d"));
+    let plan = ok_json_of(&run(&mut cmd));
+    assert_eq!(
+        planned_moves(&plan),
+        [
+            ("old".to_owned(), "retention".to_owned()),
+            ("older-1".to_owned(), "retention".to_owned())
+        ],
+        "{plan:#}"
+    );
+    let recent = plan["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_id"] == "recent")
+        .unwrap();
+    assert_eq!(recent["reason"], "younger_than_min_age", "{plan:#}");
+    assert_eq!(recent["rank"], 1);
+    assert_eq!(plan["hot_bytes_before"], total);
+    assert_eq!(plan["hot_bytes_after"], sizes["recent"] + sizes["running"]);
+    assert_eq!(plan["rules"]["min_age_seconds"], 30 * 86_400);
+    assert_eq!(plan["quota"]["met"], false, "{plan:#}");
+    assert_eq!(plan["quota"]["over_by_bytes"], 1);
+    assert_eq!(plan["quota"]["held_by_min_age_bytes"], sizes["recent"]);
+    assert_eq!(plan["quota"]["held_unmovable_bytes"], sizes["running"]);
+    let mut cmd = setup.cmd(&["plan"]);
+    env(cmd.env("ARCHIVE_MIN_AGE", "30d"));
+    let text = run(&mut cmd);
+    assert!(
+        text.stdout.contains("Stays over the hot quota") && text.stdout.contains("by 1 B"),
+        "{}",
+        text.show()
+    );
+
+    let mut cmd = setup.cmd(&["sweep", "--once"]);
+    env(cmd.env("ARCHIVE_MIN_AGE", "30d"));
+    let sweep = run(&mut cmd);
+    assert_eq!(sweep.code, Some(0), "{}", sweep.show());
+    assert_eq!(
+        sweep.stderr.matches("stays over ARCHIVE_HOT_QUOTA").count(),
+        1,
+        "{}",
+        sweep.show()
+    );
+    assert_eq!(archived_jobs(&setup, &jobs, 2).await, ["old", "older-1"]);
+
+    // Without the minimum age the quota takes "recent", newest as it is.
+    let mut cmd = setup.cmd(&["plan", "--json"]);
+    env(&mut cmd);
+    let plan = ok_json_of(&run(&mut cmd));
+    assert_eq!(
+        planned_moves(&plan),
+        [("recent".to_owned(), "quota".to_owned())],
+        "{plan:#}"
+    );
+    assert_eq!(plan["hot_bytes_before"], sizes["recent"] + sizes["running"]);
+    assert_eq!(plan["hot_bytes_after"], sizes["running"]);
+    assert_eq!(plan["quota"]["met"], true);
+    assert_eq!(plan["moving"]["blobs"], 2);
+    let mut cmd = setup.cmd(&["sweep", "--once"]);
+    env(&mut cmd);
+    let sweep = run(&mut cmd);
+    assert_eq!(sweep.code, Some(0), "{}", sweep.show());
+    assert!(!sweep.stderr.contains("stays over"), "{}", sweep.show());
+    assert_eq!(
+        archived_jobs(&setup, &jobs, 2).await,
+        ["old", "older-1", "recent"]
+    );
+
+    let status = ok_json_of(&run(&mut setup.cmd(&["status", "--json"])));
+    assert_eq!(status["hot_bytes"], sizes["running"], "{status:#}");
+    assert_eq!(status["cold_bytes"], total - sizes["running"]);
+    assert_eq!(
+        status["hot_buckets"],
+        serde_json::json!([{
+            "bucket": HOT_BUCKET, "blobs": 2, "bytes": sizes["running"], "blobs_without_size": 0
+        }])
+    );
+    assert_eq!(
+        status["cold_buckets"],
+        serde_json::json!([{
+            "provider": "fs", "bucket": COLD_BUCKET, "blobs": 6,
+            "bytes": total - sizes["running"], "blobs_without_size": 0
+        }])
+    );
+    assert_eq!(status["counts"]["archived"], 6);
+    assert_eq!(status["backend"], "sqlite");
+    let text = run(&mut setup.cmd(&["status"]));
+    assert!(
+        text.stdout.contains(&format!("fs:{COLD_BUCKET}")),
+        "{}",
+        text.show()
+    );
+}
+
+/// `status --json` lists the blobs that need a person, with their reasons.
+#[tokio::test]
+async fn status_json_lists_problems() {
+    let setup = Setup::new();
+    setup.seed_demo().await;
+    let sweep = run(&mut setup.cmd(&["sweep", "--once"]));
+    assert_eq!(sweep.code, Some(1), "{}", sweep.show());
+    let status = ok_json_of(&run(&mut setup.cmd(&["status", "--json"])));
+    assert_eq!(status["counts"]["quarantined"], 1, "{status:#}");
+    assert_eq!(status["quarantined"][0]["task_id"], TAMPERED_TASK);
+    assert!(
+        status["quarantined"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("content digest mismatch"),
+        "{status:#}"
+    );
+    assert_eq!(status["missing"][0]["task_id"], MISSING_TASK);
+    assert!(status["missing"][0]["missing_since"].is_string());
+    assert_eq!(status["lost"], serde_json::json!([]));
+}
+
+/// A bad quota or minimum age stops every command that reads them (exit
+/// 2), with a message naming the variable and what it takes; the flag goes
+/// through the same parser.
+#[test]
+fn bad_quota_and_min_age_are_named_with_what_they_take() {
+    let setup = Setup::new();
+    let cases = [
+        (
+            "ARCHIVE_HOT_QUOTA",
+            "800 parsecs",
+            "ARCHIVE_HOT_QUOTA: expected a size such as 800MB, 1.5GiB or 500000000",
+        ),
+        (
+            "ARCHIVE_HOT_QUOTA",
+            "1.0000001kB",
+            "(not a whole number of bytes)",
+        ),
+        (
+            "ARCHIVE_MIN_AGE",
+            "a month",
+            "ARCHIVE_MIN_AGE: expected a duration greater than zero",
+        ),
+    ];
+    for args in [&["plan"][..], &["plan", "--json"], &["sweep", "--once"]] {
+        for (name, value, message) in cases {
+            let ran = run(setup.cmd(args).env(name, value));
+            assert_eq!(ran.code, Some(2), "{args:?} {name}={value}\n{}", ran.show());
+            assert!(ran.stderr.contains(message), "{}", ran.show());
+            assert!(ran.stderr.contains(&format!("{value:?}")), "{}", ran.show());
+            assert!(ran.stdout.is_empty(), "{}", ran.show());
+        }
+    }
+    let ran = run(&mut setup.cmd(&["plan", "--hot-quota", "lots"]));
+    assert_eq!(ran.code, Some(2), "{}", ran.show());
+    assert!(
+        ran.stderr.contains("ARCHIVE_HOT_QUOTA: expected"),
+        "{}",
+        ran.show()
+    );
+    let ran = run(&mut setup.cmd(&["plan", "--min-age=-3d"]));
+    assert_eq!(ran.code, Some(2), "{}", ran.show());
+    assert!(
+        ran.stderr.contains("ARCHIVE_MIN_AGE: expected"),
         "{}",
         ran.show()
     );

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["error"],
     &["keys"],
-    &["model", "progress"],
+    &["model", "progress", "rules"],
     &["integrity"],
     &["store", "catalog"],
     &["config", "metrics"],

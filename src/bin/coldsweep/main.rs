@@ -23,8 +23,10 @@ const ABOUT: &str = "Moves aged blobs from a hot object store to cold S3-compati
 const AFTER_HELP: &str = "\
 How it works:
   The catalog's rows say where every blob lives. Each sweep claims blobs of finished jobs
-  older than the newest ARCHIVE_RETENTION_JOBS jobs per (domain, organisation), copies them
-  to cold storage, verifies the copy, switches the row to it, and only then deletes the hot copy.
+  older than the newest ARCHIVE_RETENTION_JOBS jobs per (domain, organisation) (and, while the
+  hot bytes exceed ARCHIVE_HOT_QUOTA, of the oldest others; none younger than ARCHIVE_MIN_AGE),
+  copies them to cold storage, verifies the copy, switches the row to it, and only then deletes
+  the hot copy. `coldsweep plan` shows which jobs the next sweep moves, and why.
 
 Try it without any setup:
   coldsweep demo
@@ -152,12 +154,25 @@ enum Command {
         settings: Settings,
     },
 
-    /// Dry run: show per job whether retention keeps it hot or the next sweep moves it.
-    Plan(Settings),
+    /// Dry run: show per job which rule (retention, hot quota, minimum age) moves it in the
+    /// next sweep or keeps it hot, and the hot bytes before and after.
+    Plan {
+        /// Print one JSON object on stdout instead of the report (fields: README, "JSON output").
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
 
-    /// Show where blobs are: counts; quarantined, missing and lost blobs with their reasons;
-    /// failing blobs with their last error and retry time.
-    Status(Settings),
+    /// Show where blobs are: counts; hot and cold bytes per bucket; quarantined, missing and
+    /// lost blobs with their reasons; failing blobs with their last error and retry time.
+    Status {
+        /// Print one JSON object on stdout instead of the report (fields: README, "JSON output").
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
 
     /// Put blobs back into play: clear the lost, missing, quarantined or failing state of the
     /// rows selected (a dry run unless --yes).
@@ -248,8 +263,8 @@ async fn main() -> ExitCode {
             output,
             settings,
         } => commands::sweep(once, retry_failed, output, settings).await,
-        Command::Plan(settings) => commands::plan(settings).await,
-        Command::Status(settings) => commands::status(settings).await,
+        Command::Plan { json, settings } => commands::plan(settings, json).await,
+        Command::Status { json, settings } => commands::status(settings, json).await,
         Command::Check(settings) => commands::check(settings).await,
         Command::Verify {
             settings,

@@ -109,6 +109,8 @@ pub(crate) async fn run(settings: Settings, metrics: MetricsArgs) -> anyhow::Res
         provider = %ready.config.provider,
         bucket = %ready.config.bucket,
         retention_jobs = ready.config.retention_jobs,
+        hot_quota_bytes = ready.config.hot_quota,
+        min_age = ready.config.min_age.map(|d| humantime::format_duration(d).to_string()),
         interval = %humantime::format_duration(ready.config.interval),
         batch_size = ready.config.batch_size,
         concurrency = ready.config.concurrency,
@@ -203,8 +205,9 @@ pub(crate) async fn sweep(
     if bar.is_drawn() {
         // Only for a bar someone watches: reading every job's counts is
         // about as costly as the status count above.
-        if let Some(total) = sweep_estimate(catalog.as_ref(), ready.config.retention_jobs).await {
-            progress.set_total(total.saturating_sub(waiting.max(0) as u64));
+        // Blobs waiting for their retry are not claimable, so not counted.
+        if let Some(total) = sweep_estimate(catalog.as_ref(), &ready.config.rules()).await {
+            progress.set_total(total);
         }
     }
     let archiver = Archiver::task_html(ready.config, ready.catalog, ready.hot, ready.cold)
@@ -274,11 +277,17 @@ pub(crate) async fn sweep(
 
 /// Blobs the next sweep would move as `plan` counts them (the sweep's total
 /// for its progress bar); `None` when the catalog cannot say.
-async fn sweep_estimate(catalog: &dyn Catalog, retention_jobs: u32) -> Option<u64> {
-    match catalog.job_retention().await {
-        Ok(jobs) => Some(
-            jobs.iter()
-                .map(|job| plan::movable(job, retention_jobs).max(0) as u64)
+async fn sweep_estimate(catalog: &dyn Catalog, rules: &coldsweep::rules::Rules) -> Option<u64> {
+    use coldsweep::rules::{self, Scope};
+
+    let now = chrono::Utc::now();
+    match catalog.job_standings(Scope::Counted, now).await {
+        Ok(standings) => Some(
+            rules::decide(&standings, rules, now)
+                .moving()
+                .iter()
+                .filter_map(|job| job.standing.bytes)
+                .map(|bytes| bytes.movable_blobs)
                 .sum(),
         ),
         Err(e) => {
