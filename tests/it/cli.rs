@@ -1750,6 +1750,34 @@ async fn progress_bar_shows_on_a_terminal_unless_quiet() {
         "{}",
         ran.show()
     );
+
+    // A restore draws the same bar, erased before its report.
+    let restore = ["restore", "--yes", "--hot-bucket", HOT_BUCKET];
+    let ran = run_in_terminal(setup.cmd(&restore).args(["--task", "clean-0-t0"]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    let drawn = ran
+        .stdout
+        .find("\x1b[2Krestore ")
+        .unwrap_or_else(|| panic!("no bar: {}", ran.show()));
+    let report = ran
+        .stdout
+        .find("Restored 1 task")
+        .unwrap_or_else(|| panic!("{}", ran.show()));
+    assert!(drawn < report, "{}", ran.show());
+    let ran = run_in_terminal(
+        setup
+            .cmd(&restore)
+            .args(["--task", "clean-0-t1", "--quiet"]),
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert!(!ran.stdout.contains("\x1b[2K"), "--quiet: {}", ran.show());
+    let ran = run(setup.cmd(&restore).args(["--task", "clean-0-t2"]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert!(
+        !has_control(&ran.stdout) && !has_control(&ran.stderr),
+        "{}",
+        ran.show()
+    );
 }
 
 /// The jobs `plan --json` says the next sweep moves, in its order.
