@@ -271,6 +271,13 @@ async fn demo_moves_explains_and_converges() {
     }
     assert!(!first.stdout.contains("UNEXPECTED"), "{}", first.show());
 
+    // The hot root holds the application's bucket and nothing of coldsweep's.
+    let hot_root: Vec<_> = std::fs::read_dir(dir.join("hot"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(hot_root, [HOT_BUCKET], "hot root");
+
     let cold_bucket = dir.join("cold").join(COLD_BUCKET);
     let hot_bucket = dir.join("hot").join(HOT_BUCKET);
     let cold_files = files_under(&cold_bucket);

@@ -55,10 +55,16 @@ pub(crate) async fn demo(dir: &Path, reset: bool) -> anyhow::Result<ExitCode> {
         .migrate()
         .await
         .context("migrate the demo catalog")?;
-    let hot: Arc<dyn Store> = Arc::new(FsStore::new(&paths.hot_root)?);
-    let cold: Arc<dyn Store> = Arc::new(FsStore::new(&paths.cold_root)?);
     // A folder store's bucket is a folder that must exist, as a real bucket would.
+    std::fs::create_dir_all(paths.hot_root.join(demo::HOT_BUCKET))
+        .context("create the hot bucket folder")?;
     std::fs::create_dir_all(paths.cold_bucket()).context("create the cold bucket folder")?;
+    // The application's pages are written the way a restore writes them,
+    // beside each object: nothing of coldsweep's own lands in the hot root,
+    // which the sweep then opens as a deployment does, read and delete only.
+    let seeder: Arc<dyn Store> = Arc::new(FsStore::open_for_restore(&paths.hot_root)?);
+    let hot: Arc<dyn Store> = Arc::new(FsStore::open_existing(&paths.hot_root)?);
+    let cold: Arc<dyn Store> = Arc::new(FsStore::new(&paths.cold_root)?);
 
     out!("coldsweep demo: everything lives in {}", dir.display());
     out!("  catalog  {}  (SQLite)", paths.catalog.display());
@@ -72,7 +78,7 @@ pub(crate) async fn demo(dir: &Path, reset: bool) -> anyhow::Result<ExitCode> {
         paths.cold_root.display()
     );
     out!();
-    seed_if_new(catalog.as_ref(), hot.as_ref()).await?;
+    seed_if_new(catalog.as_ref(), seeder.as_ref()).await?;
     out!();
 
     let config = demo_config()?;
