@@ -65,9 +65,10 @@ pub(crate) struct HotStream {
 }
 
 /// Read the hot object: whole when it is at most `threshold` bytes, else as
-/// a stream. The catalog's size decides when it has one, so a small blob
-/// costs the same single GET as ever; without it, the read's answer does
-/// (one GET either way).
+/// a stream; one GET either way. A catalog size above the threshold streams
+/// at once; otherwise the read's answer decides, so a catalog that
+/// understates an object's size (or has none) never makes us buffer a large
+/// object whole: it streams, and the size check finds the disagreement.
 pub(crate) async fn read_hot(
     hot: &dyn Store,
     location: &Location,
@@ -77,34 +78,39 @@ pub(crate) async fn read_hot(
     let catalog_size = candidate
         .compressed_size_bytes
         .and_then(|n| u64::try_from(n).ok());
-    match catalog_size {
-        Some(size) if size <= threshold => hot.get(location).await.map(HotRead::Whole),
-        Some(_) => {
-            // The turn comes first: a read opened and left waiting could time out.
-            let turn = turn().await?;
-            let (size, body) = hot.get_stream(location).await?;
-            Ok(HotRead::Streamed(HotStream {
-                size,
-                body,
-                _turn: turn,
-            }))
-        }
-        None => {
-            let (size, mut body) = hot.get_stream(location).await?;
-            if size > threshold {
-                return Ok(HotRead::Streamed(HotStream {
-                    size,
-                    body,
-                    _turn: turn().await?,
-                }));
-            }
-            let mut all = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
-            while let Some(piece) = body.next().await {
-                all.extend_from_slice(&piece?);
-            }
-            Ok(HotRead::Whole(all.freeze()))
+    if catalog_size.is_some_and(|size| size > threshold) {
+        // The turn comes first: a read opened and left waiting could time out.
+        let turn = turn().await?;
+        let (size, body) = hot.get_stream(location).await?;
+        return Ok(HotRead::Streamed(HotStream {
+            size,
+            body,
+            _turn: turn,
+        }));
+    }
+    let (size, mut body) = hot.get_stream(location).await?;
+    if size > threshold {
+        return Ok(HotRead::Streamed(HotStream {
+            size,
+            body,
+            _turn: turn().await?,
+        }));
+    }
+    let mut all = BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
+    while let Some(piece) = body.next().await {
+        all.extend_from_slice(&piece?);
+        if all.len() as u64 > size {
+            // More than announced: the stream, not the blob, is wrong.
+            return Err(Error::new(
+                ErrorKind::Transient,
+                format!("the hot read went past the {size} bytes it announced"),
+            ));
         }
     }
+    if (all.len() as u64) < size {
+        return Err(short_read(all.len() as u64, size));
+    }
+    Ok(HotRead::Whole(all.freeze()))
 }
 
 async fn turn() -> Result<SemaphorePermit<'static>> {
@@ -208,10 +214,13 @@ fn checked_body(
     struct State {
         body: ByteStream,
         tally: Option<Tally>,
+        /// Bytes the body has delivered.
+        fed: u64,
     }
     let state = State {
         body,
         tally: Some(tally),
+        fed: 0,
     };
     futures::stream::unfold(state, move |mut state| {
         let outcome = outcome.clone();
@@ -220,6 +229,7 @@ fn checked_body(
             // Whether the body ended; else the tally stopped early (on a mismatch).
             let ended = match state.body.next().await {
                 Some(Ok(piece)) => {
+                    state.fed += piece.len() as u64;
                     if tally.feed(piece.clone()).await {
                         return Some((Ok(piece), state));
                     }
@@ -232,19 +242,18 @@ fn checked_body(
                 None => true,
             };
             let tally = state.tally.take()?;
+            if ended && state.fed < size {
+                // A read cut short says nothing about the blob: try again,
+                // never a verdict on bytes that did not arrive.
+                return Some((Err(short_read(state.fed, size)), state));
+            }
             let result = match tally.finish().await {
                 Ok(result) => result,
                 Err(e) => return Some((Err(e), state)),
             };
             let failed = match &result {
                 Ok(tallied) if ended && tallied.digest.size == size => None,
-                Ok(tallied) => Some(Error::new(
-                    ErrorKind::Transient,
-                    format!(
-                        "the hot read ended after {} of {size} bytes",
-                        tallied.digest.size
-                    ),
-                )),
+                Ok(tallied) => Some(short_read(tallied.digest.size, size)),
                 Err(_) => Some(Error::new(
                     ErrorKind::Integrity,
                     "the hot bytes disagree with the catalog: upload abandoned",
@@ -259,6 +268,14 @@ fn checked_body(
         }
     })
     .boxed()
+}
+
+/// The hot read ended before the `size` bytes its answer announced.
+fn short_read(got: u64, size: u64) -> Error {
+    Error::new(
+        ErrorKind::Transient,
+        format!("the hot read ended after {got} of {size} bytes"),
+    )
 }
 
 /// Size and digests of a stream, and its multipart ETag.

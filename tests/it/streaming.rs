@@ -365,3 +365,169 @@ async fn a_streamed_copy_found_again_lacks_the_stored_digest_and_is_read_back() 
     );
     rig.audit(&[("old", "large", large)]).await;
 }
+
+/// A catalog that understates an object's size (a row written before the
+/// object was replaced by a much larger one) must not make the sweep read
+/// the object whole: the read's answer says how large it is, and above the
+/// threshold it streams, finds the sizes disagree and quarantines it.
+#[tokio::test]
+async fn a_catalog_that_understates_the_size_does_not_make_the_sweep_buffer_the_object() {
+    const LEN: usize = 24 * 1024 * 1024;
+    let rig = Rig::new(Backend::SqliteFs).await;
+    rig.old_and_new_jobs().await;
+    let content = incompressible(LEN, 7);
+    let stored = gzip(&content);
+    rig.catalog
+        .insert_task(&TaskRow {
+            id: "understated".into(),
+            job_id: "old".into(),
+            html_storage_bucket: Some(HOT_BUCKET.into()),
+            html_storage_path: Some(task_html_object_path("old", "understated")),
+            html_content_encoding: Some("gzip".into()),
+            // What the row said of an earlier, small page.
+            html_compressed_size_bytes: Some(2048),
+            html_sha256: Some(sha256_hex(&content)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    rig.hot
+        .put(
+            &hot_location("old", "understated"),
+            stored.clone(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    drop((content, stored));
+
+    crate::alloc::reset_largest();
+    let report = rig
+        .archiver_with(rig.hot.clone(), rig.cold.clone(), config(&rig))
+        .sweep()
+        .await;
+    let largest_mib = crate::alloc::largest() / 1024 / 1024;
+
+    assert_eq!(report.quarantined, 1, "{report:?}");
+    assert_eq!(rig.row("understated").await.state(), BlobState::Quarantined);
+    assert!(
+        largest_mib < LEN / 1024 / 1024 / 4,
+        "a {largest_mib} MiB allocation for a {} MiB object the catalog says is 2 KiB",
+        LEN / 1024 / 1024
+    );
+    assert!(
+        !exists(rig.cold.as_ref(), &cold_location("old", "understated"))
+            .await
+            .unwrap(),
+        "nothing committed in cold"
+    );
+}
+
+/// Announces each object's full size but, while `cut` is set, ends the body
+/// 100 bytes early without an error: a connection that closed quietly.
+#[derive(Debug)]
+struct CutShortStore {
+    inner: Arc<dyn Store>,
+    cut: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Store for CutShortStore {
+    fn provider(&self) -> &str {
+        self.inner.provider()
+    }
+    fn namespace(&self) -> Option<String> {
+        self.inner.namespace()
+    }
+    async fn ping(&self, bucket: &str) -> Result<()> {
+        self.inner.ping(bucket).await
+    }
+    async fn put(
+        &self,
+        location: &Location,
+        body: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutResult> {
+        self.inner.put(location, body, options).await
+    }
+    async fn get(&self, location: &Location) -> Result<Bytes> {
+        self.inner.get(location).await
+    }
+    async fn get_stream(&self, location: &Location) -> Result<(u64, ByteStream)> {
+        let (size, body) = self.inner.get_stream(location).await?;
+        if !self.cut.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok((size, body));
+        }
+        let mut left = size.saturating_sub(100);
+        let body = body
+            .map(move |piece| {
+                let piece = piece?;
+                let keep = piece.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                left -= keep as u64;
+                Ok(piece.slice(..keep))
+            })
+            .boxed();
+        Ok((size, body))
+    }
+    async fn head(&self, location: &Location) -> Result<ObjectMeta> {
+        self.inner.head(location).await
+    }
+    async fn delete(&self, location: &Location) -> Result<()> {
+        self.inner.delete(location).await
+    }
+}
+
+/// A hot read cut short says nothing about the blob: the move fails as a
+/// passing fault (retried), the row is not quarantined, nothing is
+/// committed in cold, and once reads are whole again the blob moves.
+#[tokio::test]
+async fn a_hot_read_cut_short_is_retried_not_quarantined() {
+    let rig = Rig::new(Backend::SqliteFs).await;
+    rig.old_and_new_jobs().await;
+    let small = rig.task("old", "small").await;
+    let large = large_task(&rig, "old", "large", 3 * 1024 * 1024, None).await;
+    let hot = Arc::new(CutShortStore {
+        inner: rig.hot.clone(),
+        cut: true.into(),
+    });
+
+    let report = rig
+        .archiver_with(hot.clone(), rig.cold.clone(), config(&rig))
+        .sweep()
+        .await;
+    assert_eq!(
+        (report.archived, report.quarantined, report.failed),
+        (0, 0, 2),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .all(|p| p.what == ProblemKind::Failed(ErrorKind::Transient)),
+        "{report:?}"
+    );
+    for task in ["small", "large"] {
+        let row = rig.row(task).await;
+        assert_eq!(row.state(), BlobState::Hot, "{task}: {row:?}");
+        assert!(
+            !exists(rig.cold.as_ref(), &cold_location("old", task))
+                .await
+                .unwrap(),
+            "{task}: committed in cold"
+        );
+    }
+
+    hot.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    rig.catalog
+        .retry_failing_now(chrono::Utc::now())
+        .await
+        .unwrap();
+    let report = rig
+        .archiver_with(hot, rig.cold.clone(), config(&rig))
+        .sweep()
+        .await;
+    assert_eq!(report.archived, 2, "{report:?}");
+    rig.audit(&[("old", "small", small), ("old", "large", large)])
+        .await;
+}
