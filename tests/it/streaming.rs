@@ -531,3 +531,81 @@ async fn a_hot_read_cut_short_is_retried_not_quarantined() {
     rig.audit(&[("old", "small", small), ("old", "large", large)])
         .await;
 }
+
+/// On the wire, a small blob still costs the hot store one GET (no HEAD
+/// before it, whether or not the catalog records its size) and its share of
+/// one bulk delete: reading through the read's answer added no request.
+#[tokio::test]
+async fn on_the_wire_a_small_blob_costs_the_hot_store_one_get() {
+    let db = harness::pg::fresh_database().await;
+    let catalog: Arc<dyn Fixtures> = Arc::new(db.catalog().await);
+    catalog.migrate().await.unwrap();
+    let server = harness::s3::S3Server::start().await;
+    server.create_bucket(HOT_BUCKET);
+    server.create_bucket(crate::pipeline::COLD_BUCKET);
+    let relay = harness::capture::RecordingRelay::start(&server.endpoint).await;
+    let hot_config = coldsweep::config::S3Config {
+        endpoint: Some(relay.endpoint.clone()),
+        ..server.config()
+    };
+    let hot: Arc<dyn Store> = Arc::new(S3Store::new("minio", &hot_config).unwrap());
+    let cold: Arc<dyn Store> = Arc::new(S3Store::new("minio", &server.config()).unwrap());
+    let rig = Rig::from_parts(
+        Backend::PostgresS3,
+        catalog,
+        hot,
+        cold,
+        vec![Box::new(db), Box::new(server)],
+    );
+    rig.old_and_new_jobs().await;
+    let sized = rig.task("old", "sized").await;
+    let content = b"<html>a page whose size the catalog lost</html>".repeat(30);
+    let unsized_ = gzip(&content);
+    rig.catalog
+        .insert_task(&TaskRow {
+            id: "unsized".into(),
+            job_id: "old".into(),
+            html_storage_bucket: Some(HOT_BUCKET.into()),
+            html_storage_path: Some(task_html_object_path("old", "unsized")),
+            html_content_encoding: Some("gzip".into()),
+            html_sha256: Some(sha256_hex(&content)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    rig.hot
+        .put(
+            &hot_location("old", "unsized"),
+            unsized_.clone(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let before = relay.requests().len();
+
+    let report = rig
+        .archiver_with(rig.hot.clone(), rig.cold.clone(), config(&rig))
+        .sweep()
+        .await;
+    assert_eq!(report.archived, 2, "{report:?}");
+    let requests = relay.requests().split_off(before);
+    // Requests on objects; the sweep's one listing (its proof that the
+    // store sees the bucket) is per sweep, not per blob.
+    let count = |method: &str| {
+        requests
+            .iter()
+            .filter(|r| r.method == method && !r.target.contains("list-type"))
+            .count()
+    };
+    assert_eq!(
+        (count("GET"), count("HEAD"), count("POST"), count("DELETE")),
+        (2, 0, 1, 0),
+        "one GET each and one bulk delete: {:?}",
+        requests
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.target))
+            .collect::<Vec<_>>()
+    );
+    rig.audit(&[("old", "sized", sized), ("old", "unsized", unsized_)])
+        .await;
+}
