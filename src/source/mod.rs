@@ -35,7 +35,7 @@ pub trait ArchiveSource: Send + Sync {
     /// Switch the catalog to the verified cold copy (the hot copy still
     /// exists). Every write below is fenced: it holds only while `fence`
     /// holds the row's lease, else it changes nothing and fails with
-    /// [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost).
+    /// [`ErrorKind::LeaseLost`].
     async fn record_archived(
         &self,
         candidate: &ArchiveCandidate,
