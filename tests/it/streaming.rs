@@ -235,13 +235,10 @@ async fn hot_bytes_that_disagree_with_the_catalog_are_quarantined_with_nothing_i
     }
 }
 
-#[tokio::test]
-async fn small_blobs_keep_their_requests_whether_or_not_the_catalog_knows_the_size() {
-    let rig = Rig::new(Backend::PostgresS3).await;
-    rig.old_and_new_jobs().await;
-    let sized = rig.task("old", "sized").await;
+/// A small page `old/unsized` in hot whose row records no size.
+async fn unsized_task(rig: &Rig) -> Bytes {
     let content = b"<html>a page whose size the catalog lost</html>".repeat(30);
-    let unsized_ = gzip(&content);
+    let stored = gzip(&content);
     rig.catalog
         .insert_task(&TaskRow {
             id: "unsized".into(),
@@ -257,11 +254,20 @@ async fn small_blobs_keep_their_requests_whether_or_not_the_catalog_knows_the_si
     rig.hot
         .put(
             &hot_location("old", "unsized"),
-            unsized_.clone(),
+            stored.clone(),
             &Default::default(),
         )
         .await
         .unwrap();
+    stored
+}
+
+#[tokio::test]
+async fn small_blobs_keep_their_requests_whether_or_not_the_catalog_knows_the_size() {
+    let rig = Rig::new(Backend::PostgresS3).await;
+    rig.old_and_new_jobs().await;
+    let sized = rig.task("old", "sized").await;
+    let unsized_ = unsized_task(&rig).await;
     let (hot, hot_calls) = FaultyStore::wrap(rig.hot.clone());
     let (cold, cold_calls) = FaultyStore::wrap(rig.cold.clone());
     let report = rig.archiver_with(hot, cold, config(&rig)).sweep().await;
@@ -559,28 +565,7 @@ async fn on_the_wire_a_small_blob_costs_the_hot_store_one_get() {
     );
     rig.old_and_new_jobs().await;
     let sized = rig.task("old", "sized").await;
-    let content = b"<html>a page whose size the catalog lost</html>".repeat(30);
-    let unsized_ = gzip(&content);
-    rig.catalog
-        .insert_task(&TaskRow {
-            id: "unsized".into(),
-            job_id: "old".into(),
-            html_storage_bucket: Some(HOT_BUCKET.into()),
-            html_storage_path: Some(task_html_object_path("old", "unsized")),
-            html_content_encoding: Some("gzip".into()),
-            html_sha256: Some(sha256_hex(&content)),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    rig.hot
-        .put(
-            &hot_location("old", "unsized"),
-            unsized_.clone(),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+    let unsized_ = unsized_task(&rig).await;
     let before = relay.requests().len();
 
     let report = rig
