@@ -401,7 +401,8 @@ fn read_setting(
             ),
         ));
     };
-    if VARIABLES.iter().any(|v| v.name == name) {
+    // Empty counts as unset, as in the environment: nothing to check.
+    if !value_text.trim().is_empty() && VARIABLES.iter().any(|v| v.name == name) {
         check_alone(name, &value_text).map_err(|e| e.context(location(path, at)))?;
     }
     let secret = match secrecy {
@@ -582,6 +583,10 @@ mod tests {
             err.message(),
             "cs.toml:2:1: ARCHIVE_BATCH_SIZE: expected a whole number from 1 to 10000, got \"true\""
         );
+        // An empty value is unset, as in the environment: the default holds.
+        let file = parse("[settings]\narchive_provider = \"fs\"\narchive_bucket = \"cold-bucket\"\narchive_fs_root = \"\"\narchive_interval = \"\"\n").unwrap();
+        let config = Config::from_lookup(file.under(|_| None)).unwrap().unwrap();
+        assert_eq!(config.interval, std::time::Duration::from_secs(60));
         // An empty file, or an empty [settings], sets nothing.
         assert_eq!(parse("").unwrap().names().count(), 0);
         assert_eq!(parse("[settings]\n").unwrap().names().count(), 0);
