@@ -170,6 +170,30 @@ fn toml_example_lists_every_setting_and_parses_when_uncommented() {
 }
 
 #[test]
+fn the_readme_example_config_file_reads() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme
+        .split("\n## Config file\n")
+        .nth(1)
+        .expect("README has a Config file section");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the section shows a TOML file");
+    let extra: Vec<ExtraKey> = ["DATABASE_URL", "COLDSWEEP_LOG_FORMAT"]
+        .into_iter()
+        .map(|name| ExtraKey {
+            name,
+            secrecy: Secrecy::Public,
+        })
+        .collect();
+    let file = ConfigFile::parse("README.md", example.to_owned(), &extra).unwrap();
+    assert_eq!(file.get("ARCHIVE_RETENTION_JOBS"), Some("3"));
+}
+
+#[test]
 fn the_container_runs_as_a_non_root_user_from_a_multi_stage_build() {
     let dockerfile =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();

@@ -139,7 +139,8 @@ enum Command {
     #[command(
         after_help = "Archiving is off (exit code 2) until ARCHIVE_PROVIDER and \
                             ARCHIVE_BUCKET are set. Every flag can also be given as the \
-                            environment variable shown next to it."
+                            environment variable shown next to it, or in the --config \
+                            file (flag over environment over file)."
     )]
     Run {
         #[command(flatten)]
