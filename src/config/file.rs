@@ -13,14 +13,25 @@
 //! A value may be a TOML string, integer, float or boolean: it is turned into
 //! the text an environment variable would hold and checked by the variable's
 //! own parser, so a value means the same wherever it is given. Each value is
-//! checked where it stands ([`super::check_alone`]), so a refusal names the
-//! file, line and column; rules between variables (a region the provider
-//! needs, …) are checked when the whole configuration is read.
+//! checked where it stands, by its parser with every other variable at a
+//! placeholder, so a refusal names the file, line and column; rules between
+//! variables (a region the provider needs, …) are checked when the whole
+//! configuration is read.
 //!
 //! Precedence, highest first: flag, environment variable, file, default.
 //! [`layered`] is that rule for one value; [`ConfigFile::under`] applies it to
-//! a whole lookup, so `Config::from_lookup(file.under(env))` reads the
-//! environment over the file. An empty value counts as unset at every layer.
+//! a whole lookup, and [`env_over`] puts the process environment over a file.
+//! An empty value counts as unset at every layer.
+//!
+//! ```no_run
+//! use coldsweep::config::file::env_over;
+//! use coldsweep::config::{Config, ConfigFile, HotConfig};
+//!
+//! let file = ConfigFile::load("coldsweep.toml", &[])?;
+//! let config = Config::from_lookup(env_over(Some(&file)))?;
+//! let hot = HotConfig::from_lookup(env_over(Some(&file)))?;
+//! # Ok::<(), coldsweep::Error>(())
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Ran, Setup, coldsweep, json_of, run};
+use crate::cli::{Daemon, Ran, Setup, coldsweep, json_of, run};
 
 const SECRET: &str = "file-secret-do-not-print-4711";
 
@@ -230,4 +230,28 @@ async fn the_file_sets_the_log_format_and_the_flag_overrides_it() {
         "{}",
         ran.show()
     );
+}
+
+#[tokio::test]
+async fn run_names_the_file_in_its_start_up_line_and_serves_metrics_where_it_says() {
+    let setup = Setup::new();
+    setup.seed_clean(0).await;
+    let port = crate::cli::free_port();
+    let text = settings_of(&setup)
+        + &format!("archive_interval = \"1h\"\ncoldsweep_metrics_addr = \"127.0.0.1:{port}\"\n");
+    let path = write_file(&setup, "coldsweep.toml", &text, 0o600);
+    let mut daemon = Daemon::spawn(with_file(&path, &["run"]));
+    daemon.wait_for_sweep();
+    let (status, _) = crate::cli::http_get(&format!("127.0.0.1:{port}"), "/healthz");
+    let (code, log) = daemon.stop("TERM");
+    assert_eq!(code, Some(0), "{log}");
+    let started = log
+        .lines()
+        .find(|l| l.contains("coldsweep started"))
+        .unwrap_or_else(|| panic!("no start-up line:\n{log}"));
+    assert!(
+        started.contains(&format!("config_file=\"{}\"", path.display())),
+        "{started}"
+    );
+    assert!(status.contains(" 200"), "/healthz: {status}\n{log}");
 }
