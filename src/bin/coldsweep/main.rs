@@ -5,9 +5,8 @@
 //! configuration through its own parsers, and call it. Output for people
 //! goes to stdout; logs and errors go to stderr.
 
-use std::process::ExitCode;
-
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::parser::ValueSource;
@@ -283,7 +282,7 @@ fn log_format(
     given: LogFormat,
     file: Option<&ConfigFile>,
 ) -> anyhow::Result<LogFormat> {
-    let Some(text) = file.and_then(|f| f.get(settings::LOG_FORMAT)) else {
+    let Some((file, text)) = file.and_then(|f| Some((f, f.get(settings::LOG_FORMAT)?))) else {
         return Ok(given);
     };
     let from_file = LogFormat::from_str(text.trim(), true).map_err(|_| {
@@ -291,11 +290,7 @@ fn log_format(
             "{}: expected text or json, got {text:?}",
             settings::LOG_FORMAT
         ));
-        settings::at(
-            file.expect("a value came from the file"),
-            settings::LOG_FORMAT,
-            err,
-        )
+        settings::at(file, settings::LOG_FORMAT, err)
     })?;
     match matches.value_source("log_format") {
         Some(ValueSource::DefaultValue) | None => Ok(from_file),

@@ -156,7 +156,7 @@ impl DbArgs {
         else {
             return Err(BadSettings(
                 "DATABASE_URL: expected the catalog's URL (postgres://… or sqlite:…), got nothing; \
-                 set DATABASE_URL or pass --database-url"
+                 set DATABASE_URL, pass --database-url or set database_url in the --config file"
                     .to_owned(),
             )
             .into());
@@ -363,8 +363,8 @@ impl Settings {
         .collect();
         format!(
             "archiving is disabled: {} {} not set.\n\
-             Set ARCHIVE_PROVIDER (one of {}) and ARCHIVE_BUCKET, or pass --provider and --bucket, \
-             to switch it on; `coldsweep run --help` lists every setting.\n\
+             Set ARCHIVE_PROVIDER (one of {}) and ARCHIVE_BUCKET (or archive_provider and \
+             archive_bucket in the --config file), or pass --provider and --bucket, to switch it on; `coldsweep run --help` lists every setting.\n\
              To see coldsweep work without any setup, run `coldsweep demo`.",
             unset.join(" and "),
             if unset.len() == 1 { "is" } else { "are" },
