@@ -85,7 +85,8 @@ const METRICS_ADDR: &str = "COLDSWEEP_METRICS_ADDR";
 /// cannot be read or holds a bad value is a [`BadSettings`] error naming the
 /// file, line and column.
 pub(crate) fn load_file(path: Option<&Path>) -> anyhow::Result<Option<Arc<ConfigFile>>> {
-    let Some(path) = path else {
+    // An empty COLDSWEEP_CONFIG is unset, as every other empty variable is.
+    let Some(path) = path.filter(|p| !p.as_os_str().is_empty()) else {
         return Ok(None);
     };
     let file = ConfigFile::load(path, FILE_KEYS).map_err(bad)?;
@@ -455,6 +456,14 @@ mod tests {
             redact_url("sqlite://data/c.db?mode=rwc"),
             "sqlite://data/c.db?mode=rwc"
         );
+    }
+
+    #[test]
+    fn an_empty_config_path_reads_no_file() {
+        assert!(load_file(None).unwrap().is_none());
+        assert!(load_file(Some(Path::new(""))).unwrap().is_none());
+        let err = load_file(Some(Path::new("/nonexistent/coldsweep.toml"))).unwrap_err();
+        assert!(err.is::<BadSettings>(), "{err}");
     }
 
     #[test]
