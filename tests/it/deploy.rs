@@ -14,6 +14,11 @@ use coldsweep::config::{ConfigFile, Group, VARIABLES};
 /// `(name, default, help)`.
 const BINARY_VARIABLES: &[(&str, Option<&str>, &str)] = &[
     (
+        "COLDSWEEP_CONFIG",
+        None,
+        "a TOML config file of settings (see coldsweep.example.toml); these variables override it",
+    ),
+    (
         "DATABASE_URL",
         None,
         "the catalog: postgres://user:password@host:5432/db (Postgres, Supabase) or sqlite:path.db",
@@ -30,6 +35,12 @@ const BINARY_VARIABLES: &[(&str, Option<&str>, &str)] = &[
     ),
     ("RUST_LOG", Some("info"), "log filter, e.g. coldsweep=debug"),
 ];
+
+/// Whether the config file may set the binary's variable `name` (not the
+/// file's own name, nor the log filter, read before anything else).
+fn in_config_file(name: &str) -> bool {
+    !matches!(name, "COLDSWEEP_CONFIG" | "RUST_LOG")
+}
 
 fn entry(out: &mut String, name: &str, default: Option<&str>, help: &str) {
     out.push_str(&format!("# {help}\n# {name}={}\n", default.unwrap_or("")));
@@ -108,7 +119,7 @@ fn toml_example() -> String {
          \n[settings]\n",
     );
     out.push_str("\n## Catalog, logs, metrics\n");
-    for (name, default, help) in BINARY_VARIABLES.iter().filter(|v| v.0 != "RUST_LOG") {
+    for (name, default, help) in BINARY_VARIABLES.iter().filter(|v| in_config_file(v.0)) {
         toml_entry(&mut out, name, *default, help, *name == "DATABASE_URL");
     }
     for group in [Group::Cold, Group::Archiver, Group::Hot] {
@@ -151,7 +162,7 @@ fn toml_example_lists_every_setting_and_parses_when_uncommented() {
         .join("\n");
     let extra: Vec<ExtraKey> = BINARY_VARIABLES
         .iter()
-        .filter(|v| v.0 != "RUST_LOG")
+        .filter(|v| in_config_file(v.0))
         .map(|v| ExtraKey {
             name: v.0,
             secrecy: Secrecy::Public,
