@@ -35,8 +35,11 @@ use crate::store::supabase::URL_EXPECTED as SUPABASE_URL_EXPECTED;
 pub use crate::store::supabase::{SupabaseConfig, SupabaseNames, SupabaseSettings};
 pub use crate::store::{ColdConfig, HotConfig, Secret};
 
+pub mod file;
 mod parse;
 mod variables;
+
+pub use file::ConfigFile;
 
 use parse::*;
 pub(crate) use variables::*;
@@ -368,6 +371,76 @@ impl ColdConfig {
     /// [`ColdConfig::from_lookup`] over the process environment.
     pub fn from_env(provider: Provider) -> Result<ColdConfig> {
         Self::from_lookup(provider, env_lookup)
+    }
+}
+
+/// Check variable `name`'s value on its own, by the parser that reads it,
+/// every other variable at a placeholder that parser accepts: a config file's
+/// value is refused where it stands, with the parser's own message. Rules
+/// between variables (a region the provider needs, the two names of the
+/// Supabase key agreeing) are left to the reading of the whole configuration.
+pub(crate) fn check_alone(name: &str, value: &str) -> Result<()> {
+    const PLACEHOLDER: &str = "placeholder";
+    let base: &[(&str, &str)] = match name {
+        ARCHIVE_ENDPOINT
+        | ARCHIVE_REGION
+        | ARCHIVE_CHECKSUM
+        | ARCHIVE_ACCESS_KEY_ID
+        | ARCHIVE_SECRET_ACCESS_KEY => &[
+            (ARCHIVE_ENDPOINT, "https://placeholder.example"),
+            (ARCHIVE_ACCESS_KEY_ID, PLACEHOLDER),
+            (ARCHIVE_SECRET_ACCESS_KEY, PLACEHOLDER),
+        ],
+        HOT_STORE => &[
+            (HOT_S3_ENDPOINT, "https://placeholder.example"),
+            (HOT_S3_ACCESS_KEY_ID, PLACEHOLDER),
+            (HOT_S3_SECRET_ACCESS_KEY, PLACEHOLDER),
+            (SUPABASE_URL, "https://placeholder.supabase.co"),
+            (SUPABASE_SECRET_KEY, "sb_secret_placeholder"),
+        ],
+        HOT_S3_ENDPOINT | HOT_S3_REGION | HOT_S3_ACCESS_KEY_ID | HOT_S3_SECRET_ACCESS_KEY => &[
+            (HOT_STORE, "s3"),
+            (HOT_S3_ENDPOINT, "https://placeholder.example"),
+            (HOT_S3_ACCESS_KEY_ID, PLACEHOLDER),
+            (HOT_S3_SECRET_ACCESS_KEY, PLACEHOLDER),
+        ],
+        SUPABASE_URL | SUPABASE_PUBLISHABLE_KEY => &[
+            (HOT_STORE, "supabase"),
+            (SUPABASE_URL, "https://placeholder.supabase.co"),
+            (SUPABASE_SECRET_KEY, "sb_secret_placeholder"),
+        ],
+        SUPABASE_SERVICE_ROLE_KEY | SUPABASE_SECRET_KEY => &[
+            (HOT_STORE, "supabase"),
+            (SUPABASE_URL, "https://placeholder.supabase.co"),
+        ],
+        _ => &[(ARCHIVE_PROVIDER, "fs"), (ARCHIVE_BUCKET, PLACEHOLDER)],
+    };
+    let lookup = |wanted: &str| {
+        if wanted == name {
+            return Some(value.to_owned());
+        }
+        base.iter()
+            .find(|(n, _)| *n == wanted)
+            .map(|(_, v)| (*v).to_owned())
+    };
+    match name {
+        ARCHIVE_FS_ROOT => ColdConfig::from_lookup(Provider::Fs, lookup).map(drop),
+        ARCHIVE_ENDPOINT
+        | ARCHIVE_REGION
+        | ARCHIVE_CHECKSUM
+        | ARCHIVE_ACCESS_KEY_ID
+        | ARCHIVE_SECRET_ACCESS_KEY => ColdConfig::from_lookup(Provider::S3, lookup).map(drop),
+        HOT_STORE
+        | HOT_FS_ROOT
+        | HOT_S3_ENDPOINT
+        | HOT_S3_REGION
+        | HOT_S3_ACCESS_KEY_ID
+        | HOT_S3_SECRET_ACCESS_KEY
+        | SUPABASE_URL
+        | SUPABASE_SERVICE_ROLE_KEY
+        | SUPABASE_SECRET_KEY
+        | SUPABASE_PUBLISHABLE_KEY => HotConfig::from_lookup(lookup).map(drop),
+        _ => Config::from_lookup(lookup).map(drop),
     }
 }
 

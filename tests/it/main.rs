@@ -8,6 +8,7 @@ mod catalog_conformance;
 mod catalog_outage;
 mod check;
 mod cli;
+mod config_file;
 mod crash;
 mod deploy;
 mod faults;

@@ -5,9 +5,13 @@
 //! configuration through its own parsers, and call it. Output for people
 //! goes to stdout; logs and errors go to stderr.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use coldsweep::config::ConfigFile;
 
 mod commands;
 mod format;
@@ -101,6 +105,11 @@ disagree with the catalog) or a store or the catalog failed, 2 bad arguments or 
 #[derive(Parser)]
 #[command(name = "coldsweep", version, about = ABOUT, after_help = AFTER_HELP)]
 struct Cli {
+    /// TOML file of settings: a [settings] table keyed by the variables' names in lower case
+    /// (flags and environment variables override it)
+    #[arg(long, global = true, env = "COLDSWEEP_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
     /// Log line format (logs go to stderr; the level comes from RUST_LOG, default info).
     #[arg(
         long,
@@ -129,7 +138,8 @@ enum Command {
     #[command(
         after_help = "Archiving is off (exit code 2) until ARCHIVE_PROVIDER and \
                             ARCHIVE_BUCKET are set. Every flag can also be given as the \
-                            environment variable shown next to it."
+                            environment variable shown next to it, or in the --config \
+                            file (flag over environment over file)."
     )]
     Run {
         #[command(flatten)]
@@ -244,16 +254,86 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Read what flags and the environment leave unset from `file`.
+    fn use_file(&mut self, file: &Arc<ConfigFile>) {
+        match self {
+            Command::Run { settings, metrics } => {
+                settings.use_file(file);
+                metrics.use_file(file);
+            }
+            Command::Sweep { settings, .. }
+            | Command::Plan { settings, .. }
+            | Command::Status { settings, .. }
+            | Command::Check(settings)
+            | Command::Verify { settings, .. }
+            | Command::Restore { settings, .. }
+            | Command::Get { settings, .. } => settings.use_file(file),
+            Command::Reset { db, .. } | Command::Migrate(db) => db.use_file(file),
+            Command::Demo { .. } => {}
+        }
+    }
+}
+
+/// The log format: the flag or `COLDSWEEP_LOG_FORMAT`, else the config file's,
+/// else text. The file's value is checked even when overridden.
+fn log_format(
+    matches: &clap::ArgMatches,
+    given: LogFormat,
+    file: Option<&ConfigFile>,
+) -> anyhow::Result<LogFormat> {
+    let Some((file, text)) = file.and_then(|f| Some((f, f.get(settings::LOG_FORMAT)?))) else {
+        return Ok(given);
+    };
+    let from_file = LogFormat::from_str(text.trim(), true).map_err(|_| {
+        let err = settings::BadSettings(format!(
+            "{}: expected text or json, got {text:?}",
+            settings::LOG_FORMAT
+        ));
+        settings::at(file, settings::LOG_FORMAT, err)
+    })?;
+    match matches.value_source("log_format") {
+        Some(ValueSource::DefaultValue) | None => Ok(from_file),
+        Some(_) => Ok(given),
+    }
+}
+
+/// What `main` prints for an error, and its exit code (2: a bad setting).
+fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {}", format::error_chain(err));
+    if err.is::<settings::BadSettings>() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // The file comes before logging, which it may configure; its errors are
+    // printed as every other start-up error is.
+    let file = match settings::load_file(cli.config.as_deref()) {
+        Ok(file) => file,
+        Err(err) => return fail(&err),
+    };
+    let format = match log_format(&matches, cli.log_format, file.as_deref()) {
+        Ok(format) => format,
+        Err(err) => return fail(&err),
+    };
     // The demo prints its own report; the archiver's log lines (including
     // the deliberate quarantine and loss) would only repeat it.
     let default_level = match cli.command {
         Command::Demo { .. } => "off",
         _ => "info",
     };
-    init_tracing(cli.log_format, default_level);
+    init_tracing(format, default_level);
+    if let Some(file) = &file {
+        settings::warn_if_exposed(file);
+        tracing::debug!(config_file = %file.path().display(), "read the config file");
+        cli.command.use_file(file);
+    }
 
     let result = match cli.command {
         Command::Run { settings, metrics } => commands::run(settings, metrics).await,
@@ -279,14 +359,7 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {}", format::error_chain(&err));
-            if err.is::<settings::BadSettings>() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+        Err(err) => fail(&err),
     }
 }
 

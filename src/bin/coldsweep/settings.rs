@@ -1,15 +1,20 @@
-//! Flags and environment variables, turned into the library's configuration.
+//! Flags, environment variables and the config file, turned into the
+//! library's configuration.
 //!
 //! Every value is taken as text and handed to the library's `from_lookup`
-//! parsers, so a bad value, from a flag or from the environment, fails with
-//! the library's message naming the variable.
+//! parsers, so a bad value, from a flag, the environment or the file, fails
+//! with the library's message naming the variable. Precedence: flag, then
+//! environment (clap merges the two), then the file (`--config`, read by
+//! `coldsweep::config::file`), then the library's default.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use clap::{Arg, ArgAction, ArgMatches, Args, Command};
-use coldsweep::config::{ColdConfig, Config, HotConfig, Provider, VARIABLES, Variable};
+use coldsweep::config::file::{ExtraKey, Secrecy, layered};
+use coldsweep::config::{ColdConfig, Config, ConfigFile, HotConfig, Provider, VARIABLES, Variable};
 use coldsweep::store::Store;
 use coldsweep::{Catalog, ErrorKind};
 
@@ -56,6 +61,63 @@ pub(crate) fn bad(err: coldsweep::Error) -> anyhow::Error {
     BadSettings(text).into()
 }
 
+/// The binary's own settings a config file may hold besides the library's.
+pub(crate) const FILE_KEYS: &[ExtraKey] = &[
+    ExtraKey {
+        name: DATABASE_URL,
+        secrecy: Secrecy::UrlPassword,
+    },
+    ExtraKey {
+        name: LOG_FORMAT,
+        secrecy: Secrecy::Public,
+    },
+    ExtraKey {
+        name: METRICS_ADDR,
+        secrecy: Secrecy::Public,
+    },
+];
+
+const DATABASE_URL: &str = "DATABASE_URL";
+pub(crate) const LOG_FORMAT: &str = "COLDSWEEP_LOG_FORMAT";
+const METRICS_ADDR: &str = "COLDSWEEP_METRICS_ADDR";
+
+/// Read and check the config file at `path`, if one is given: a file that
+/// cannot be read or holds a bad value is a [`BadSettings`] error naming the
+/// file, line and column.
+pub(crate) fn load_file(path: Option<&Path>) -> anyhow::Result<Option<Arc<ConfigFile>>> {
+    // An empty COLDSWEEP_CONFIG is unset, as every other empty variable is.
+    let Some(path) = path.filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(None);
+    };
+    let file = ConfigFile::load(path, FILE_KEYS).map_err(bad)?;
+    if let Some(text) = file.get(METRICS_ADDR) {
+        parse_metrics_addr(text).map_err(|e| at(&file, METRICS_ADDR, e))?;
+    }
+    Ok(Some(Arc::new(file)))
+}
+
+/// `err` about variable `name`, prefixed with where `file` sets it.
+pub(crate) fn at(file: &ConfigFile, name: &str, err: BadSettings) -> anyhow::Error {
+    match file.location(name) {
+        Some(location) => BadSettings(format!("{location}: {}", err.0)).into(),
+        None => err.into(),
+    }
+}
+
+/// Warn when `file` holds secrets that other users of the machine can read
+/// (names only, never a value).
+pub(crate) fn warn_if_exposed(file: &ConfigFile) {
+    if let Some(exposed) = file.exposed_secrets() {
+        tracing::warn!(
+            config_file = %file.path().display(),
+            mode = %format!("{:o}", exposed.mode),
+            secrets = %exposed.secrets.join(", "),
+            "the config file holds secrets and other users can read it: make it private \
+             (chmod 600) or set the secrets as environment variables instead"
+        );
+    }
+}
+
 /// Where the catalog is.
 #[derive(Args, Clone)]
 pub(crate) struct DbArgs {
@@ -68,9 +130,23 @@ pub(crate) struct DbArgs {
         help_heading = "Catalog"
     )]
     pub(crate) database_url: Option<String>,
+
+    /// Where the config file set the URL, when it did.
+    #[arg(skip)]
+    from_file: Option<String>,
 }
 
 impl DbArgs {
+    /// Take the URL from `file` when no flag or environment variable gave one.
+    pub(crate) fn use_file(&mut self, file: &ConfigFile) {
+        let given = self.database_url.take();
+        let given_here = given.as_deref().is_some_and(|v| !v.trim().is_empty());
+        self.database_url = layered(given, file.get(DATABASE_URL));
+        if !given_here && self.database_url.is_some() {
+            self.from_file = file.location(DATABASE_URL);
+        }
+    }
+
     /// Connect to the catalog (migrations not checked).
     pub(crate) async fn connect(&self) -> anyhow::Result<Arc<dyn Catalog>> {
         let Some(url) = self
@@ -81,7 +157,7 @@ impl DbArgs {
         else {
             return Err(BadSettings(
                 "DATABASE_URL: expected the catalog's URL (postgres://… or sqlite:…), got nothing; \
-                 set DATABASE_URL or pass --database-url"
+                 set DATABASE_URL, pass --database-url or set database_url in the --config file"
                     .to_owned(),
             )
             .into());
@@ -92,7 +168,14 @@ impl DbArgs {
             if e.kind() == ErrorKind::InvalidInput {
                 // A URL refused by its scheme, its path or the driver (a port
                 // that is not a number, …): the setting is wrong.
-                bad(e.context(format!("DATABASE_URL: connect to the catalog at {shown}")))
+                let from = self
+                    .from_file
+                    .as_deref()
+                    .map(|location| format!("{location}: "))
+                    .unwrap_or_default();
+                bad(e.context(format!(
+                    "{from}DATABASE_URL: connect to the catalog at {shown}"
+                )))
             } else {
                 bad(e).context(format!("connect to the catalog at {shown}"))
             }
@@ -129,24 +212,29 @@ pub(crate) struct MetricsArgs {
 }
 
 impl MetricsArgs {
+    /// Take the address from `file` when no flag or environment variable gave one.
+    pub(crate) fn use_file(&mut self, file: &ConfigFile) {
+        self.metrics_addr = layered(self.metrics_addr.take(), file.get(METRICS_ADDR));
+    }
+
     /// The address to listen on; `None` when unset or empty.
     pub(crate) fn listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
-        let Some(text) = self
-            .metrics_addr
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-        else {
-            return Ok(None);
-        };
-        text.parse().map(Some).map_err(|_| {
-            BadSettings(format!(
-                "COLDSWEEP_METRICS_ADDR: expected an IP address and port to serve metrics on, \
-                 e.g. 127.0.0.1:9187 or [::]:9187, got {text:?}"
-            ))
-            .into()
-        })
+        parse_metrics_addr(self.metrics_addr.as_deref().unwrap_or_default()).map_err(Into::into)
     }
+}
+
+/// `COLDSWEEP_METRICS_ADDR`'s value; `None` when empty.
+fn parse_metrics_addr(text: &str) -> Result<Option<SocketAddr>, BadSettings> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        BadSettings(format!(
+            "{METRICS_ADDR}: expected an IP address and port to serve metrics on, \
+             e.g. 127.0.0.1:9187 or [::]:9187, got {text:?}"
+        ))
+    })
 }
 
 /// Every setting of the archiver and both stores.
@@ -157,6 +245,10 @@ pub(crate) struct Settings {
 
     #[command(flatten)]
     values: Values,
+
+    /// The config file, under flags and the environment.
+    #[arg(skip)]
+    file: Option<Arc<ConfigFile>>,
 }
 
 /// The values of [`VARIABLES`], one flag each, built from the table so the
@@ -205,15 +297,27 @@ impl clap::FromArgMatches for Values {
 }
 
 impl Settings {
+    /// Read what flags and the environment leave unset from `file`.
+    pub(crate) fn use_file(&mut self, file: &Arc<ConfigFile>) {
+        self.db.use_file(file);
+        self.file = Some(file.clone());
+    }
+
+    /// The config file read, if any.
+    pub(crate) fn config_file(&self) -> Option<&Path> {
+        self.file.as_deref().map(ConfigFile::path)
+    }
+
     /// The value of variable `name`: the flag, else the environment (clap
     /// merges the two for every variable of the table; a name outside it is
-    /// read from the environment).
+    /// read from the environment), else the config file.
     fn lookup(&self, name: &str) -> Option<String> {
-        if VARIABLES.iter().any(|v| v.name == name) {
+        let given = if VARIABLES.iter().any(|v| v.name == name) {
             self.values.0.get(name).cloned()
         } else {
             std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
-        }
+        };
+        layered(given, self.file.as_deref().and_then(|f| f.get(name)))
     }
 
     /// The archiver configuration; `None` when archiving is switched off.
@@ -260,8 +364,8 @@ impl Settings {
         .collect();
         format!(
             "archiving is disabled: {} {} not set.\n\
-             Set ARCHIVE_PROVIDER (one of {}) and ARCHIVE_BUCKET, or pass --provider and --bucket, \
-             to switch it on; `coldsweep run --help` lists every setting.\n\
+             Set ARCHIVE_PROVIDER (one of {}) and ARCHIVE_BUCKET (or archive_provider and \
+             archive_bucket in the --config file), or pass --provider and --bucket, to switch it on; `coldsweep run --help` lists every setting.\n\
              To see coldsweep work without any setup, run `coldsweep demo`.",
             unset.join(" and "),
             if unset.len() == 1 { "is" } else { "are" },
@@ -352,6 +456,14 @@ mod tests {
             redact_url("sqlite://data/c.db?mode=rwc"),
             "sqlite://data/c.db?mode=rwc"
         );
+    }
+
+    #[test]
+    fn an_empty_config_path_reads_no_file() {
+        assert!(load_file(None).unwrap().is_none());
+        assert!(load_file(Some(Path::new(""))).unwrap().is_none());
+        let err = load_file(Some(Path::new("/nonexistent/coldsweep.toml"))).unwrap_err();
+        assert!(err.is::<BadSettings>(), "{err}");
     }
 
     #[test]

@@ -172,6 +172,14 @@ async fn check_catalog(
         Err(e) if e.is::<BadSettings>() => return Err(e),
         other => other,
     };
+    // Printed once every setting is known good (exit code 2 prints nothing).
+    match settings.config_file() {
+        Some(path) => out!(
+            "Settings from config file {} (flags and environment variables override it)",
+            path.display()
+        ),
+        None => out!("Settings from flags and environment variables (no config file)"),
+    }
     report.section(format_args!("Catalog {url}"));
     let catalog: Arc<dyn Catalog> = match connected {
         Ok(catalog) => catalog,

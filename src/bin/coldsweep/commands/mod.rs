@@ -104,6 +104,7 @@ pub(crate) async fn run(settings: Settings, metrics: MetricsArgs) -> anyhow::Res
     };
     let catalog_url = settings.db.database_url.as_deref().map(redact_url);
     tracing::info!(
+        config_file = settings.config_file().map(|p| p.display().to_string()),
         catalog = catalog_url.as_deref().unwrap_or_default(),
         backend = ready.catalog.backend(),
         provider = %ready.config.provider,
