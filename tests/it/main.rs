@@ -29,4 +29,5 @@ mod secrets;
 mod store_conformance;
 mod streaming;
 mod supabase;
+mod uploads_schema;
 mod verdicts;
