@@ -39,6 +39,8 @@ mod parse;
 mod variables;
 
 use parse::*;
+// Source declarations read sizes and ages as the settings do.
+pub(crate) use parse::{parse_min_age, parse_size};
 pub(crate) use variables::*;
 pub use variables::{DEFAULT_PROBE_PREFIX, Group, VARIABLES, Variable};
 

@@ -26,6 +26,7 @@ mod s3_answers;
 mod schedule;
 mod scrub;
 mod secrets;
+mod sources;
 mod store_conformance;
 mod streaming;
 mod supabase;

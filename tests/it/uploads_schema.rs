@@ -7,7 +7,8 @@
 //! beside it, so the built-in source and application tables such as `jobs`
 //! exist too.
 //!
-//! Each table has a few rows with the file names real applications hold.
+//! [`DECLARATIONS`] declares both as sources; each table has a few rows
+//! with the file names real applications hold.
 
 use std::sync::Arc;
 
@@ -15,6 +16,57 @@ use coldsweep::Catalog;
 use sqlx::{AssertSqlSafe, Executor};
 
 use crate::harness::pg::{fresh_database, sqlite_database};
+
+/// The two sources over this schema, as a config file declares them.
+/// Line numbers are asserted by tests.
+pub(crate) const DECLARATIONS: &str = r#"[[sources]]
+name = "documents"
+table = "documents"
+key = "id"
+cold_key = "uploads/{org_id}/{id}/{filename}"
+side_table = "coldsweep_documents"
+
+[sources.hot]
+bucket_column = "bucket"
+path_column = "path"
+
+[sources.columns]
+stored_size = "size"
+digest = "digest"
+digest_algorithm = "sha256"
+digest_of = "stored"
+
+[sources.cold]
+provider_column = "archive_provider"
+bucket_column = "archive_bucket"
+key_column = "archive_key"
+archived_at_column = "archived_at"
+
+[sources.rule]
+min_age = "90d"
+age_column = "created_at"
+keep_newest = 2
+group_by = ["org_id", "bucket"]
+condition = "filename <> 'keep.pdf'"
+
+[[sources]]
+name = "post-images"
+table = "posts"
+key = "id"
+cold_key = "posts/{id}/{image_path}"
+side_table = "coldsweep_posts"
+
+[sources.hot]
+bucket = "images"
+path_column = "image_path"
+
+[sources.columns]
+stored_size = "image_bytes"
+
+[sources.rule]
+hot_quota = "1GB"
+order_by = "created_at"
+"#;
 
 const POSTGRES: &str = r#"
 CREATE TABLE documents (
@@ -96,6 +148,10 @@ INSERT INTO posts (id, author_id, title, image_path, image_bytes, created_at) VA
 /// its database alive.
 pub(crate) struct Uploads {
     pub(crate) catalog: Arc<dyn Catalog>,
+    /// The Postgres catalog's pool, for statements of a test's own.
+    pub(crate) pg_pool: Option<sqlx::PgPool>,
+    /// The SQLite catalog's pool, likewise.
+    pub(crate) sqlite_pool: Option<sqlx::SqlitePool>,
     _keep: Box<dyn std::any::Any + Send + Sync>,
 }
 
@@ -113,6 +169,8 @@ pub(crate) async fn pg_uploads() -> Uploads {
         .await
         .expect("create the uploads schema on Postgres");
     Uploads {
+        pg_pool: Some(catalog.pool().clone()),
+        sqlite_pool: None,
         catalog: Arc::new(catalog),
         _keep: Box::new(db),
     }
@@ -129,6 +187,8 @@ pub(crate) async fn sqlite_uploads() -> Uploads {
         .await
         .expect("create the uploads schema on SQLite");
     Uploads {
+        pg_pool: None,
+        sqlite_pool: Some(catalog.pool().clone()),
         catalog: Arc::new(catalog),
         _keep: Box::new(db),
     }
