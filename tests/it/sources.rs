@@ -300,6 +300,61 @@ async fn an_existing_side_table_of_coldsweeps_passes(db: Uploads) {
     }
 }
 
+/// The parent marker's columns are checked too: a foreign key of another
+/// type than the parent's key, a status column the parent lacks, a rule
+/// ranking parents by a column they lack.
+async fn parent_mistakes_are_named(db: Uploads) {
+    use coldsweep::catalog::Ident;
+    let ident = |name: &str| coldsweep::source::spec::At::built_in(Ident::new(name).unwrap());
+    let mut spec = task_html(&Rules::retention(3));
+    let parent = spec.parent.as_mut().unwrap();
+    parent.foreign_key = ident("html_archive_attempts");
+    parent.status_column = ident("state");
+    spec.rule.group_by[1] = ident("org_id");
+    let err = validate_sources(&[spec], db.catalog.as_ref())
+        .await
+        .unwrap_err();
+    let found: Vec<(SpecProblemKind, &str, Option<&str>)> = SpecErrors::of(&err)
+        .unwrap()
+        .problems()
+        .iter()
+        .map(|p| (p.kind, p.setting.as_str(), p.column.as_deref()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                SpecProblemKind::WrongType,
+                "parent.foreign_key",
+                Some("html_archive_attempts")
+            ),
+            (
+                SpecProblemKind::MissingColumn,
+                "parent.status_column",
+                Some("state")
+            ),
+            (
+                SpecProblemKind::MissingColumn,
+                "rule.group_by",
+                Some("org_id")
+            ),
+        ],
+        "{}",
+        err.chain()
+    );
+    // A user source may not take the built-in's name.
+    let mut twin = task_html(&Rules::retention(3));
+    twin.name.line = Some(1);
+    let err = validate_sources(
+        &[task_html(&Rules::retention(3)), twin],
+        db.catalog.as_ref(),
+    )
+    .await
+    .unwrap_err();
+    let p = &SpecErrors::of(&err).unwrap().problems()[0];
+    assert_eq!((p.kind, p.line), (SpecProblemKind::DuplicateName, Some(1)));
+}
+
 async fn execute(db: &Uploads, sql: &str) {
     use sqlx::{AssertSqlSafe, Executor};
     match db.catalog.backend() {
@@ -339,4 +394,5 @@ on_both_backends!(
     declarations_pass,
     each_mistake_is_named,
     an_existing_side_table_of_coldsweeps_passes,
+    parent_mistakes_are_named,
 );
