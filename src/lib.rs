@@ -9,7 +9,8 @@
 //! - [`catalog`]: Postgres or SQLite; finds candidates, claims them with a lease.
 //! - [`rules`]: which finished jobs a sweep moves (retention, quota, minimum
 //!   age) and why the rest stays: one pure function for the sweep and `plan`.
-//! - [`source`]: kinds of archivable data ([`TaskHtmlSource`] is the first).
+//! - [`source`]: kinds of archivable data ([`TaskHtmlSource`] is the first);
+//!   [`source::spec`] reads and checks sources declared in a config file.
 //! - [`store`]: the one [`Store`] seam for hot and cold (S3-compatible, Supabase
 //!   Storage's REST API, local folder).
 //! - [`archiver`]: the sweep loop and the per-blob pipeline:

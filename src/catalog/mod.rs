@@ -46,8 +46,10 @@ macro_rules! insert_task_sql {
 }
 
 pub mod fixtures;
+pub mod ident;
 #[cfg(feature = "postgres")]
 mod postgres;
+pub mod schema;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -55,8 +57,10 @@ mod sqlite;
 
 // The model types this trait speaks, where embedders have always found them.
 pub use crate::model::{BlobState, Claim, Fence, Lease, Unreadable, Verdict};
+pub use ident::{Condition, Ident, TableName};
 #[cfg(feature = "postgres")]
 pub use postgres::PgCatalog;
+pub use schema::{Column, TableSchema, TypeFamily};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteCatalog;
 
@@ -605,6 +609,23 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         fence: Fence<'_>,
     ) -> Result<Restored>;
 
+    /// The live schema's description of `table` (its columns, their type
+    /// family, nullability, primary key), or `None` when no such table or
+    /// view exists. An unqualified name is looked up as the database would
+    /// resolve it (Postgres: the `search_path`; SQLite: `temp`, `main`,
+    /// then attached databases). The names are bound as values, never
+    /// spliced into the statement.
+    async fn describe_table(&self, table: &TableName) -> Result<Option<TableSchema>>;
+
+    /// Have the database check `condition` as the boolean expression of a
+    /// `WHERE` over `table`, without running it: Postgres plans `SELECT …
+    /// WHERE (condition)` with `EXPLAIN` in a read-only transaction (so a
+    /// non-boolean expression, a missing column or function, or a syntax
+    /// error is refused); SQLite compiles it with `EXPLAIN` (no type check:
+    /// SQLite has no boolean type). A refusal is [`ErrorKind::InvalidInput`]
+    /// carrying the database's reason.
+    async fn check_condition(&self, table: &TableName, condition: &Condition) -> Result<()>;
+
     /// Blobs and stored bytes per bucket: hot per `html_storage_bucket`
     /// (every row with a hot path, whatever its state), cold per
     /// (`html_archive_provider`, `html_archive_bucket`) (every row with a
@@ -683,6 +704,28 @@ pub(crate) fn classify(err: sqlx::Error) -> Error {
         _ => ErrorKind::Unexpected,
     };
     Error::new(kind, "catalog").with_verbose_source(err)
+}
+
+/// A condition the database refused: bad input (syntax, an unknown column
+/// or function, a non-boolean expression), unless the failure is the
+/// connection's or a permission.
+pub(crate) fn condition_refused(table: &TableName, err: sqlx::Error) -> Error {
+    let refused = match &err {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("42501") => false,
+            // Postgres: syntax error or access rule violation, data exception;
+            // SQLite: a plain SQL error.
+            Some(code) => code.starts_with("42") || code.starts_with("22") || code == "1",
+            None => false,
+        },
+        _ => false,
+    };
+    let context = format!("checking the condition on {table}");
+    if refused {
+        Error::new(ErrorKind::InvalidInput, context).with_verbose_source(err)
+    } else {
+        classify(err).context(context)
+    }
 }
 
 // Helpers shared by the backends. `backend` is the name messages use for one:

@@ -23,10 +23,11 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, FromRow, Row};
 use super::fixtures::Fixtures;
 use super::sql::POSTGRES as SQL;
 use super::{
-    BucketBytes, BucketUsage, Catalog, CatalogStatus, HotBucket, JobRetention, JobRow,
-    MIGRATIONS_TABLE, ResetFilter, Restored, TaskRow, bind_task, candidate_from_row, classify,
-    fence_miss, lease_raced, migrate_error, missing_migrations, no_cold_location,
-    retention_from_row, sort_claimed, standings_from_rows, unreadable_reason, with_own_table,
+    BucketBytes, BucketUsage, Catalog, CatalogStatus, Column, Condition, HotBucket, Ident,
+    JobRetention, JobRow, MIGRATIONS_TABLE, ResetFilter, Restored, TableName, TableSchema, TaskRow,
+    TypeFamily, bind_task, candidate_from_row, classify, condition_refused, fence_miss,
+    lease_raced, migrate_error, missing_migrations, no_cold_location, retention_from_row,
+    sort_claimed, standings_from_rows, unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{BlobState, Claim, Fence, Lease, Unreadable, Verdict};
@@ -286,6 +287,80 @@ impl PgCatalog {
 impl Catalog for PgCatalog {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    async fn describe_table(&self, table: &TableName) -> Result<Option<TableSchema>> {
+        // to_regclass resolves the quoted name as the search_path would,
+        // and answers NULL (no rows) for a missing table: nothing runs.
+        let rows = sqlx::query(
+            "WITH rel AS (
+                SELECT c.oid, n.nspname::text AS schema_name, c.relname::text AS table_name
+                FROM pg_class c
+                JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.oid = to_regclass(CASE WHEN $1::text IS NULL THEN quote_ident($2::text)
+                                               ELSE quote_ident($1::text) || '.' || quote_ident($2::text) END)
+                  AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+             )
+             SELECT rel.schema_name, rel.table_name, a.attname::text AS name,
+                    format_type(a.atttypid, a.atttypmod) AS declared,
+                    bt.typname::text AS type_name, NOT a.attnotnull AS nullable,
+                    EXISTS (SELECT 1 FROM pg_index i
+                            WHERE i.indrelid = a.attrelid AND i.indisprimary
+                              AND a.attnum = ANY (i.indkey)) AS primary_key
+             FROM rel
+             JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped
+             JOIN pg_type t ON t.oid = a.atttypid
+             JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+             ORDER BY a.attnum",
+        )
+        .bind(table.schema.as_ref().map(Ident::as_str))
+        .bind(table.name.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e).context(format!("describing table {table}")))?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut schema = TableSchema {
+            schema: first.try_get("schema_name").map_err(classify)?,
+            name: first.try_get("table_name").map_err(classify)?,
+            columns: Vec::with_capacity(rows.len()),
+            case_insensitive: false,
+        };
+        for row in &rows {
+            let type_name: String = row.try_get("type_name").map_err(classify)?;
+            schema.columns.push(Column {
+                name: row.try_get("name").map_err(classify)?,
+                family: TypeFamily::from_postgres(&type_name),
+                declared: row.try_get("declared").map_err(classify)?,
+                nullable: row.try_get("nullable").map_err(classify)?,
+                primary_key: row.try_get("primary_key").map_err(classify)?,
+            });
+        }
+        Ok(Some(schema))
+    }
+
+    async fn check_condition(&self, table: &TableName, condition: &Condition) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| classify(e).context("checking a condition"))?;
+        sqlx::query("SET TRANSACTION READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| classify(e).context("checking a condition"))?;
+        // EXPLAIN plans the statement without running it. Both words are
+        // validated: the table an Ident pair, the condition balanced and
+        // free of separators and comments.
+        let sql = format!(
+            "EXPLAIN SELECT 1 FROM {} WHERE {}",
+            table.quoted(),
+            condition.parenthesized()
+        );
+        let outcome = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await;
+        let _ = tx.rollback().await;
+        outcome.map(|_| ()).map_err(|e| condition_refused(table, e))
     }
 
     /// Apply the pending migrations on one connection of their own, each

@@ -28,10 +28,11 @@ use sqlx::{AssertSqlSafe, FromRow, Row};
 use super::fixtures::Fixtures;
 use super::sql::SQLITE as SQL;
 use super::{
-    BucketBytes, BucketUsage, Catalog, CatalogStatus, HotBucket, JobRetention, JobRow,
-    MIGRATIONS_TABLE, ResetFilter, Restored, TaskRow, bind_task, candidate_from_row, classify,
-    fence_miss, lease_raced, migrate_error, missing_migrations, no_cold_location,
-    retention_from_row, sort_claimed, standings_from_rows, unreadable_reason, with_own_table,
+    BucketBytes, BucketUsage, Catalog, CatalogStatus, Column, Condition, HotBucket, Ident,
+    JobRetention, JobRow, MIGRATIONS_TABLE, ResetFilter, Restored, TableName, TableSchema, TaskRow,
+    TypeFamily, bind_task, candidate_from_row, classify, condition_refused, fence_miss,
+    lease_raced, migrate_error, missing_migrations, no_cold_location, retention_from_row,
+    sort_claimed, standings_from_rows, unreadable_reason, with_own_table,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{BlobState, Claim, Fence, Lease, Unreadable, Verdict};
@@ -200,6 +201,100 @@ impl SqliteCatalog {
 impl Catalog for SqliteCatalog {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    async fn describe_table(&self, table: &TableName) -> Result<Option<TableSchema>> {
+        let context = || format!("describing table {table}");
+        // pragma_table_info fails on an unknown schema: look for it first.
+        // sqlite_schema of each database names its tables; an unqualified
+        // name is looked for as SQLite resolves one (temp, main, attached).
+        let databases: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_database_list ORDER BY seq = 1 DESC, seq")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| classify(e).context(context()))?;
+        let databases: Vec<String> = match &table.schema {
+            Some(schema) => databases
+                .into_iter()
+                .filter(|d| d.eq_ignore_ascii_case(schema.as_str()))
+                .collect(),
+            None => databases,
+        };
+        for database in databases {
+            let rows = sqlx::query(
+                "SELECT t.name AS name, t.type AS declared, t.\"notnull\" AS not_null, t.pk AS pk
+                 FROM pragma_table_info(?1, ?2) t
+                 ORDER BY t.cid",
+            )
+            .bind(table.name.as_str())
+            .bind(&database)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| classify(e).context(context()))?;
+            if rows.is_empty() {
+                continue;
+            }
+            let name: String = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT name FROM {}.sqlite_schema WHERE name = ?1 COLLATE NOCASE
+                 AND type IN ('table', 'view') LIMIT 1",
+                Ident::new(&database)
+                    .map(|d| d.quoted())
+                    .unwrap_or_else(|_| "main".to_owned())
+            )))
+            .bind(table.name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| classify(e).context(context()))?
+            .unwrap_or_else(|| table.name.as_str().to_owned());
+            let mut columns = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let declared: String = row.try_get("declared").map_err(classify)?;
+                let not_null: i64 = row.try_get("not_null").map_err(classify)?;
+                let pk: i64 = row.try_get("pk").map_err(classify)?;
+                let family = TypeFamily::from_sqlite(&declared);
+                // An INTEGER PRIMARY KEY is the rowid: never NULL, whatever
+                // the declaration says.
+                let rowid = pk > 0 && declared.eq_ignore_ascii_case("INTEGER");
+                columns.push(Column {
+                    name: row.try_get("name").map_err(classify)?,
+                    family,
+                    declared,
+                    nullable: not_null == 0 && !rowid,
+                    primary_key: pk > 0,
+                });
+            }
+            if columns.iter().filter(|c| c.primary_key).count() > 1 {
+                // Only a lone INTEGER PRIMARY KEY is the rowid.
+                for c in &mut columns {
+                    if c.primary_key && c.declared.eq_ignore_ascii_case("INTEGER") {
+                        c.nullable = true;
+                    }
+                }
+            }
+            return Ok(Some(TableSchema {
+                schema: database,
+                name,
+                columns,
+                case_insensitive: true,
+            }));
+        }
+        Ok(None)
+    }
+
+    async fn check_condition(&self, table: &TableName, condition: &Condition) -> Result<()> {
+        // EXPLAIN compiles the statement without running it. Both words are
+        // validated: the table an Ident pair, the condition balanced and
+        // free of separators and comments.
+        let sql = format!(
+            "EXPLAIN SELECT 1 FROM {} WHERE {}",
+            table.quoted(),
+            condition.parenthesized()
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| condition_refused(table, e))
     }
 
     async fn migrate(&self) -> Result<()> {

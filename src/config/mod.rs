@@ -42,6 +42,8 @@ mod variables;
 pub use file::ConfigFile;
 
 use parse::*;
+// Source declarations read sizes and ages as the settings do.
+pub(crate) use parse::{parse_min_age, parse_size};
 pub(crate) use variables::*;
 pub use variables::{DEFAULT_PROBE_PREFIX, Group, VARIABLES, Variable};
 

@@ -88,7 +88,7 @@ const SIZE_EXPECTED: &str = "a size such as 800MB, 1.5GiB or 500000000 (a whole 
 /// unit (`B`, decimal `kB`…`TB`, binary `KiB`…`TiB`; letters in any case).
 /// The result must be a whole number of bytes, at most `i64::MAX` (what a
 /// catalog's `int8` sum can hold).
-pub(super) fn parse_size(name: &str, raw: &str) -> Result<u64> {
+pub(crate) fn parse_size(name: &str, raw: &str) -> Result<u64> {
     let bad = || invalid(name, SIZE_EXPECTED, raw);
     let split = raw
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -137,7 +137,7 @@ pub(super) fn parse_size(name: &str, raw: &str) -> Result<u64> {
 
 /// A minimum age: a duration as [`parse_duration`] takes it, or zero
 /// (`0`, `0s`, …) for none.
-pub(super) fn parse_min_age(name: &str, raw: &str) -> Result<Option<Duration>> {
+pub(crate) fn parse_min_age(name: &str, raw: &str) -> Result<Option<Duration>> {
     let zero =
         raw.bytes().all(|b| b == b'0') || humantime::parse_duration(raw).is_ok_and(|d| d.is_zero());
     if zero {

@@ -11,6 +11,7 @@ use crate::error::{ErrorKind, Result};
 use crate::keys::{KeyPrefix, ObjectKey};
 use crate::model::{Claim, Fence, Lease};
 
+pub mod spec;
 mod task_html;
 
 // Where embedders have always found the candidate types.

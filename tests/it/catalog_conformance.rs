@@ -13,8 +13,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use coldsweep::catalog::fixtures::Fixtures;
 use coldsweep::catalog::{
-    BlobState, BucketBytes, Catalog, CatalogStatus, Fence, JobRow, Lease, ResetFilter, ResetState,
-    TaskRow, Verdict,
+    BlobState, BucketBytes, Catalog, CatalogStatus, Column, Condition, Fence, JobRow, Lease,
+    ResetFilter, ResetState, TableName, TableSchema, TaskRow, TypeFamily, Verdict,
 };
 use coldsweep::rules::{self, Decision, MoveRule, Rules, Scope, StayReason};
 use coldsweep::source::{ArchiveCandidate, ArchiveSource, ArchivedAt, TaskHtmlSource};
@@ -3170,4 +3170,180 @@ on_both_backends_shared!(
 #[tokio::test]
 async fn postgres_a_claim_locks_only_what_it_claims() {
     a_claim_locks_only_what_it_claims().await;
+}
+
+// The live schema, as `Catalog::describe_table` reports it, on the uploads
+// schema (`uploads_schema`) and the shipped one.
+
+fn described<'a>(table: &'a TableSchema, name: &str) -> &'a Column {
+    table
+        .columns
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("{}: no column {name} in {:?}", table.name, table.columns))
+}
+
+async fn describe(db: &dyn Catalog, table: &str) -> Option<TableSchema> {
+    db.describe_table(&TableName::new(table).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("describe {table}: {}", e.chain()))
+}
+
+pub(crate) async fn describe_table_reports_columns(db: &dyn Catalog) {
+    let sqlite = db.backend() == "sqlite";
+    let documents = describe(db, "documents").await.expect("documents exists");
+    assert_eq!(documents.name, "documents");
+    assert_eq!(documents.schema, if sqlite { "main" } else { "public" });
+    assert_eq!(
+        documents
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "id",
+            "org_id",
+            "filename",
+            "bucket",
+            "path",
+            "created_at",
+            "digest",
+            "size",
+            "archive_provider",
+            "archive_bucket",
+            "archive_key",
+            "archived_at"
+        ]
+    );
+    // The bigint identity key: an integer, the primary key, never NULL.
+    let id = described(&documents, "id");
+    assert_eq!(
+        (id.family, id.primary_key, id.nullable),
+        (TypeFamily::Integer { bits: 64 }, true, false)
+    );
+    assert_eq!(documents.primary_key().len(), 1);
+    let digest = described(&documents, "digest");
+    assert_eq!((digest.family, digest.nullable), (TypeFamily::Text, true));
+    let org = described(&documents, "org_id");
+    assert!(!org.nullable && !org.primary_key);
+    assert_eq!(
+        described(&documents, "size").family,
+        TypeFamily::Integer { bits: 64 }
+    );
+
+    let posts = describe(db, "posts").await.expect("posts exists");
+    let post_id = described(&posts, "id");
+    assert!(post_id.primary_key && !post_id.nullable);
+    let created = described(&posts, "created_at");
+    if sqlite {
+        // As close as SQLite gets: uuids and times are text.
+        assert_eq!(org.family, TypeFamily::Text);
+        assert_eq!(post_id.family, TypeFamily::Text);
+        assert_eq!(created.family, TypeFamily::Text);
+        assert_eq!(
+            described(&posts, "image_bytes").family,
+            TypeFamily::Integer { bits: 64 }
+        );
+    } else {
+        assert_eq!(org.family, TypeFamily::Uuid);
+        assert_eq!(post_id.family, TypeFamily::Uuid);
+        assert_eq!(
+            created.family,
+            TypeFamily::Timestamp {
+                with_time_zone: true
+            }
+        );
+        assert_eq!(created.declared, "timestamp with time zone");
+        assert_eq!(
+            described(&posts, "image_bytes").family,
+            TypeFamily::Integer { bits: 32 }
+        );
+    }
+
+    // The shipped schema.
+    let tasks = describe(db, "tasks").await.expect("tasks exists");
+    let task_id = described(&tasks, "id");
+    assert_eq!(
+        (task_id.family, task_id.primary_key),
+        (TypeFamily::Text, true)
+    );
+    assert_eq!(
+        described(&tasks, "html_archive_attempts").family,
+        TypeFamily::Integer {
+            bits: if sqlite { 64 } else { 32 }
+        }
+    );
+    assert!(!described(&tasks, "html_archive_attempts").nullable);
+
+    // Qualified names, missing tables and case.
+    let qualified = if sqlite {
+        "main.documents"
+    } else {
+        "public.documents"
+    };
+    assert_eq!(describe(db, qualified).await, Some(documents.clone()));
+    assert_eq!(describe(db, "nope.documents").await, None);
+    assert_eq!(describe(db, "no_such_table").await, None);
+    let upper = describe(db, "Documents").await;
+    if sqlite {
+        assert_eq!(upper.map(|t| t.name), Some("documents".to_owned()));
+        let id = coldsweep::catalog::Ident::new("ID").unwrap();
+        assert_eq!(documents.column(&id).map(|c| c.name.as_str()), Some("id"));
+    } else {
+        // Names are quoted, so case counts on Postgres.
+        assert_eq!(upper, None);
+    }
+}
+
+pub(crate) async fn check_condition_asks_the_database(db: &dyn Catalog) {
+    let sqlite = db.backend() == "sqlite";
+    let documents = TableName::new("documents").unwrap();
+    let check = |text: &str| {
+        let condition = Condition::new(text).unwrap();
+        let documents = documents.clone();
+        async move { db.check_condition(&documents, &condition).await }
+    };
+    for good in [
+        "filename <> 'keep.pdf' AND size IS NOT NULL",
+        "EXISTS (SELECT 1 FROM posts p WHERE p.title = filename)",
+    ] {
+        check(good)
+            .await
+            .unwrap_or_else(|e| panic!("{good}: {}", e.chain()));
+    }
+    for bad in ["no_such_column = 1", "filename = ", "no_such_function(id)"] {
+        assert_kind(check(bad).await, ErrorKind::InvalidInput, bad);
+    }
+    if !sqlite {
+        // Postgres checks the type too, and plans without running: a sleep
+        // that would take a minute returns at once.
+        assert_kind(check("size + 1").await, ErrorKind::InvalidInput, "size + 1");
+        let started = std::time::Instant::now();
+        check("pg_sleep(60) IS NOT NULL").await.unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    }
+}
+
+#[tokio::test]
+async fn postgres_describe_table_reports_columns() {
+    let db = crate::uploads_schema::pg_uploads().await;
+    describe_table_reports_columns(db.catalog.as_ref()).await;
+}
+
+#[tokio::test]
+async fn sqlite_describe_table_reports_columns() {
+    let db = crate::uploads_schema::sqlite_uploads().await;
+    describe_table_reports_columns(db.catalog.as_ref()).await;
+}
+
+#[tokio::test]
+async fn postgres_check_condition_asks_the_database() {
+    let db = crate::uploads_schema::pg_uploads().await;
+    check_condition_asks_the_database(db.catalog.as_ref()).await;
+}
+
+#[tokio::test]
+async fn sqlite_check_condition_asks_the_database() {
+    let db = crate::uploads_schema::sqlite_uploads().await;
+    check_condition_asks_the_database(db.catalog.as_ref()).await;
 }
