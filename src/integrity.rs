@@ -9,7 +9,7 @@ use std::io::Read;
 use md5::Md5;
 use sha2::{Digest as _, Sha256};
 
-use crate::model::ArchiveCandidate;
+use crate::model::{ArchiveCandidate, DigestAlgorithm, DigestOf};
 
 /// Size and digests of a blob's stored bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,47 +62,102 @@ pub(crate) fn check_size(
     Ok(())
 }
 
-/// The catalog's `html_sha256` (and decoded size), when it has one, against
-/// the content `stored` decodes to; `stored` is read only as far as needed.
+/// The catalog's digest (the built-in's `html_sha256` of the decoded
+/// content, or a declared source's digest of the stored or decoded bytes)
+/// and decoded size, when it has them, against the content `stored` holds;
+/// `stored` is read only as far as needed.
 pub(crate) fn check_content(
     candidate: &ArchiveCandidate,
     stored: impl Read,
 ) -> std::result::Result<(), Mismatch> {
-    let Some(expected) = candidate.sha256.as_deref() else {
-        return Ok(());
+    let (algorithm, of, expected, column) = match (&candidate.digest, &candidate.sha256) {
+        (Some(d), _) => (d.algorithm, d.of, d.hex.as_str(), "the catalog digest"),
+        (None, Some(sha)) => (
+            DigestAlgorithm::Sha256,
+            DigestOf::Decoded,
+            sha.as_str(),
+            "catalog html_sha256",
+        ),
+        (None, None) => return Ok(()),
     };
     let expected = expected.trim().to_ascii_lowercase();
-    if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let hex_len = match algorithm {
+        DigestAlgorithm::Sha256 => 64,
+        DigestAlgorithm::Md5 => 32,
+    };
+    if expected.len() != hex_len || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Mismatch(format!(
-            "catalog html_sha256 {expected:?} is not a hex SHA-256"
+            "{column} {expected:?} is not a hex {}",
+            match algorithm {
+                DigestAlgorithm::Sha256 => "SHA-256",
+                DigestAlgorithm::Md5 => "MD5",
+            }
         )));
     }
-    let decoded_size = match candidate.size_bytes {
-        Some(n) => Some(
-            u64::try_from(n)
-                .map_err(|_| Mismatch(format!("catalog html_size_bytes {n} is not a size")))?,
+    let (encoding, decoded_size) = match of {
+        DigestOf::Stored => (None, None),
+        DigestOf::Decoded => (
+            candidate.content_encoding.as_deref(),
+            match candidate.size_bytes {
+                Some(n) => Some(u64::try_from(n).map_err(|_| {
+                    Mismatch(format!("the catalog's decoded size {n} is not a size"))
+                })?),
+                None => None,
+            },
         ),
-        None => None,
     };
-    let actual = decoded_sha256(candidate.content_encoding.as_deref(), stored, decoded_size)?;
-    if hex::encode(actual) != expected {
+    let actual = hex::encode(content_digest(algorithm, encoding, stored, decoded_size)?);
+    if actual != expected {
+        let bytes = match of {
+            DigestOf::Stored => "stored",
+            DigestOf::Decoded => "decoded",
+        };
         return Err(Mismatch(format!(
-            "content digest mismatch: catalog html_sha256 {expected}, decoded bytes hash to {}",
-            hex::encode(actual)
+            "content digest mismatch: {column} {expected}, {bytes} bytes hash to {actual}"
         )));
     }
     Ok(())
 }
 
-/// SHA-256 of the content after undoing `encoding`, streamed so a
-/// decompression bomb costs time, not memory; with the catalog's decoded
-/// size known, decoding stops as soon as the content outgrows it.
-fn decoded_sha256(
+/// A running digest of one algorithm.
+enum Hasher {
+    Sha256(Sha256),
+    Md5(Md5),
+}
+
+impl Hasher {
+    fn new(algorithm: DigestAlgorithm) -> Self {
+        match algorithm {
+            DigestAlgorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            DigestAlgorithm::Md5 => Hasher::Md5(Md5::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Md5(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+            Hasher::Md5(h) => h.finalize().to_vec(),
+        }
+    }
+}
+
+/// The `algorithm` digest of what `stored` decodes to under `encoding`
+/// (`None`: the bytes as they are), stopping early once the content
+/// outgrows `expected_size` (a gzip bomb is not inflated in full).
+fn content_digest(
+    algorithm: DigestAlgorithm,
     encoding: Option<&str>,
     mut stored: impl Read,
     expected_size: Option<u64>,
-) -> std::result::Result<[u8; 32], Mismatch> {
-    let mut hasher = Sha256::new();
+) -> std::result::Result<Vec<u8>, Mismatch> {
+    let mut hasher = Hasher::new(algorithm);
     let mut decoded = 0u64;
     match encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
         None | Some("") | Some("identity") => {
@@ -142,7 +197,7 @@ fn decoded_sha256(
         }
         Some(other) => {
             return Err(Mismatch(format!(
-                "unknown content-encoding {other:?}: cannot check html_sha256"
+                "unknown content-encoding {other:?}: cannot check the decoded digest"
             )));
         }
     }
@@ -150,12 +205,12 @@ fn decoded_sha256(
         && decoded != size
     {
         return Err(Mismatch(format!(
-            "decoded size mismatch: catalog html_size_bytes {size}, content decodes to {}{} bytes",
+            "decoded size mismatch: catalog says {size} decoded bytes, content decodes to {}{} bytes",
             if decoded > size { "more than " } else { "" },
             if decoded > size { size } else { decoded }
         )));
     }
-    Ok(hasher.finalize().into())
+    Ok(hasher.finish())
 }
 
 #[cfg(test)]
@@ -185,6 +240,8 @@ mod tests {
             attempts: 0,
             claims: 1,
             missing_since: None,
+            digest: None,
+            cold_name: None,
         }
     }
 

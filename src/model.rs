@@ -47,6 +47,51 @@ pub struct ArchiveCandidate {
     pub claims: i32,
     /// When an earlier sweep first found the blob missing from both stores.
     pub missing_since: Option<DateTime<Utc>>,
+    /// A digest a declared source's table records, of the stored or the
+    /// decoded bytes ([`ArchiveCandidate::sha256`] is the built-in's).
+    pub digest: Option<CatalogDigest>,
+    /// The cold key before the prefix, when the source renders it at claim
+    /// time from the row's columns.
+    pub cold_name: Option<String>,
+}
+
+/// Which digest a table records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DigestAlgorithm {
+    /// SHA-256, hex.
+    Sha256,
+    /// MD5, hex.
+    Md5,
+}
+
+impl DigestAlgorithm {
+    /// Its name in config files and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Sha256 => "sha256",
+            DigestAlgorithm::Md5 => "md5",
+        }
+    }
+}
+
+/// Of which bytes a digest or size is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DigestOf {
+    /// The bytes as stored (gzip'd, if they are).
+    Stored,
+    /// The bytes after the content encoding is undone.
+    Decoded,
+}
+
+/// A digest as a table records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogDigest {
+    /// Its algorithm.
+    pub algorithm: DigestAlgorithm,
+    /// Of which bytes.
+    pub of: DigestOf,
+    /// The hex digest, as read.
+    pub hex: String,
 }
 
 /// A claim on candidate rows: who holds it and until when.

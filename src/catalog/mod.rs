@@ -45,6 +45,7 @@ macro_rules! insert_task_sql {
     };
 }
 
+pub mod dynamic;
 pub mod fixtures;
 pub mod ident;
 #[cfg(feature = "postgres")]
@@ -57,6 +58,7 @@ mod sqlite;
 
 // The model types this trait speaks, where embedders have always found them.
 pub use crate::model::{BlobState, Claim, Fence, Lease, Unreadable, Verdict};
+pub use dynamic::{Dialect, SqlValue, Statement, TextRow};
 pub use ident::{Condition, Ident, TableName};
 #[cfg(feature = "postgres")]
 pub use postgres::PgCatalog;
@@ -151,6 +153,8 @@ impl TaskRow {
             attempts: self.html_archive_attempts,
             claims: 0,
             missing_since: self.html_missing_since,
+            digest: None,
+            cold_name: None,
         }
     }
 
@@ -388,6 +392,14 @@ pub struct BucketUsage {
 pub trait Catalog: Send + Sync + fmt::Debug {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
+
+    /// The SQL dialect, for statements built at run time.
+    fn dialect(&self) -> Dialect;
+
+    /// Run `statements` in order in one transaction, each one's rows read
+    /// as text; on an error nothing of them holds. Only the crate builds a
+    /// [`Statement`], from checked identifiers ([`dynamic`]).
+    async fn run_statements(&self, statements: &[Statement]) -> Result<Vec<Vec<TextRow>>>;
 
     /// Apply the embedded migrations.
     async fn migrate(&self) -> Result<()>;
@@ -885,6 +897,8 @@ where
         attempts: row.try_get("html_archive_attempts")?,
         claims: row.try_get("html_archive_claims")?,
         missing_since: row.try_get("html_missing_since")?,
+        digest: None,
+        cold_name: None,
     })
 }
 

@@ -20,6 +20,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, FromRow, Row};
 
+use super::dynamic::{Dialect, SqlValue, Statement, TextRow};
 use super::fixtures::Fixtures;
 use super::sql::POSTGRES as SQL;
 use super::{
@@ -912,6 +913,41 @@ impl Catalog for PgCatalog {
             .map(HotBucket::from_row)
             .collect::<Result<_, _>>()
             .map_err(classify)
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn run_statements(&self, statements: &[Statement]) -> Result<Vec<Vec<TextRow>>> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut results = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let mut query = sqlx::query(AssertSqlSafe(statement.sql.clone()));
+            for value in &statement.binds {
+                query = match value {
+                    SqlValue::Null => query.bind(None::<String>),
+                    SqlValue::Text(text) => query.bind(text.clone()),
+                    SqlValue::Int(n) => query.bind(*n),
+                    SqlValue::Time(at) => query.bind(*at),
+                    SqlValue::TextList(items) => query.bind(items.clone()),
+                    SqlValue::TextMap(_) => query.bind(value.json()),
+                };
+            }
+            let rows = query.fetch_all(&mut *tx).await.map_err(classify)?;
+            results.push(
+                rows.iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| row.try_get::<Option<String>, _>(i))
+                            .collect::<std::result::Result<TextRow, _>>()
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(classify)?,
+            );
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(results)
     }
 
     async fn bucket_usage(&self) -> Result<BucketUsage> {

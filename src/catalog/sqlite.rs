@@ -25,6 +25,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, FromRow, Row};
 
+use super::dynamic::{Dialect, SqlValue, Statement, TextRow};
 use super::fixtures::Fixtures;
 use super::sql::SQLITE as SQL;
 use super::{
@@ -871,6 +872,44 @@ impl Catalog for SqliteCatalog {
             .map(HotBucket::from_row)
             .collect::<Result<_, _>>()
             .map_err(classify)
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn run_statements(&self, statements: &[Statement]) -> Result<Vec<Vec<TextRow>>> {
+        // The statements that write come first, so the transaction takes
+        // the write lock at its first statement.
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut results = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let mut query = sqlx::query(AssertSqlSafe(statement.sql.clone()));
+            for value in &statement.binds {
+                query = match value {
+                    SqlValue::Null => query.bind(None::<String>),
+                    SqlValue::Text(text) => query.bind(text.clone()),
+                    SqlValue::Int(n) => query.bind(*n),
+                    SqlValue::Time(at) => {
+                        query.bind(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                    }
+                    SqlValue::TextList(_) | SqlValue::TextMap(_) => query.bind(value.json()),
+                };
+            }
+            let rows = query.fetch_all(&mut *tx).await.map_err(classify)?;
+            results.push(
+                rows.iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| row.try_get::<Option<String>, _>(i))
+                            .collect::<std::result::Result<TextRow, _>>()
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(classify)?,
+            );
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(results)
     }
 
     async fn bucket_usage(&self) -> Result<BucketUsage> {

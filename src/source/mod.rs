@@ -12,10 +12,12 @@ use crate::keys::{KeyPrefix, ObjectKey};
 use crate::model::{Claim, Fence, Lease};
 
 pub mod spec;
+mod table;
 mod task_html;
 
 // Where embedders have always found the candidate types.
 pub use crate::model::{ArchiveCandidate, ArchivedAt};
+pub use table::TableSource;
 pub use task_html::TaskHtmlSource;
 
 /// One kind of archivable data.

@@ -179,23 +179,7 @@ pub enum HotBucket {
     Fixed(At<String>),
 }
 
-/// Which digest a digest column holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DigestAlgorithm {
-    /// SHA-256, hex.
-    Sha256,
-    /// MD5, hex.
-    Md5,
-}
-
-/// Of which bytes a digest or size is taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DigestOf {
-    /// The bytes as stored (gzip'd, if they are).
-    Stored,
-    /// The bytes after the content encoding is undone.
-    Decoded,
-}
+pub use crate::model::{DigestAlgorithm, DigestOf};
 
 /// A digest column and what it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]

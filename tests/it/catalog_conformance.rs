@@ -490,6 +490,8 @@ pub(crate) async fn retention_rule(db: &dyn Fixtures) {
         // Claimed by each retention round above, and now.
         claims: 6,
         missing_since: None,
+        digest: None,
+        cold_name: None,
     };
     assert!(claimed.contains(&expected_t1), "{claimed:#?}");
     // A row already switched to cold comes back with where it went.

@@ -31,5 +31,6 @@ mod sources;
 mod store_conformance;
 mod streaming;
 mod supabase;
+mod table_source;
 mod uploads_schema;
 mod verdicts;
