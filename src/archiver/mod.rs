@@ -29,7 +29,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{self, BlobOutcome, Step};
 use crate::model::{ArchiveCandidate, Claim, Fence, Lease};
 use crate::progress::Progress;
-use crate::source::{ArchiveSource, TaskHtmlSource};
+use crate::source::{ArchiveSource, TableSource, TaskHtmlSource};
 use crate::store::Store;
 use crate::store::retry::Retry;
 
@@ -56,6 +56,21 @@ pub struct CatalogJobMarker(pub Arc<dyn Catalog>);
 impl JobMarker for CatalogJobMarker {
     async fn mark_archived_jobs(&self) -> Result<u64> {
         self.0.mark_archived_jobs().await
+    }
+}
+
+/// The parent markers of declared sources ([`TableSource::mark_parents`]).
+#[derive(Debug, Clone)]
+pub struct SourceMarkers(pub Vec<TableSource>);
+
+#[async_trait]
+impl JobMarker for SourceMarkers {
+    async fn mark_archived_jobs(&self) -> Result<u64> {
+        let mut marked = 0;
+        for source in &self.0 {
+            marked += source.mark_parents().await?;
+        }
+        Ok(marked)
     }
 }
 
@@ -368,6 +383,21 @@ impl Archiver {
             Arc::new(CatalogJobMarker(catalog)),
             vec![source],
         )
+    }
+
+    /// Declared sources ([`TableSource`]), each source's parents marked
+    /// by its own marker.
+    pub fn declared(
+        config: Config,
+        sources: Vec<TableSource>,
+        hot: Arc<dyn Store>,
+        cold: Arc<dyn Store>,
+    ) -> Self {
+        let moving = sources
+            .iter()
+            .map(|s| Arc::new(s.clone()) as Arc<dyn ArchiveSource>)
+            .collect();
+        Self::new(cold, hot, config, Arc::new(SourceMarkers(sources)), moving)
     }
 
     /// Use `clock` for lease times and the last-sweep timestamp metric

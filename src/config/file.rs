@@ -148,8 +148,7 @@ impl fmt::Debug for ConfigFile {
 }
 
 impl ConfigFile {
-    /// Read and check the file at `path`; [`ConfigFile::parse`], then
-    /// [`ConfigFile::check_supported`]. A file that cannot be read is an
+    /// Read and check the file at `path` ([`ConfigFile::parse`]). A file that cannot be read is an
     /// [`ErrorKind::InvalidInput`] error naming it.
     pub fn load(path: impl AsRef<Path>, extra: &[ExtraKey]) -> Result<ConfigFile> {
         let path = path.as_ref();
@@ -163,7 +162,6 @@ impl ConfigFile {
         let text = std::fs::read_to_string(path).map_err(read_error)?;
         let mut file = ConfigFile::parse(path, text, extra)?;
         file.mode = permission_bits(path);
-        file.check_supported()?;
         Ok(file)
     }
 
@@ -179,21 +177,6 @@ impl ConfigFile {
             sources,
             mode: None,
         })
-    }
-
-    /// Refuse what this build cannot act on yet: source declarations.
-    pub fn check_supported(&self) -> Result<()> {
-        match &self.sources {
-            Some(sources) => Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "{}: source declarations ([[{SOURCES_KEY}]]) are not supported by this build \
-                     yet; remove them (the built-in task HTML source needs none)",
-                    self.location_of(sources.at)
-                ),
-            )),
-            None => Ok(()),
-        }
     }
 
     /// The file's path, as given.
@@ -600,7 +583,6 @@ mod tests {
         assert_eq!(config.concurrency, 16);
         assert_eq!(config.hot_quota, Some(1_610_612_736));
         assert!(file.sources().is_none());
-        file.check_supported().unwrap();
 
         // Floats and booleans keep their text; the parser decides.
         let err = parse_err("[settings]\narchive_hot_quota = 1.5\n");
@@ -824,19 +806,12 @@ mod tests {
     }
 
     #[test]
-    fn sources_are_kept_for_their_parser_and_refused_for_now() {
+    fn sources_are_kept_for_their_parser() {
         let text = "[settings]\narchive_bucket = \"cold-bucket\"\n\n[[sources]]\nname = \"uploads\"\ntable = \"documents\"\n";
         let file = parse(text).unwrap();
         let sources = file.sources().unwrap();
         assert_eq!(sources.at, Position { line: 4, column: 3 });
         assert_eq!(&file.text()[sources.span.clone()], "sources");
-        let err = file.check_supported().unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidInput);
-        assert_eq!(
-            err.message(),
-            "cs.toml:4:3: source declarations ([[sources]]) are not supported by this build yet; \
-             remove them (the built-in task HTML source needs none)"
-        );
     }
 
     #[cfg(unix)]

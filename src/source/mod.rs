@@ -4,9 +4,12 @@
 //! step of a move. The archiver drives any number of sources through the
 //! same per-blob pipeline.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::catalog::Catalog;
 use crate::error::{ErrorKind, Result};
 use crate::keys::{KeyPrefix, ObjectKey};
 use crate::model::{Claim, Fence, Lease};
@@ -19,6 +22,22 @@ mod task_html;
 pub use crate::model::{ArchiveCandidate, ArchivedAt};
 pub use table::TableSource;
 pub use task_html::TaskHtmlSource;
+
+/// Check `specs` against `catalog`'s live schema
+/// ([`spec::validate_sources`]) and open each as a [`TableSource`]; returns
+/// the sources and the remarks worth logging. Side tables are not created
+/// here ([`TableSource::migrate`]).
+pub async fn open_declared(
+    catalog: Arc<dyn Catalog>,
+    specs: Vec<spec::SourceSpec>,
+) -> Result<(Vec<TableSource>, Vec<spec::Note>)> {
+    let notes = spec::validate_sources(&specs, catalog.as_ref()).await?;
+    let mut sources = Vec::with_capacity(specs.len());
+    for spec in specs {
+        sources.push(TableSource::open(catalog.clone(), spec).await?);
+    }
+    Ok((sources, notes))
+}
 
 /// One kind of archivable data.
 #[async_trait]

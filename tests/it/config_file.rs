@@ -144,10 +144,6 @@ fn mistakes_in_the_file_exit_2_naming_file_line_and_column() {
             "coldsweep_metrics_addr = \"localhost\"\n",
             ":9:1: COLDSWEEP_METRICS_ADDR: expected an IP address and port",
         ),
-        (
-            "\n[[sources]]\nname = \"uploads\"\n",
-            ":10:3: source declarations ([[sources]]) are not supported by this build yet",
-        ),
     ] {
         let path = write_file(&setup, "coldsweep.toml", &(base.clone() + extra), 0o600);
         let ran = run(&mut with_file(&path, &["plan"]));

@@ -323,3 +323,117 @@ async fn post_images_move_by_quota_through_the_side_table_on_postgres() {
 async fn post_images_move_by_quota_through_the_side_table_on_sqlite() {
     post_images_move_by_quota_through_the_side_table(false).await;
 }
+
+/// A config file with `[[sources]]`, the way an operator runs it: the
+/// binary creates only the side tables, sweeps the declared sources, and
+/// refuses a declaration that does not fit the schema, naming the file,
+/// the source, the setting and the line.
+#[tokio::test]
+async fn the_binary_migrates_and_sweeps_declared_sources() {
+    use crate::cli::{coldsweep, json_of, run};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let url = format!("sqlite:{}", db.display());
+    {
+        let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+            .await
+            .unwrap();
+        pool.execute(AssertSqlSafe(crate::uploads_schema::SQLITE))
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let hot = dir.path().join("hot");
+    std::fs::create_dir_all(hot.join("images/p/1")).unwrap();
+    std::fs::write(hot.join("images/p/1/cafe\u{301}.jpg"), vec![7u8; 2048]).unwrap();
+    let cold = dir.path().join("cold");
+    std::fs::create_dir_all(cold.join(COLD)).unwrap();
+    let settings = format!(
+        "[settings]\n\
+         database_url = \"{url}\"\n\
+         archive_provider = \"fs\"\n\
+         archive_bucket = \"{COLD}\"\n\
+         archive_fs_root = \"{}\"\n\
+         hot_store = \"fs\"\n\
+         hot_fs_root = \"{}\"\n\n",
+        cold.display(),
+        hot.display()
+    );
+    let path = dir.path().join("coldsweep.toml");
+    std::fs::write(
+        &path,
+        settings.clone() + &DECLARATIONS.replace("hot_quota = \"1GB\"", "hot_quota = \"1000\""),
+    )
+    .unwrap();
+    let with_file = |args: &[&str]| {
+        let mut cmd = coldsweep();
+        cmd.arg("--config").arg(&path).args(args);
+        cmd
+    };
+
+    // Before `migrate`, the side tables are missing: a clear refusal.
+    let ran = run(&mut with_file(&["sweep", "--once"]));
+    assert_eq!(ran.code, Some(2), "{}", ran.show());
+    assert!(
+        ran.stderr.contains(
+            "its side table coldsweep_documents does not exist yet; run `coldsweep migrate`"
+        ),
+        "{}",
+        ran.show()
+    );
+
+    let ran = run(&mut with_file(&["migrate"]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert!(
+        ran.stdout
+            .contains("Source post-images: created side table coldsweep_posts."),
+        "{}",
+        ran.show()
+    );
+    // Only the side tables: no crawler schema in the application's database.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        tables,
+        [
+            "coldsweep_documents",
+            "coldsweep_posts",
+            "documents",
+            "posts"
+        ]
+    );
+
+    let ran = run(&mut with_file(&["sweep", "--once", "--json"]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert_eq!(json_of(&ran)["archived"], 1, "{}", ran.show());
+    assert!(
+        cold.join(COLD)
+            .join("posts/1c1c1c1c-1c1c-4c1c-8c1c-1c1c1c1c1c1c/p/1/cafe\u{301}.jpg")
+            .is_file()
+    );
+    assert!(!hot.join("images/p/1/cafe\u{301}.jpg").exists());
+
+    // A declaration naming a column the table lacks.
+    std::fs::write(
+        &path,
+        settings + &DECLARATIONS.replace("stored_size = \"size\"", "stored_size = \"bytes\""),
+    )
+    .unwrap();
+    let ran = run(&mut with_file(&["sweep", "--once"]));
+    assert_eq!(ran.code, Some(2), "{}", ran.show());
+    assert!(
+        ran.stderr.contains(&format!(
+            "{}: 1 problem in the source declarations:\n  - source \"documents\", \
+             columns.stored_size (line 21): table documents has no column bytes \
+             (expected an integer column)",
+            path.display()
+        )),
+        "{}",
+        ran.show()
+    );
+}

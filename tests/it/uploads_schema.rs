@@ -106,7 +106,7 @@ INSERT INTO posts (id, author_id, title, image_path, image_bytes, created_at) VA
      'no image', NULL, NULL, '2024-01-06T00:00:00Z');
 "#;
 
-const SQLITE: &str = r#"
+pub(crate) const SQLITE: &str = r#"
 CREATE TABLE documents (
     id               INTEGER PRIMARY KEY,
     org_id           TEXT NOT NULL,

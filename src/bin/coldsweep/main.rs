@@ -354,7 +354,7 @@ async fn main() -> ExitCode {
         Command::Reset { db, reset } => commands::reset(db, reset).await,
         Command::Restore { settings, restore } => commands::restore(settings, restore).await,
         Command::Get { get, settings } => commands::get(settings, get).await,
-        Command::Migrate(db) => commands::migrate(db).await,
+        Command::Migrate(db) => commands::migrate(Settings::for_db(db, file.clone())).await,
         Command::Demo { dir, reset } => commands::demo(&dir, reset).await,
     };
     match result {

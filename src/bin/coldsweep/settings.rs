@@ -15,6 +15,8 @@ use std::sync::Arc;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command};
 use coldsweep::config::file::{ExtraKey, Secrecy, layered};
 use coldsweep::config::{ColdConfig, Config, ConfigFile, HotConfig, Provider, VARIABLES, Variable};
+use coldsweep::source::spec::{SourceSpec, SpecErrors, SpecProblem, parse_sources};
+use coldsweep::source::{ArchiveSource, TableSource, open_declared};
 use coldsweep::store::Store;
 use coldsweep::{Catalog, ErrorKind};
 
@@ -116,6 +118,20 @@ pub(crate) fn warn_if_exposed(file: &ConfigFile) {
              (chmod 600) or set the secrets as environment variables instead"
         );
     }
+}
+
+/// The problems of the source declarations in `path`, one per line.
+fn spec_errors(path: &Path, problems: &[SpecProblem]) -> anyhow::Error {
+    let n = problems.len();
+    let mut text = format!(
+        "{}: {n} problem{} in the source declarations:",
+        path.display(),
+        if n == 1 { "" } else { "s" }
+    );
+    for problem in problems {
+        text.push_str(&format!("\n  - {problem}"));
+    }
+    BadSettings(text).into()
 }
 
 /// Where the catalog is.
@@ -301,6 +317,75 @@ impl Settings {
     pub(crate) fn use_file(&mut self, file: &Arc<ConfigFile>) {
         self.db.use_file(file);
         self.file = Some(file.clone());
+    }
+
+    /// Settings for a command that takes only the catalog (`migrate`),
+    /// with the config file's source declarations.
+    pub(crate) fn for_db(db: DbArgs, file: Option<Arc<ConfigFile>>) -> Settings {
+        Settings {
+            db,
+            values: Values::default(),
+            file,
+        }
+    }
+
+    /// The sources the config file declares (`None`: none, the built-in
+    /// task HTML source runs); every mistake is a [`BadSettings`] error
+    /// naming the file, the source, the setting and the line.
+    pub(crate) fn source_specs(&self) -> anyhow::Result<Option<Vec<SourceSpec>>> {
+        let Some(file) = self.file.as_deref() else {
+            return Ok(None);
+        };
+        if file.sources().is_none() {
+            return Ok(None);
+        }
+        parse_sources(file.text())
+            .map(Some)
+            .map_err(|errors| spec_errors(file.path(), errors.problems()))
+    }
+
+    /// Connect to the catalog and open the declared `specs`, checked
+    /// against its live schema; with `need_side_tables`, each side table
+    /// must exist (`coldsweep migrate` creates them).
+    pub(crate) async fn open_sources(
+        &self,
+        specs: Vec<SourceSpec>,
+        need_side_tables: bool,
+    ) -> anyhow::Result<(Arc<dyn Catalog>, Vec<TableSource>)> {
+        let catalog = self.db.connect().await?;
+        let path = self.config_file().unwrap_or(Path::new("config"));
+        let (sources, notes) = match open_declared(catalog.clone(), specs).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                return Err(match SpecErrors::of(&e) {
+                    Some(errors) => spec_errors(path, errors.problems()),
+                    None if e.kind() == ErrorKind::InvalidInput => bad(e),
+                    None => bad(e).context("check the source declarations against the catalog"),
+                });
+            }
+        };
+        for note in notes {
+            tracing::info!(source = %note.source, setting = %note.setting, column = %note.column, "{}", note.message);
+        }
+        if need_side_tables {
+            for source in &sources {
+                if !source.side_table_exists().await.map_err(bad)? {
+                    return Err(BadSettings(format!(
+                        "source {:?}: its side table {} does not exist yet; run `coldsweep \
+                         migrate` (with the same --config) to create it",
+                        source.name(),
+                        source
+                            .spec()
+                            .side_table
+                            .as_ref()
+                            .map(|s| s.value.to_string())
+                            .unwrap_or_default()
+                    ))
+                    .into());
+                }
+            }
+        }
+        Ok((catalog, sources))
     }
 
     /// The config file read, if any.

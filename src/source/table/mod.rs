@@ -387,6 +387,32 @@ impl TableSource {
         }
     }
 
+    /// Whether the side table exists (`coldsweep migrate` creates it).
+    pub async fn side_table_exists(&self) -> Result<bool> {
+        match &self.spec.side_table {
+            Some(side) => Ok(self.catalog.describe_table(&side.value).await?.is_some()),
+            None => Ok(false),
+        }
+    }
+
+    /// Make rows failing and waiting for their retry time due now; returns how many.
+    pub async fn retry_failing_now(&self, now: DateTime<Utc>) -> Result<u64> {
+        let rows = self
+            .catalog
+            .run_statements(&[self.sql.waiting(SqlValue::Time(now), true)])
+            .await?;
+        Ok(rows.iter().flatten().count() as u64)
+    }
+
+    /// Rows failing and waiting for their retry time at `now`.
+    pub async fn waiting(&self, now: DateTime<Utc>) -> Result<u64> {
+        let rows = self
+            .catalog
+            .run_statements(&[self.sql.waiting(SqlValue::Time(now), false)])
+            .await?;
+        Ok(rows.iter().flatten().count() as u64)
+    }
+
     /// The parent marker: returns how many parents were marked.
     pub async fn mark_parents(&self) -> Result<u64> {
         let Some(statement) = self.sql.mark_parents() else {

@@ -710,6 +710,26 @@ impl Sql {
         ))
     }
 
+    /// Rows that failed and wait for their back-off to end at `$1`; with
+    /// `retry`, their back-off ended now instead. Returns their keys.
+    pub(super) fn waiting(&self, now: SqlValue, retry: bool) -> Statement {
+        let waiting = format!(
+            "state IS NULL AND error IS NOT NULL AND lease_owner IS NULL \
+             AND hot_deleted_at IS NULL AND {}",
+            self.at_or_after("lease_expires_at", 1)
+        );
+        let key = self.text("row_key");
+        let sql = if retry {
+            format!(
+                "UPDATE {} SET lease_expires_at = NULL WHERE {waiting} RETURNING {key}",
+                self.side
+            )
+        } else {
+            format!("SELECT {key} FROM {} WHERE {waiting}", self.side)
+        };
+        Statement::new(sql, vec![now])
+    }
+
     /// Hot bytes of every row with a hot copy.
     pub(super) fn hot_bytes(&self) -> Statement {
         Statement::new(

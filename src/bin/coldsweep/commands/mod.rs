@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use coldsweep::config::Config;
 use coldsweep::progress::Progress;
+use coldsweep::source::{ArchiveSource, TableSource};
 use coldsweep::store::Store;
 use coldsweep::{Archiver, Catalog, SweepReport};
 use serde::Serialize;
@@ -13,9 +14,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::format::{self, OutputArgs, out};
-use crate::settings::{
-    BadSettings, DbArgs, MetricsArgs, Settings, cold_store, hot_store, redact_url,
-};
+use crate::settings::{BadSettings, MetricsArgs, Settings, cold_store, hot_store, redact_url};
 
 mod check;
 mod demo;
@@ -43,6 +42,17 @@ struct Ready {
     catalog: Arc<dyn Catalog>,
     hot: Arc<dyn Store>,
     cold: Arc<dyn Store>,
+    /// The declared sources; `None`: the built-in task HTML source.
+    sources: Option<Vec<TableSource>>,
+}
+
+impl Ready {
+    fn archiver(self) -> Archiver {
+        match self.sources {
+            Some(sources) => Archiver::declared(self.config, sources, self.hot, self.cold),
+            None => Archiver::task_html(self.config, self.catalog, self.hot, self.cold),
+        }
+    }
 }
 
 /// Check every setting, connect the catalog (migrated), build both stores
@@ -50,7 +60,13 @@ struct Ready {
 async fn ready(settings: &Settings) -> anyhow::Result<Ready> {
     let config = settings.enabled_config()?;
     let (cold_config, hot_config) = settings.store_configs(&config)?;
-    let catalog = settings.db.connect_migrated().await?;
+    let (catalog, sources) = match settings.source_specs()? {
+        Some(specs) => {
+            let (catalog, sources) = settings.open_sources(specs, true).await?;
+            (catalog, Some(sources))
+        }
+        None => (settings.db.connect_migrated().await?, None),
+    };
     let cold = cold_store(config.provider, &cold_config)?;
     let hot = hot_store(&hot_config)?;
     probe_cold(cold.as_ref(), &config).await?;
@@ -59,6 +75,7 @@ async fn ready(settings: &Settings) -> anyhow::Result<Ready> {
         catalog,
         hot,
         cold,
+        sources,
     })
 }
 
@@ -103,8 +120,13 @@ pub(crate) async fn run(settings: Settings, metrics: MetricsArgs) -> anyhow::Res
         None => None,
     };
     let catalog_url = settings.db.database_url.as_deref().map(redact_url);
+    let source_names: Vec<String> = match &ready.sources {
+        Some(sources) => sources.iter().map(|s| s.name().to_owned()).collect(),
+        None => vec!["task_html".to_owned()],
+    };
     tracing::info!(
         config_file = settings.config_file().map(|p| p.display().to_string()),
+        sources = %source_names.join(", "),
         catalog = catalog_url.as_deref().unwrap_or_default(),
         backend = ready.catalog.backend(),
         provider = %ready.config.provider,
@@ -118,9 +140,13 @@ pub(crate) async fn run(settings: Settings, metrics: MetricsArgs) -> anyhow::Res
         "coldsweep started"
     );
     let catalog = ready.catalog.clone();
-    let mut archiver = Archiver::task_html(ready.config, ready.catalog, ready.hot, ready.cold);
+    let built_in = ready.sources.is_none();
+    let mut archiver = ready.archiver();
     if let Some((listener, handle, addr)) = listener {
-        archiver = archiver.with_status_gauges(catalog.clone());
+        // The gauges count the built-in source's rows.
+        if built_in {
+            archiver = archiver.with_status_gauges(catalog.clone());
+        }
         health::serve(
             listener,
             health::Health::new(catalog, archiver.last_sweep(), handle),
@@ -179,9 +205,19 @@ pub(crate) async fn sweep(
     let started_at = chrono::Utc::now();
     let target = format!("{}:{}", ready.config.provider, ready.config.bucket);
     let catalog = ready.catalog.clone();
+    let declared = ready.sources.clone();
     let mut retried_now = None;
     if retry_failed {
-        let n = catalog.retry_failing_now(chrono::Utc::now()).await?;
+        let n = match &declared {
+            Some(sources) => {
+                let mut n = 0;
+                for source in sources {
+                    n += source.retry_failing_now(chrono::Utc::now()).await?;
+                }
+                n
+            }
+            None => catalog.retry_failing_now(chrono::Utc::now()).await?,
+        };
         retried_now = Some(n);
         if !output.json {
             out!(
@@ -193,8 +229,8 @@ pub(crate) async fn sweep(
     // Blobs that failed in an earlier sweep and wait for their back-off are
     // not tried at all: the work is not done. Counted before the sweep, as
     // blobs failing during it back off too but were tried.
-    let counted_waiting = match catalog.status(chrono::Utc::now()).await {
-        Ok(status) => Some(status.waiting),
+    let counted_waiting = match waiting_blobs(catalog.as_ref(), declared.as_deref()).await {
+        Ok(waiting) => Some(waiting),
         Err(e) => {
             tracing::warn!(error = %e.chain(), "counting blobs waiting for a retry failed");
             None
@@ -207,12 +243,13 @@ pub(crate) async fn sweep(
         // Only for a bar someone watches: reading every job's counts is
         // about as costly as the status count above.
         // Blobs waiting for their retry are not claimable, so not counted.
-        if let Some(total) = sweep_estimate(catalog.as_ref(), &ready.config.rules()).await {
+        if let Some(total) =
+            sweep_estimate(catalog.as_ref(), &ready.config.rules(), declared.as_deref()).await
+        {
             progress.set_total(total);
         }
     }
-    let archiver = Archiver::task_html(ready.config, ready.catalog, ready.hot, ready.cold)
-        .with_progress(progress);
+    let archiver = ready.archiver().with_progress(progress);
 
     // A signal stops new blobs; blobs in flight finish and are reported.
     let stop = CancellationToken::new();
@@ -278,19 +315,43 @@ pub(crate) async fn sweep(
 
 /// Blobs the next sweep would move as `plan` counts them (the sweep's total
 /// for its progress bar); `None` when the catalog cannot say.
-async fn sweep_estimate(catalog: &dyn Catalog, rules: &coldsweep::rules::Rules) -> Option<u64> {
-    use coldsweep::rules::{self, Scope};
+async fn sweep_estimate(
+    catalog: &dyn Catalog,
+    rules: &coldsweep::rules::Rules,
+    declared: Option<&[TableSource]>,
+) -> Option<u64> {
+    use coldsweep::rules::{self, Decisions, Scope};
 
     let now = chrono::Utc::now();
-    match catalog.job_standings(Scope::Counted, now).await {
-        Ok(standings) => Some(
-            rules::decide(&standings, rules, now)
-                .moving()
-                .iter()
-                .filter_map(|job| job.standing.bytes)
-                .map(|bytes| bytes.movable_blobs)
-                .sum(),
-        ),
+    let movable = |decisions: Decisions| -> u64 {
+        decisions
+            .moving()
+            .iter()
+            .filter_map(|unit| unit.standing.bytes)
+            .map(|bytes| bytes.movable_blobs)
+            .sum()
+    };
+    let estimate = match declared {
+        Some(sources) => {
+            let mut total = 0;
+            for source in sources {
+                match source.decisions(now).await {
+                    Ok(decisions) => total += movable(decisions),
+                    Err(e) => {
+                        tracing::debug!(error = %e.chain(), "no total for the progress bar");
+                        return None;
+                    }
+                }
+            }
+            Ok(total)
+        }
+        None => catalog
+            .job_standings(Scope::Counted, now)
+            .await
+            .map(|standings| movable(rules::decide(&standings, rules, now))),
+    };
+    match estimate {
+        Ok(total) => Some(total),
         Err(e) => {
             tracing::debug!(error = %e.chain(), "no total for the progress bar");
             None
@@ -298,8 +359,49 @@ async fn sweep_estimate(catalog: &dyn Catalog, rules: &coldsweep::rules::Rules) 
     }
 }
 
-/// `coldsweep migrate`.
-pub(crate) async fn migrate(db: DbArgs) -> anyhow::Result<ExitCode> {
+/// Blobs failing and waiting for their retry time now.
+async fn waiting_blobs(
+    catalog: &dyn Catalog,
+    declared: Option<&[TableSource]>,
+) -> coldsweep::Result<i64> {
+    let now = chrono::Utc::now();
+    match declared {
+        Some(sources) => {
+            let mut waiting = 0;
+            for source in sources {
+                waiting += source.waiting(now).await?;
+            }
+            Ok(i64::try_from(waiting).unwrap_or(i64::MAX))
+        }
+        None => Ok(catalog.status(now).await?.waiting),
+    }
+}
+
+/// `coldsweep migrate`: with declared sources, only their side tables.
+pub(crate) async fn migrate(settings: Settings) -> anyhow::Result<ExitCode> {
+    if let Some(specs) = settings.source_specs()? {
+        let (_, sources) = settings.open_sources(specs, false).await?;
+        for source in &sources {
+            let existed = source.side_table_exists().await?;
+            source.migrate().await?;
+            let side = source
+                .spec()
+                .side_table
+                .as_ref()
+                .map(|s| s.value.to_string())
+                .unwrap_or_default();
+            if existed {
+                out!(
+                    "Source {}: side table {side} already in place.",
+                    source.name()
+                );
+            } else {
+                out!("Source {}: created side table {side}.", source.name());
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let db = &settings.db;
     let catalog = db.connect().await?;
     let was_current = catalog.check_migrations().await.is_ok();
     catalog
