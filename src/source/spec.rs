@@ -511,6 +511,24 @@ pub const SIDE_TABLE_COLUMNS: &[SideColumn] = &[
         meaning: "when the row was switched to cold",
     },
     SideColumn {
+        name: "hot_bucket",
+        postgres: "text",
+        sqlite: "TEXT",
+        meaning: "the hot bucket the row's blob was moved from (for a restore)",
+    },
+    SideColumn {
+        name: "hot_path",
+        postgres: "text",
+        sqlite: "TEXT",
+        meaning: "the hot path it was moved from (for a restore, when the path column is cleared)",
+    },
+    SideColumn {
+        name: "restored_at",
+        postgres: "timestamptz",
+        sqlite: "TEXT",
+        meaning: "when the row was last restored to hot storage; its age counts from then",
+    },
+    SideColumn {
         name: "hot_deleted_at",
         postgres: "timestamptz",
         sqlite: "TEXT",

@@ -277,7 +277,8 @@ async fn an_existing_side_table_of_coldsweeps_passes(db: Uploads) {
     };
     let ddl = format!(
         "CREATE TABLE coldsweep_documents (row_key {key} PRIMARY KEY, cold_provider {text},
-         cold_bucket {text}, cold_key {text}, archived_at {time}, hot_deleted_at {time},
+         cold_bucket {text}, cold_key {text}, archived_at {time}, hot_bucket {text},
+         hot_path {text}, restored_at {time}, hot_deleted_at {time},
          stored_size_bytes bigint, stored_sha256 {text}, state {text}, error {text},
          attempts integer NOT NULL DEFAULT 0, claims integer NOT NULL DEFAULT 0,
          lease_owner {text}, lease_expires_at {time}, missing_since {time})"

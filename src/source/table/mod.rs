@@ -29,7 +29,7 @@ use crate::source::spec::{HotBucket, RuleScope, SourceSpec};
 
 mod sql;
 
-use sql::{Compare, KeyType, Sql, Types};
+use sql::{Compare, KeyType, Sql, Switch, Types};
 
 /// A declared source. Clones share the sweep's position.
 #[derive(Debug, Clone)]
@@ -532,14 +532,19 @@ impl ArchiveSource for TableSource {
         provider: &str,
         bucket: &str,
     ) -> Result<Vec<String>> {
-        let keys: Vec<(String, String)> = switches
+        let switches: Vec<Switch> = switches
             .iter()
-            .map(|(c, key)| (c.task_id.clone(), (*key).to_owned()))
+            .map(|(c, key)| Switch {
+                id: c.task_id.clone(),
+                cold_key: (*key).to_owned(),
+                hot_bucket: c.storage_bucket.clone(),
+                hot_path: c.storage_path.clone(),
+            })
             .collect();
         let results = self
             .catalog
             .run_statements(&self.sql.record_archived(
-                keys,
+                &switches,
                 provider,
                 bucket,
                 fence.owner,

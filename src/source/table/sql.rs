@@ -48,6 +48,14 @@ pub(super) struct Types {
     pub(super) order: Compare,
 }
 
+/// One row switched to its cold copy.
+pub(super) struct Switch {
+    pub(super) id: String,
+    pub(super) cold_key: String,
+    pub(super) hot_bucket: String,
+    pub(super) hot_path: String,
+}
+
 /// Every statement of one declared source, in one dialect.
 #[derive(Clone, Debug)]
 pub(super) struct Sql {
@@ -212,15 +220,21 @@ impl Sql {
         }
     }
 
-    /// The first non-NULL of `columns` on `alias`, as epoch seconds.
-    fn age(&self, alias: &str) -> String {
-        let parts: Vec<String> = self
-            .spec
-            .rule
-            .age_columns
-            .iter()
-            .map(|c| self.epoch(&col(alias, &c.value)))
+    /// The first non-NULL of the age columns on `alias`, as epoch
+    /// seconds; a row restored to hot storage (side alias `s`) ages from
+    /// its restore.
+    fn age(&self, alias: &str, side: Option<&str>) -> String {
+        let mut parts: Vec<String> = side
+            .map(|s| self.epoch(&format!("{s}.restored_at")))
+            .into_iter()
             .collect();
+        parts.extend(
+            self.spec
+                .rule
+                .age_columns
+                .iter()
+                .map(|c| self.epoch(&col(alias, &c.value))),
+        );
         match parts.len() {
             0 => "NULL".to_owned(),
             1 => parts.into_iter().next().unwrap_or_default(),
@@ -327,7 +341,7 @@ impl Sql {
                     ) units WHERE unit IS NOT NULL",
                     k = self.text("pk"),
                     age = self.text("age_inner"),
-                    age_inner = self.age("p"),
+                    age_inner = self.age("p", None),
                     movable = self.text(&format!("CASE WHEN {finished_sql} THEN hot_rows.movable ELSE 0 END")),
                     hot = self.text("hot_rows.hot"),
                     moving = self.text(&format!("CASE WHEN {finished_sql} THEN hot_rows.moving ELSE 0 END")),
@@ -355,7 +369,7 @@ impl Sql {
                      FROM {table} t LEFT JOIN {side} s ON s.row_key = t.{key_col}
                      WHERE {hot_row}",
                     k = self.text(&key),
-                    age = self.text(&self.age("t")),
+                    age = self.text(&self.age("t", Some("s"))),
                     rank = self.rank("t", &key, &considered),
                     movable = movable,
                     hot = self.text(&size),
@@ -494,21 +508,32 @@ impl Sql {
     }
 
     /// Record the cold copies (`keys`: row key → cold key) of the rows
-    /// `fence` holds: in the side table, and on the table's cold columns
-    /// when it has them. Returns the keys written.
+    /// `fence` holds, and the hot location each came from: in the side
+    /// table, and on the table's cold columns when it has them. Returns the
+    /// keys written.
     pub(super) fn record_archived(
         &self,
-        keys: Vec<(String, String)>,
+        switches: &[Switch],
         provider: &str,
         bucket: &str,
         owner: &str,
         now: SqlValue,
     ) -> Vec<Statement> {
-        let ids: Vec<String> = keys.iter().map(|(id, _)| id.clone()).collect();
+        let pairs = |f: fn(&Switch) -> &str| -> Vec<(String, String)> {
+            switches
+                .iter()
+                .map(|w| (w.id.clone(), f(w).to_owned()))
+                .collect()
+        };
+        let keys = pairs(|w| &w.cold_key);
+        let hot_buckets = pairs(|w| &w.hot_bucket);
+        let hot_paths = pairs(|w| &w.hot_path);
+        let ids: Vec<String> = switches.iter().map(|w| w.id.clone()).collect();
         let cold_key = self.lookup(2, &self.text("row_key"));
         let side = Statement::new(
             format!(
                 "UPDATE {side} SET cold_provider = $3, cold_bucket = $4, cold_key = {cold_key},
+                     hot_bucket = {hot_bucket}, hot_path = {hot_path},
                      archived_at = CASE
                          WHEN cold_provider = $3 AND cold_bucket = $4 AND cold_key = {cold_key}
                          THEN COALESCE(archived_at, $5) ELSE $5 END
@@ -518,6 +543,8 @@ impl Sql {
                 ids = self.key_in(self.types.key, "row_key", 1),
                 fence = self.fence(&self.side, 6, 5),
                 key = self.text("row_key"),
+                hot_bucket = self.lookup(7, &self.text("row_key")),
+                hot_path = self.lookup(8, &self.text("row_key")),
             ),
             vec![
                 SqlValue::TextList(ids.clone()),
@@ -526,6 +553,8 @@ impl Sql {
                 SqlValue::Text(bucket.to_owned()),
                 now.clone(),
                 SqlValue::Text(owner.to_owned()),
+                SqlValue::TextMap(hot_buckets),
+                SqlValue::TextMap(hot_paths),
             ],
         );
         let mut statements = vec![side];
