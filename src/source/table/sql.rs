@@ -59,18 +59,18 @@ pub(super) struct Switch {
 /// Every statement of one declared source, in one dialect.
 #[derive(Clone, Debug)]
 pub(super) struct Sql {
-    d: Dialect,
-    spec: SourceSpec,
-    types: Types,
+    pub(super) d: Dialect,
+    pub(super) spec: SourceSpec,
+    pub(super) types: Types,
     /// The source table, quoted.
-    table: String,
+    pub(super) table: String,
     /// The side table, quoted.
-    side: String,
-    key: String,
+    pub(super) side: String,
+    pub(super) key: String,
 }
 
 /// A column of alias `alias`, quoted.
-fn col(alias: &str, column: &Ident) -> String {
+pub(super) fn col(alias: &str, column: &Ident) -> String {
     format!("{alias}.{}", column.quoted())
 }
 
@@ -88,7 +88,7 @@ impl Sql {
 
     // -- fragments ----------------------------------------------------------
 
-    fn cast_type(&self, key: KeyType) -> &'static str {
+    pub(super) fn cast_type(&self, key: KeyType) -> &'static str {
         match (self.d, key) {
             (Dialect::Postgres, KeyType::Integer) => "bigint",
             (Dialect::Postgres, KeyType::Uuid) => "uuid",
@@ -99,12 +99,12 @@ impl Sql {
     }
 
     /// Placeholder `n`, a key as text, in the key's own type.
-    fn key_param(&self, key: KeyType, n: usize) -> String {
+    pub(super) fn key_param(&self, key: KeyType, n: usize) -> String {
         format!("CAST(${n} AS {})", self.cast_type(key))
     }
 
     /// `expr` is one of the keys in list placeholder `n`.
-    fn key_in(&self, key: KeyType, expr: &str, n: usize) -> String {
+    pub(super) fn key_in(&self, key: KeyType, expr: &str, n: usize) -> String {
         match self.d {
             Dialect::Postgres => format!("{expr} = ANY(CAST(${n} AS {}[]))", self.cast_type(key)),
             Dialect::Sqlite => format!(
@@ -115,19 +115,19 @@ impl Sql {
     }
 
     /// `expr` is one of the texts in list placeholder `n`.
-    fn text_in(&self, expr: &str, n: usize) -> String {
+    pub(super) fn text_in(&self, expr: &str, n: usize) -> String {
         match self.d {
             Dialect::Postgres => format!("{expr} = ANY(${n})"),
             Dialect::Sqlite => format!("{expr} IN (SELECT value FROM json_each(${n}))"),
         }
     }
 
-    fn text(&self, expr: &str) -> String {
+    pub(super) fn text(&self, expr: &str) -> String {
         format!("CAST({expr} AS TEXT)")
     }
 
     /// The value for text `key_text` in map placeholder `n`.
-    fn lookup(&self, n: usize, key_text: &str) -> String {
+    pub(super) fn lookup(&self, n: usize, key_text: &str) -> String {
         match self.d {
             Dialect::Postgres => format!("(CAST(${n} AS jsonb) ->> {key_text})"),
             Dialect::Sqlite => {
@@ -138,14 +138,14 @@ impl Sql {
 
     /// `column < $n`, both instants (SQLite keeps times as text of
     /// several formats: compared through `julianday`).
-    fn before(&self, column: &str, n: usize) -> String {
+    pub(super) fn before(&self, column: &str, n: usize) -> String {
         match self.d {
             Dialect::Postgres => format!("{column} < ${n}"),
             Dialect::Sqlite => format!("julianday({column}) < julianday(${n})"),
         }
     }
 
-    fn at_or_after(&self, column: &str, n: usize) -> String {
+    pub(super) fn at_or_after(&self, column: &str, n: usize) -> String {
         match self.d {
             Dialect::Postgres => format!("{column} >= ${n}"),
             Dialect::Sqlite => format!("julianday({column}) >= julianday(${n})"),
@@ -154,7 +154,7 @@ impl Sql {
 
     /// Seconds since the epoch of a time column (SQLite: text in any
     /// format `julianday` reads, or a number of Unix seconds).
-    fn epoch(&self, expr: &str) -> String {
+    pub(super) fn epoch(&self, expr: &str) -> String {
         match self.d {
             Dialect::Postgres => format!("EXTRACT(EPOCH FROM {expr})"),
             Dialect::Sqlite => format!(
@@ -165,7 +165,7 @@ impl Sql {
     }
 
     /// The fence on side alias `s`: the lease is `$owner`'s and live at `$now`.
-    fn fence(&self, s: &str, owner: usize, now: usize) -> String {
+    pub(super) fn fence(&self, s: &str, owner: usize, now: usize) -> String {
         format!(
             "{s}.lease_owner = ${owner} AND {}",
             self.at_or_after(&format!("{s}.lease_expires_at"), now)
@@ -173,7 +173,7 @@ impl Sql {
     }
 
     /// A row still has its hot copy (as far as coldsweep knows).
-    fn hot(&self, t: &str, s: &str) -> String {
+    pub(super) fn hot(&self, t: &str, s: &str) -> String {
         let mut hot = format!(
             "{} IS NOT NULL AND {s}.hot_deleted_at IS NULL",
             col(t, &self.spec.hot.path_column.value)
@@ -186,7 +186,7 @@ impl Sql {
 
     /// A row a sweep may claim at `$n`: no state but a due `missing`, no
     /// live lease or back-off.
-    fn free(&self, s: &str, n: usize) -> String {
+    pub(super) fn free(&self, s: &str, n: usize) -> String {
         format!(
             "({s}.state IS NULL OR {s}.state = 'missing') \
              AND ({s}.lease_expires_at IS NULL OR {})",
@@ -195,7 +195,7 @@ impl Sql {
     }
 
     /// The operator's condition on row `t`, or nothing.
-    fn condition(&self, t: &str) -> Option<String> {
+    pub(super) fn condition(&self, t: &str) -> Option<String> {
         self.spec.rule.condition.as_ref().map(|condition| {
             format!(
                 "EXISTS (SELECT 1 FROM {} c WHERE c.{key} = {t}.{key} AND {})",
@@ -206,12 +206,12 @@ impl Sql {
         })
     }
 
-    fn considered(&self, t: &str) -> String {
+    pub(super) fn considered(&self, t: &str) -> String {
         self.condition(t).unwrap_or_else(|| "1 = 1".to_owned())
     }
 
     /// The unit of row `t`: itself, or its parent.
-    fn unit(&self, t: &str) -> (String, KeyType) {
+    pub(super) fn unit(&self, t: &str) -> (String, KeyType) {
         match (&self.spec.rule.scope, &self.spec.parent) {
             (RuleScope::Parent, Some(parent)) => {
                 (col(t, &parent.foreign_key.value), self.types.parent_key)
@@ -223,7 +223,7 @@ impl Sql {
     /// The first non-NULL of the age columns on `alias`, as epoch
     /// seconds; a row restored to hot storage (side alias `s`) ages from
     /// its restore.
-    fn age(&self, alias: &str, side: Option<&str>) -> String {
+    pub(super) fn age(&self, alias: &str, side: Option<&str>) -> String {
         let mut parts: Vec<String> = side
             .map(|s| self.epoch(&format!("{s}.restored_at")))
             .into_iter()
@@ -244,7 +244,7 @@ impl Sql {
 
     /// The rank of unit `alias` among the considered ones of its group,
     /// newest first (a NULL order last), or "1" for all without `keep_newest`.
-    fn rank(&self, alias: &str, key: &str, considered: &str) -> String {
+    pub(super) fn rank(&self, alias: &str, key: &str, considered: &str) -> String {
         if self.spec.rule.keep_newest.is_none() {
             return format!("CASE WHEN {considered} THEN '1' END");
         }
@@ -273,7 +273,7 @@ impl Sql {
         )
     }
 
-    fn size(&self, t: &str) -> String {
+    pub(super) fn size(&self, t: &str) -> String {
         match &self.spec.columns.stored_size {
             Some(size) => col(t, &size.value),
             None => "NULL".to_owned(),
