@@ -26,6 +26,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{ObjectKey, task_html_object_path};
 use crate::store::{Location, PutOptions, Store};
 
+pub mod uploads;
+
 /// Hot bucket the demo's tasks live in.
 pub const HOT_BUCKET: &str = "task-html";
 

@@ -437,3 +437,85 @@ async fn the_binary_migrates_and_sweeps_declared_sources() {
         ran.show()
     );
 }
+
+/// `coldsweep demo --example uploads`: the README's first worked example on
+/// the embedded default, then the same config file driving `sweep`.
+#[test]
+fn the_uploads_demo_archives_old_documents_and_converges() {
+    use crate::cli::{coldsweep, json_of, run};
+
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let ran = run(coldsweep()
+        .args(["demo", "--example", "uploads", "--dir"])
+        .arg(&demo));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert!(
+        ran.stdout.contains("moved 6 blobs") && ran.stdout.contains("1 quarantined"),
+        "{}",
+        ran.show()
+    );
+    let files = |root: &std::path::Path| -> Vec<String> {
+        let mut found = Vec::new();
+        let mut stack = vec![root.to_owned()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.file_type().unwrap().is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    found.push(
+                        entry
+                            .path()
+                            .strip_prefix(root)
+                            .unwrap()
+                            .display()
+                            .to_string(),
+                    );
+                }
+            }
+        }
+        found.sort();
+        found
+    };
+    let cold = files(&demo.join("cold/cold-archive"));
+    assert_eq!(cold.len(), 6, "{cold:?}");
+    // Both Unicode forms of "Résumé" and the reserved URL characters survive as names.
+    assert!(
+        cold.iter().any(|f| f.ends_with("/2/Résumé final.docx")),
+        "{cold:?}"
+    );
+    assert!(
+        cold.iter()
+            .any(|f| f.ends_with("/3/Re\u{301}sume\u{301} draft.docx")),
+        "{cold:?}"
+    );
+    assert!(
+        cold.iter().any(|f| f.ends_with("/4/a+b #1 100%?&.csv")),
+        "{cold:?}"
+    );
+    let hot = files(&demo.join("hot/documents"));
+    // Legal hold, the tampered file and the four younger than 90 days stay.
+    assert_eq!(hot.len(), 6, "{hot:?}");
+    assert!(
+        hot.iter().any(|f| f.ends_with("team photo 🎉.jpg")),
+        "{hot:?}"
+    );
+    assert!(
+        hot.iter().any(|f| f.ends_with("contract signed.pdf")),
+        "{hot:?}"
+    );
+
+    // Again: nothing seeded, nothing moved; the config file it wrote drives the CLI.
+    let ran = run(coldsweep()
+        .args(["demo", "--example", "uploads", "--dir"])
+        .arg(&demo));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert!(ran.stdout.contains("nothing seeded"), "{}", ran.show());
+    let ran = run(coldsweep()
+        .arg("--config")
+        .arg(demo.join("coldsweep.toml"))
+        .args(["sweep", "--once", "--json"]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert_eq!(json_of(&ran)["archived"], 0, "{}", ran.show());
+    assert_eq!(files(&demo.join("cold/cold-archive")).len(), 6);
+}

@@ -245,13 +245,27 @@ enum Command {
 
     /// Try coldsweep on a self-contained sample: SQLite catalog, folder stores, one sweep.
     Demo {
-        /// Folder for the demo's catalog (catalog.db), hot store (hot/) and cold store (cold/).
-        #[arg(long, default_value = commands::DEMO_DIR)]
-        dir: std::path::PathBuf,
+        /// Which sample: `crawler` (the built-in source: crawl jobs and their pages) or `uploads`
+        /// (an application's `documents` table declared as a source in a config file).
+        #[arg(long, value_enum, default_value_t = Example::Crawler)]
+        example: Example,
+        /// Folder for the demo's database, hot store (hot/) and cold store (cold/); default
+        /// coldsweep-demo, or coldsweep-demo-uploads for --example uploads.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
         /// Delete the folder first and start from scratch.
         #[arg(long)]
         reset: bool,
     },
+}
+
+/// The samples `coldsweep demo` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Example {
+    /// Crawl jobs and their pages, the built-in source.
+    Crawler,
+    /// An application's uploads, a declared source.
+    Uploads,
 }
 
 impl Command {
@@ -355,7 +369,19 @@ async fn main() -> ExitCode {
         Command::Restore { settings, restore } => commands::restore(settings, restore).await,
         Command::Get { get, settings } => commands::get(settings, get).await,
         Command::Migrate(db) => commands::migrate(Settings::for_db(db, file.clone())).await,
-        Command::Demo { dir, reset } => commands::demo(&dir, reset).await,
+        Command::Demo {
+            example: Example::Crawler,
+            dir,
+            reset,
+        } => commands::demo(&dir.unwrap_or_else(|| commands::DEMO_DIR.into()), reset).await,
+        Command::Demo {
+            example: Example::Uploads,
+            dir,
+            reset,
+        } => {
+            let dir = dir.unwrap_or_else(|| commands::DEMO_UPLOADS_DIR.into());
+            commands::demo_uploads(&dir, reset).await
+        }
     };
     match result {
         Ok(code) => code,

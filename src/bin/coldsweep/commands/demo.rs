@@ -41,7 +41,7 @@ const DEMO_ENTRIES: [&str; 6] = [
 /// `coldsweep demo`.
 pub(crate) async fn demo(dir: &Path, reset: bool) -> anyhow::Result<ExitCode> {
     if reset {
-        reset_dir(dir)?;
+        reset_dir(dir, &DEMO_ENTRIES)?;
     }
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let paths = Paths::new(dir);
@@ -443,7 +443,7 @@ fn group_name(job: &JobRetention) -> String {
 }
 
 /// Delete `dir` if it holds nothing but what the demo creates.
-fn reset_dir(dir: &Path) -> anyhow::Result<()> {
+pub(super) fn reset_dir(dir: &Path, created: &[&str]) -> anyhow::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -451,7 +451,7 @@ fn reset_dir(dir: &Path) -> anyhow::Result<()> {
     };
     for entry in entries {
         let name = entry?.file_name();
-        if !DEMO_ENTRIES.iter().any(|d| name == *d) {
+        if !created.iter().any(|d| name == *d) {
             anyhow::bail!(
                 "refusing to --reset {}: it holds {:?}, which the demo did not create",
                 dir.display(),

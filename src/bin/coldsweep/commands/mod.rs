@@ -18,6 +18,7 @@ use crate::settings::{BadSettings, MetricsArgs, Settings, cold_store, hot_store,
 
 mod check;
 mod demo;
+mod demo_uploads;
 mod get;
 mod health;
 mod plan;
@@ -29,6 +30,7 @@ mod verify;
 pub(crate) use check::check;
 use check::probe_cold;
 pub(crate) use demo::{DEFAULT_DIR as DEMO_DIR, demo};
+pub(crate) use demo_uploads::{DEFAULT_DIR as DEMO_UPLOADS_DIR, demo_uploads};
 pub(crate) use get::{GetArgs, get};
 pub(crate) use plan::plan;
 pub(crate) use reset::{ResetArgs, reset};
