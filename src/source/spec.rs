@@ -34,10 +34,6 @@
 //! key_column = "archive_key"
 //! archived_at_column = "archived_at"
 //!
-//! # [sources.bookkeeping]           # optional: coldsweep's state on the table
-//! # state, error, attempts, claims, lease_owner, lease_expires_at, missing_since
-//! #                                 # (all seven); without it, in the side table
-//!
 //! [sources.rule]
 //! min_age = "90d"                   # a floor: nothing younger moves
 //! age_column = "created_at"         # or a list: the first non-NULL counts
@@ -89,9 +85,11 @@
 //!
 //! # The side table
 //!
-//! A source that keeps its cold location or its bookkeeping off the
-//! application's table names a `side_table`: one table per source, owned by
-//! coldsweep and created by `coldsweep migrate`, one row per source row
+//! Every source names a `side_table`: one table per source, owned by
+//! coldsweep and created by `coldsweep migrate`, holding each row's lease,
+//! state and attempts, the cold location (also written on the table's
+//! `[sources.cold]` columns when it has them), where the blob was hot and
+//! whether that copy is gone; one row per source row
 //! that was ever claimed, keyed by that row's key in the key's own type
 //! ([`SIDE_TABLE_COLUMNS`]). A table of that name that exists without those
 //! columns is an application's table, and the source is refused.
@@ -1178,6 +1176,7 @@ fn convert(
         }
         None => Some(ColdLocation::SideTable),
     };
+    let bookkeeping_line = raw.bookkeeping.as_ref().map(|b| lines.of(b.span()));
     let bookkeeping = match raw.bookkeeping {
         Some(b) => {
             let b = b.into_inner();
@@ -1218,27 +1217,28 @@ fn convert(
         }
         None => Some(Bookkeeping::SideTable),
     };
-    let needs_side_table = matches!(cold, Some(ColdLocation::SideTable))
-        || matches!(bookkeeping, Some(Bookkeeping::SideTable));
-    match (&raw.side_table, needs_side_table) {
-        (None, true) => r.push(
+    // The engine keeps a declared source's state in its side table, with
+    // what the table's columns cannot say (the hot copy gone, where it came
+    // from, a restore).
+    if let Some(Bookkeeping::Columns(_)) = &bookkeeping {
+        r.push(
+            SpecProblemKind::Conflict,
+            "bookkeeping",
+            None,
+            bookkeeping_line.flatten(),
+            "[sources.bookkeeping] is not supported for a declared source: coldsweep keeps each \
+             row's lease and state in the source's side_table; remove [sources.bookkeeping]",
+        );
+    }
+    if raw.side_table.is_none() {
+        r.push(
             SpecProblemKind::Missing,
             "side_table",
             None,
             line,
-            "expected side_table (coldsweep's own table for this source): without [sources.cold] \
-             and [sources.bookkeeping] columns on the table, the cold location and coldsweep's \
-             state need one",
-        ),
-        (Some(s), false) => r.push(
-            SpecProblemKind::Conflict,
-            "side_table",
-            None,
-            lines.of(s.span()),
-            "side_table is unused: [sources.cold] and [sources.bookkeeping] already put \
-             everything on the table; remove one of them",
-        ),
-        _ => {}
+            "expected side_table (coldsweep's own table for this source): it holds each row's \
+             lease and state, and the cold location unless [sources.cold] puts it on the table",
+        );
     }
     let clear_path = match &hot.clear_path {
         Some(v) => *v.get_ref(),
@@ -2467,6 +2467,20 @@ condition = "filename <> 'keep.pdf'"
                 assert!(shown.contains(&format!("(line {line})")), "{shown}");
             }
         }
+    }
+
+    #[test]
+    fn bookkeeping_columns_on_the_table_are_refused() {
+        let text = DOCUMENTS.to_owned()
+            + "\n[sources.bookkeeping]\nstate = \"s\"\nerror = \"e\"\nattempts = \"a\"\n\
+               claims = \"c\"\nlease_owner = \"o\"\nlease_expires_at = \"x\"\n\
+               missing_since = \"m\"\n";
+        let p = only_problem(&text);
+        assert_eq!(
+            (p.kind, p.setting.as_str()),
+            (SpecProblemKind::Conflict, "bookkeeping")
+        );
+        assert!(p.line.is_some(), "{p}");
     }
 
     #[test]
