@@ -519,3 +519,60 @@ fn the_uploads_demo_archives_old_documents_and_converges() {
     assert_eq!(json_of(&ran)["archived"], 0, "{}", ran.show());
     assert_eq!(files(&demo.join("cold/cold-archive")).len(), 6);
 }
+
+/// The fenced blocks of `lang` in `text`.
+fn fenced_blocks(text: &str, lang: &str) -> Vec<String> {
+    let open = format!("```{lang}\n");
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(&open) {
+        let body = &rest[at + open.len()..];
+        let end = body.find("```").expect("a closed block");
+        blocks.push(body[..end].to_owned());
+        rest = &body[end..];
+    }
+    blocks
+}
+
+/// The README's worked examples are what a user copies: their tables are
+/// created on a real Postgres, their declarations validate against them,
+/// their side tables are created, and the view the second example offers
+/// the application runs over its side table.
+#[tokio::test]
+async fn the_readme_examples_declare_sources_that_fit_their_tables() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("## Your own tables: declaring sources")
+        .unwrap();
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").unwrap() + 3];
+    let declarations: Vec<String> = fenced_blocks(section, "toml")
+        .into_iter()
+        .filter(|b| b.contains("[[sources]]"))
+        .collect();
+    assert_eq!(declarations.len(), 3, "two examples and the reference");
+    for declaration in &declarations {
+        parse_sources(declaration).unwrap_or_else(|e| panic!("{e}\n{declaration}"));
+    }
+    let sql = fenced_blocks(section, "sql");
+    assert_eq!(sql.len(), 3, "two tables and a view");
+
+    let db = harness::pg::fresh_database().await;
+    let mut conn = db.connection().await;
+    for ddl in &sql[..2] {
+        conn.execute(AssertSqlSafe(ddl.clone())).await.unwrap();
+    }
+    let catalog: Arc<dyn Catalog> = Arc::new(db.catalog().await);
+    let specs: Vec<_> = declarations[..2]
+        .iter()
+        .flat_map(|d| parse_sources(d).unwrap())
+        .collect();
+    let (sources, _) = coldsweep::source::open_declared(catalog, specs)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.chain()));
+    for source in &sources {
+        source.migrate().await.unwrap();
+    }
+    conn.execute(AssertSqlSafe(sql[2].clone())).await.unwrap();
+}

@@ -329,8 +329,8 @@ impl TableSource {
             sha256: None,
             compressed_size_bytes: int(4, "the stored size")?,
             size_bytes: int(5, "the decoded size")?,
-            content_type: text(7),
-            content_encoding: text(8),
+            content_type: text(7).filter(|t| header_safe(t)),
+            content_encoding: text(8).filter(|t| header_safe(t)),
             archived_at,
             attempts: int(12, "attempts")?.unwrap_or(0) as i32,
             claims: int(13, "claims")?.unwrap_or(1) as i32,
@@ -428,6 +428,13 @@ fn lease_lost(source: &str, key: &str) -> Error {
         ErrorKind::LeaseLost,
         format!("source {source:?}, row {key}: the lease is no longer held"),
     )
+}
+
+/// Whether a value from the table may travel as an HTTP header as it is:
+/// visible ASCII and spaces only. Anything else is left out of the upload
+/// (the bytes are moved all the same).
+fn header_safe(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 /// A size as the catalog wrote it (an integer, or a sum Postgres gives as
