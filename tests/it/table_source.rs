@@ -576,3 +576,137 @@ async fn the_readme_examples_declare_sources_that_fit_their_tables() {
     }
     conn.execute(AssertSqlSafe(sql[2].clone())).await.unwrap();
 }
+
+/// File names as applications hold them (spaces, both Unicode forms of an
+/// accent, `+ # % ? &`, CJK, emoji) travel percent-encoded in request paths
+/// and never in a header, from Supabase Storage through the sweep to S3.
+/// Storage itself takes only a few characters besides ASCII letters and
+/// digits in a key, so, as Supabase apps do, the hot path is a safe name
+/// and the file's own name, in its own column, makes the cold key.
+#[tokio::test]
+async fn awkward_names_never_reach_a_header_on_the_wire() {
+    use coldsweep::store::SupabaseStore;
+
+    let db = pg_uploads().await;
+    let supabase = harness::supabase::SupabaseServer::start().await;
+    for bucket in ["uploads", "uploads-eu"] {
+        supabase.create_bucket(bucket);
+    }
+    let hot: Arc<dyn Store> = Arc::new(SupabaseStore::new(&supabase.config()).unwrap());
+    let s3 = harness::s3::S3Server::start().await;
+    s3.create_bucket(COLD);
+    let relay = harness::capture::RecordingRelay::start(&s3.endpoint).await;
+    let cold_config = coldsweep::config::S3Config {
+        endpoint: Some(relay.endpoint.clone()),
+        ..s3.config()
+    };
+    let cold: Arc<dyn Store> = Arc::new(S3Store::new("minio", &cold_config).unwrap());
+
+    let names = [
+        "Re\u{301}sume\u{301} 2023.pdf",
+        "Résumé 2022.pdf",
+        "a+b #1 100%?&=x.txt",
+        "報告 🎉 final.docx",
+    ];
+    let pool = db.pg_pool.clone().unwrap();
+    let hot_path = |n: usize| format!("org-c/{n} a+b &$@=;:,?(x)!'*.bin");
+    for (n, name) in names.iter().enumerate() {
+        let body = format!("bytes of {name}");
+        sqlx::query(
+            "INSERT INTO documents (org_id, filename, bucket, path, created_at, size)
+             VALUES ('0c0c0c0c-0c0c-4c0c-8c0c-0c0c0c0c0c0c', $1, 'uploads', $2, $3, $4)",
+        )
+        .bind(*name)
+        .bind(hot_path(n))
+        .bind(
+            Utc.with_ymd_and_hms(2022, 1, 1 + n as u32, 0, 0, 0)
+                .unwrap(),
+        )
+        .bind(body.len() as i64)
+        .execute(&pool)
+        .await
+        .unwrap();
+        let location = Location::new("uploads", ObjectKey::new(hot_path(n)).unwrap());
+        hot.put(&location, Bytes::from(body), &PutOptions::default())
+            .await
+            .unwrap();
+    }
+    // The fixture's other rows have no hot copy here: only org c's move.
+    let specs = parse_sources(&DECLARATIONS.replace(
+        "condition = \"filename <> 'keep.pdf'\"",
+        "condition = \"org_id = '0c0c0c0c-0c0c-4c0c-8c0c-0c0c0c0c0c0c'\"",
+    ))
+    .unwrap();
+    let documents = specs
+        .into_iter()
+        .find(|s| s.name.value == "documents")
+        .unwrap();
+    let (sources, _) = coldsweep::source::open_declared(db.catalog.clone(), vec![documents])
+        .await
+        .unwrap();
+    sources[0].migrate().await.unwrap();
+    let mut config = Config::default();
+    config.provider = Provider::Minio;
+    config.bucket = COLD.to_owned();
+    let report = Archiver::declared(config, sources, hot.clone(), cold.clone())
+        .with_clock(Arc::new(now))
+        .sweep()
+        .await;
+    assert!(report.is_clean(), "{report:?}");
+    // keep_newest = 2 per (org, bucket): the two oldest move.
+    assert_eq!(report.archived, 2, "{report:?}");
+
+    let visible = |v: &str| v.bytes().all(|b| (0x20..0x7f).contains(&b));
+    for r in supabase.requests() {
+        assert!(r.path.is_ascii(), "{r:?}");
+        for (name, value) in &r.headers {
+            assert!(
+                visible(value.to_str().unwrap_or("\u{0}")),
+                "{name}: {value:?} in {r:?}"
+            );
+        }
+    }
+    let puts: Vec<String> = relay
+        .requests()
+        .iter()
+        .inspect(|r| {
+            assert!(r.target.is_ascii(), "{r:?}");
+            for (name, value) in &r.headers {
+                assert!(visible(value), "{name}: {value:?} in {r:?}");
+            }
+        })
+        .filter(|r| r.method == "PUT")
+        .map(|r| {
+            percent_encoding::percent_decode_str(r.path())
+                .decode_utf8()
+                .unwrap()
+                .into_owned()
+        })
+        .collect();
+    for (n, name) in names.iter().enumerate() {
+        let moved = n < 2;
+        assert_eq!(
+            puts.iter().any(|p| p.ends_with(&format!("/{name}"))),
+            moved,
+            "{name:?} uploaded under its own name: {puts:?}"
+        );
+        assert_eq!(supabase.object("uploads", &hot_path(n)).is_none(), moved);
+    }
+    let keys = scene_keys(&pool).await;
+    for key in keys {
+        let location = Location::new(COLD, ObjectKey::new(&key).unwrap());
+        let bytes = cold.get(&location).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&bytes).starts_with("bytes of "),
+            "{key}"
+        );
+    }
+}
+
+/// The cold keys recorded on `documents`.
+async fn scene_keys(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT archive_key FROM documents WHERE archive_key IS NOT NULL")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
