@@ -30,6 +30,8 @@ struct Scene {
     hot: Arc<dyn Store>,
     cold: Arc<dyn Store>,
     provider: Provider,
+    /// One clock for every sweep of the scene.
+    clock: coldsweep::archiver::Clock,
     _keep: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -48,6 +50,15 @@ const MORE_DOCUMENTS: &[(&str, &str, &str)] = &[
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()
+}
+
+/// A clock from [`now`] on, a second later at each reading: each sweep
+/// starts at its own instant, as it does in production.
+fn ticking() -> coldsweep::archiver::Clock {
+    let ticks = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    Arc::new(move || {
+        now() + chrono::Duration::seconds(ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    })
 }
 
 impl Scene {
@@ -87,6 +98,7 @@ impl Scene {
             hot,
             cold,
             provider,
+            clock: ticking(),
             _keep: keep,
         };
         for (name, created, body) in MORE_DOCUMENTS {
@@ -198,7 +210,7 @@ impl Scene {
                 .map(|s| Arc::new(s.clone()) as Arc<dyn ArchiveSource>)
                 .collect(),
         )
-        .with_clock(Arc::new(now))
+        .with_clock(self.clock.clone())
     }
 
     async fn cold_bytes(&self, key: &str) -> Option<Bytes> {
@@ -253,6 +265,31 @@ async fn documents_move_by_retention_and_condition(postgres: bool) {
     let again = scene.archiver(&sources).sweep().await;
     assert!(again.is_clean(), "{again:?}");
     assert_eq!(again.archived, 0, "{again:?}");
+
+    // The application replaces an archived file: the row's path is set
+    // again, to a new hot file, which moves in its turn.
+    let new_body = b"the second version";
+    scene
+        .put("uploads", "org-a/old one v2.pdf", new_body.to_vec())
+        .await;
+    scene
+        .exec(&format!(
+            "UPDATE documents SET path = 'org-a/old one v2.pdf', size = {}, digest = '{}'
+             WHERE filename = 'old one.pdf'",
+            new_body.len(),
+            hex::encode(Sha256::digest(new_body))
+        ))
+        .await;
+    let third = scene.archiver(&sources).sweep().await;
+    assert!(third.is_clean(), "{third:?}");
+    assert_eq!(third.archived, 1, "{third:?}");
+    let row = scene
+        .rows("SELECT archive_key, path, NULL FROM documents WHERE filename = 'old one.pdf'")
+        .await;
+    assert_eq!(row[0].1, None);
+    let key = row[0].0.as_deref().unwrap();
+    assert_eq!(scene.cold_bytes(key).await.as_deref(), Some(&new_body[..]));
+    assert!(!scene.hot_exists("uploads", "org-a/old one v2.pdf").await);
 }
 
 #[tokio::test]

@@ -173,11 +173,18 @@ impl Sql {
     }
 
     /// A row still has its hot copy (as far as coldsweep knows).
+    ///
+    /// Where coldsweep clears the path column, the column decides: it is
+    /// set to NULL in the transaction that records the hot copy gone, so a
+    /// path set again later is the application's new file (a re-upload),
+    /// hot and movable again. Where the path is kept, the side table decides.
     pub(super) fn hot(&self, t: &str, s: &str) -> String {
-        let mut hot = format!(
-            "{} IS NOT NULL AND {s}.hot_deleted_at IS NULL",
-            col(t, &self.spec.hot.path_column.value)
-        );
+        let path = col(t, &self.spec.hot.path_column.value);
+        let mut hot = if self.spec.hot.clear_path {
+            format!("{path} IS NOT NULL")
+        } else {
+            format!("{path} IS NOT NULL AND {s}.hot_deleted_at IS NULL")
+        };
         if let HotBucket::Column(bucket) = &self.spec.hot.bucket {
             hot.push_str(&format!(" AND {} IS NOT NULL", col(t, &bucket.value)));
         }
@@ -411,12 +418,28 @@ impl Sql {
             free = self.free("o", 2),
             considered = self.considered("t"),
         );
+        // A row moved before whose path is set again holds a new file: its
+        // old move is forgotten here (the pick saw the path set, under the
+        // row's lock on Postgres, in the one write on SQLite).
+        let (forget, moved) = if self.spec.hot.clear_path {
+            (
+                ",
+                     cold_provider = CASE WHEN s.hot_deleted_at IS NULL THEN s.cold_provider END,
+                     cold_bucket = CASE WHEN s.hot_deleted_at IS NULL THEN s.cold_bucket END,
+                     cold_key = CASE WHEN s.hot_deleted_at IS NULL THEN s.cold_key END,
+                     archived_at = CASE WHEN s.hot_deleted_at IS NULL THEN s.archived_at END,
+                     hot_deleted_at = NULL",
+                "",
+            )
+        } else {
+            ("", "s.hot_deleted_at IS NULL AND ")
+        };
         let upsert = format!(
             "ON CONFLICT (row_key) DO UPDATE
                  SET lease_owner = excluded.lease_owner,
                      lease_expires_at = excluded.lease_expires_at,
-                     claims = s.claims + 1
-                 WHERE s.hot_deleted_at IS NULL AND {free}
+                     claims = s.claims + 1{forget}
+                 WHERE {moved}{free}
              RETURNING {key}",
             free = self.free("s", 2),
             key = self.text("row_key"),
