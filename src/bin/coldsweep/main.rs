@@ -170,6 +170,9 @@ enum Command {
         /// Print one JSON object on stdout instead of the report (fields: README, "JSON output").
         #[arg(long)]
         json: bool,
+        /// With [[sources]] in the config file: only this declared source.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
         #[command(flatten)]
         settings: Settings,
     },
@@ -180,6 +183,9 @@ enum Command {
         /// Print one JSON object on stdout instead of the report (fields: README, "JSON output").
         #[arg(long)]
         json: bool,
+        /// With [[sources]] in the config file: only this declared source.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
         #[command(flatten)]
         settings: Settings,
     },
@@ -343,8 +349,16 @@ async fn main() -> ExitCode {
             output,
             settings,
         } => commands::sweep(once, retry_failed, output, settings).await,
-        Command::Plan { json, settings } => commands::plan(settings, json).await,
-        Command::Status { json, settings } => commands::status(settings, json).await,
+        Command::Plan {
+            json,
+            source,
+            settings,
+        } => commands::plan(settings, json, source.as_deref()).await,
+        Command::Status {
+            json,
+            source,
+            settings,
+        } => commands::status(settings, json, source.as_deref()).await,
         Command::Check(settings) => commands::check(settings).await,
         Command::Verify {
             settings,
