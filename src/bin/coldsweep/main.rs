@@ -164,8 +164,9 @@ enum Command {
         settings: Settings,
     },
 
-    /// Dry run: show per job which rule (retention, hot quota, minimum age) moves it in the
-    /// next sweep or keeps it hot, and the hot bytes before and after.
+    /// Dry run: show per job (per row or parent of each source declared in the config file)
+    /// which rule (retention, hot quota, minimum age) moves it in the next sweep or keeps it
+    /// hot, and the hot bytes before and after.
     Plan {
         /// Print one JSON object on stdout instead of the report (fields: README, "JSON output").
         #[arg(long)]
@@ -177,8 +178,9 @@ enum Command {
         settings: Settings,
     },
 
-    /// Show where blobs are: counts; hot and cold bytes per bucket; quarantined, missing and
-    /// lost blobs with their reasons; failing blobs with their last error and retry time.
+    /// Show where blobs are (per source declared in the config file): counts; hot and cold
+    /// bytes per bucket; quarantined, missing and lost blobs with their reasons; failing blobs
+    /// with their last error and retry time.
     Status {
         /// Print one JSON object on stdout instead of the report (fields: README, "JSON output").
         #[arg(long)]
