@@ -317,7 +317,7 @@ async fn check_validates_declarations_and_side_tables() {
         hot.display()
     );
     let path = dir.path().join("coldsweep.toml");
-    std::fs::write(&path, settings + DECLARATIONS).unwrap();
+    std::fs::write(&path, settings.clone() + DECLARATIONS).unwrap();
 
     let ran = coldsweep_with(&path, &["check"]);
     assert_eq!(ran.code, Some(1), "{}", ran.show());
@@ -356,6 +356,36 @@ async fn check_validates_declarations_and_side_tables() {
         ran.show()
     );
     assert!(ran.stdout.contains("images: "), "{}", ran.show());
+
+    // A declaration that no longer fits the schema: its problem listed,
+    // its rows not read; the other source still checked.
+    std::fs::write(
+        &path,
+        settings + &DECLARATIONS.replace("stored_size = \"size\"", "stored_size = \"bytes\""),
+    )
+    .unwrap();
+    let ran = coldsweep_with(&path, &["check"]);
+    assert_eq!(ran.code, Some(1), "{}", ran.show());
+    assert!(
+        ran.stdout.contains(
+            "✗ source documents: declaration fits the schema: 1 problem\n      \
+             - source \"documents\", columns.stored_size (line 21): table documents has no \
+             column bytes (expected an integer column)\n"
+        ),
+        "{}",
+        ran.show()
+    );
+    assert!(
+        ran.stdout
+            .contains("- source documents: rows readable: not tried"),
+        "{}",
+        ran.show()
+    );
+    assert!(
+        ran.stdout.contains("✓ source post-images: rows readable"),
+        "{}",
+        ran.show()
+    );
 }
 
 /// An incomplete declaration: `plan` exits 2 with every problem, one a line.
