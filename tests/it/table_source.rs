@@ -22,16 +22,16 @@ use sqlx::{AssertSqlSafe, Executor};
 use crate::harness;
 use crate::uploads_schema::{DECLARATIONS, Uploads, pg_uploads, sqlite_uploads};
 
-const COLD: &str = "cold-archive";
+pub(crate) const COLD: &str = "cold-archive";
 
 /// The uploads schema with stores holding every row's hot copy.
-struct Scene {
-    db: Uploads,
-    hot: Arc<dyn Store>,
-    cold: Arc<dyn Store>,
-    provider: Provider,
+pub(crate) struct Scene {
+    pub(crate) db: Uploads,
+    pub(crate) hot: Arc<dyn Store>,
+    pub(crate) cold: Arc<dyn Store>,
+    pub(crate) provider: Provider,
     /// One clock for every sweep of the scene.
-    clock: coldsweep::archiver::Clock,
+    pub(crate) clock: coldsweep::archiver::Clock,
     _keep: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -48,7 +48,7 @@ const MORE_DOCUMENTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()
 }
 
@@ -62,7 +62,7 @@ fn ticking() -> coldsweep::archiver::Clock {
 }
 
 impl Scene {
-    async fn new(postgres: bool) -> Scene {
+    pub(crate) async fn new(postgres: bool) -> Scene {
         let (db, hot, cold, provider, keep): (_, Arc<dyn Store>, Arc<dyn Store>, _, _) = if postgres
         {
             let db = pg_uploads().await;
@@ -134,7 +134,7 @@ impl Scene {
         scene
     }
 
-    async fn put(&self, bucket: &str, path: &str, body: Vec<u8>) {
+    pub(crate) async fn put(&self, bucket: &str, path: &str, body: Vec<u8>) {
         let location = Location::new(bucket, ObjectKey::new(path).unwrap());
         self.hot
             .put(&location, Bytes::from(body), &PutOptions::default())
@@ -142,7 +142,7 @@ impl Scene {
             .unwrap();
     }
 
-    async fn exec(&self, sql: &str) {
+    pub(crate) async fn exec(&self, sql: &str) {
         match (&self.db.pg_pool, &self.db.sqlite_pool) {
             (Some(pool), _) => {
                 pool.execute(AssertSqlSafe(sql.to_owned())).await.unwrap();
@@ -155,7 +155,10 @@ impl Scene {
     }
 
     /// Three text columns of each row `sql` selects.
-    async fn rows(&self, sql: &str) -> Vec<(Option<String>, Option<String>, Option<String>)> {
+    pub(crate) async fn rows(
+        &self,
+        sql: &str,
+    ) -> Vec<(Option<String>, Option<String>, Option<String>)> {
         use sqlx::Row;
         match (&self.db.pg_pool, &self.db.sqlite_pool) {
             (Some(pool), _) => sqlx::query(AssertSqlSafe(sql.to_owned()))
@@ -176,7 +179,7 @@ impl Scene {
         }
     }
 
-    async fn sources(&self, declarations: &str) -> Vec<TableSource> {
+    pub(crate) async fn sources(&self, declarations: &str) -> Vec<TableSource> {
         let specs = parse_sources(declarations).unwrap();
         validate_sources(&specs, self.db.catalog.as_ref())
             .await
@@ -192,7 +195,7 @@ impl Scene {
         sources
     }
 
-    fn archiver(&self, sources: &[TableSource]) -> Archiver {
+    pub(crate) fn archiver(&self, sources: &[TableSource]) -> Archiver {
         let mut config = Config::default();
         config.provider = self.provider;
         config.bucket = COLD.to_owned();
@@ -213,12 +216,12 @@ impl Scene {
         .with_clock(self.clock.clone())
     }
 
-    async fn cold_bytes(&self, key: &str) -> Option<Bytes> {
+    pub(crate) async fn cold_bytes(&self, key: &str) -> Option<Bytes> {
         let location = Location::new(COLD, ObjectKey::new(key).unwrap());
         self.cold.get(&location).await.ok()
     }
 
-    async fn hot_exists(&self, bucket: &str, key: &str) -> bool {
+    pub(crate) async fn hot_exists(&self, bucket: &str, key: &str) -> bool {
         let location = Location::new(bucket, ObjectKey::new(key).unwrap());
         self.hot.get(&location).await.is_ok()
     }

@@ -152,6 +152,8 @@ pub(crate) struct Uploads {
     pub(crate) pg_pool: Option<sqlx::PgPool>,
     /// The SQLite catalog's pool, likewise.
     pub(crate) sqlite_pool: Option<sqlx::SqlitePool>,
+    /// The catalog's URL, for the binary.
+    pub(crate) url: String,
     _keep: Box<dyn std::any::Any + Send + Sync>,
 }
 
@@ -171,6 +173,7 @@ pub(crate) async fn pg_uploads() -> Uploads {
     Uploads {
         pg_pool: Some(catalog.pool().clone()),
         sqlite_pool: None,
+        url: db.url().to_owned(),
         catalog: Arc::new(catalog),
         _keep: Box::new(db),
     }
@@ -189,6 +192,7 @@ pub(crate) async fn sqlite_uploads() -> Uploads {
     Uploads {
         pg_pool: None,
         sqlite_pool: Some(catalog.pool().clone()),
+        url: db.url().to_owned(),
         catalog: Arc::new(catalog),
         _keep: Box::new(db),
     }

@@ -164,22 +164,30 @@ enum Command {
         settings: Settings,
     },
 
-    /// Dry run: show per job which rule (retention, hot quota, minimum age) moves it in the
-    /// next sweep or keeps it hot, and the hot bytes before and after.
+    /// Dry run: show per job (per row or parent of each source declared in the config file)
+    /// which rule (retention, hot quota, minimum age) moves it in the next sweep or keeps it
+    /// hot, and the hot bytes before and after.
     Plan {
         /// Print one JSON object on stdout instead of the report (fields: README, "JSON output").
         #[arg(long)]
         json: bool,
+        /// With [[sources]] in the config file: only this declared source.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
         #[command(flatten)]
         settings: Settings,
     },
 
-    /// Show where blobs are: counts; hot and cold bytes per bucket; quarantined, missing and
-    /// lost blobs with their reasons; failing blobs with their last error and retry time.
+    /// Show where blobs are (per source declared in the config file): counts; hot and cold
+    /// bytes per bucket; quarantined, missing and lost blobs with their reasons; failing blobs
+    /// with their last error and retry time.
     Status {
         /// Print one JSON object on stdout instead of the report (fields: README, "JSON output").
         #[arg(long)]
         json: bool,
+        /// With [[sources]] in the config file: only this declared source.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
         #[command(flatten)]
         settings: Settings,
     },
@@ -357,8 +365,16 @@ async fn main() -> ExitCode {
             output,
             settings,
         } => commands::sweep(once, retry_failed, output, settings).await,
-        Command::Plan { json, settings } => commands::plan(settings, json).await,
-        Command::Status { json, settings } => commands::status(settings, json).await,
+        Command::Plan {
+            json,
+            source,
+            settings,
+        } => commands::plan(settings, json, source.as_deref()).await,
+        Command::Status {
+            json,
+            source,
+            settings,
+        } => commands::status(settings, json, source.as_deref()).await,
         Command::Check(settings) => commands::check(settings).await,
         Command::Verify {
             settings,

@@ -28,8 +28,10 @@ use crate::source::ArchiveSource;
 use crate::source::spec::{HotBucket, RuleScope, SourceSpec};
 
 mod sql;
+mod status;
 
 use sql::{Compare, KeyType, Sql, Switch, Types};
+pub use status::{BucketUsage, RowState, STATUS_LIST_LIMIT, SourceStatus};
 
 /// A declared source. Clones share the sweep's position.
 #[derive(Debug, Clone)]

@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 use coldsweep::catalog::{Catalog, HotBucket};
 use coldsweep::config::{Config, HotConfig, VerifyMode};
+use coldsweep::source::TableSource;
+use coldsweep::source::spec::{SourceSpec, SpecErrors, SpecProblem, validate_sources};
 use coldsweep::store::Store;
 use coldsweep::store::probe::{ProbeReport, ProbeStep, StepOutcome, probe, probe_read_only};
 use coldsweep::{ErrorKind, Location, ObjectKey};
@@ -36,8 +38,11 @@ pub(crate) async fn check(settings: Settings) -> anyhow::Result<ExitCode> {
         .probe_key_prefix()
         .map_err(|e| BadSettings(e.message().to_owned()))?;
 
+    // A declaration that does not parse is a bad setting (exit code 2).
+    let specs = settings.source_specs()?;
+
     let mut report = Report::default();
-    let hot_buckets = check_catalog(&settings, &mut report).await?;
+    let hot_buckets = check_catalog(&settings, specs, &mut report).await?;
     check_cold(cold.as_ref(), &config, &probe_prefix, &mut report).await;
     check_hot(
         hot.as_ref(),
@@ -159,6 +164,7 @@ impl Report {
 /// or `None` when the catalog could not be read.
 async fn check_catalog(
     settings: &Settings,
+    specs: Option<Vec<SourceSpec>>,
     report: &mut Report,
 ) -> anyhow::Result<Option<Vec<HotBucket>>> {
     let url = settings
@@ -198,6 +204,9 @@ async fn check_catalog(
         }
     };
     report.pass("connected", catalog.backend());
+    if let Some(specs) = specs {
+        return Ok(check_sources(catalog, specs, report).await);
+    }
     if let Err(e) = catalog.check_migrations().await {
         let reason = if e.kind() == ErrorKind::InvalidInput {
             "the schema is not current: run `coldsweep migrate`"
@@ -211,23 +220,7 @@ async fn check_catalog(
     report.pass("migrations applied", "");
     match catalog.hot_buckets(HOT_BUCKETS_CHECKED + 1).await {
         Ok(buckets) => {
-            let names: Vec<&str> = buckets
-                .iter()
-                .take(HOT_BUCKETS_CHECKED)
-                .map(|b| b.bucket.as_str())
-                .collect();
-            let detail = match buckets.len() {
-                0 => "no blobs in hot storage".to_owned(),
-                n if n > HOT_BUCKETS_CHECKED => {
-                    format!("hot blobs in {} and more buckets", names.join(", "))
-                }
-                _ => format!(
-                    "hot blobs in {} {}",
-                    format::count(names.len() as u64, "bucket", "buckets"),
-                    names.join(", ")
-                ),
-            };
-            report.pass("tasks readable", &detail);
+            report.pass("tasks readable", &buckets_detail(&buckets));
             Ok(Some(buckets))
         }
         Err(e) => {
@@ -239,6 +232,160 @@ async fn check_catalog(
             Ok(None)
         }
     }
+}
+
+/// "hot blobs in 2 buckets a, b": the buckets a check looks in.
+fn buckets_detail(buckets: &[HotBucket]) -> String {
+    let names: Vec<&str> = buckets
+        .iter()
+        .take(HOT_BUCKETS_CHECKED)
+        .map(|b| b.bucket.as_str())
+        .collect();
+    match buckets.len() {
+        0 => "no blobs in hot storage".to_owned(),
+        n if n > HOT_BUCKETS_CHECKED => {
+            format!("hot blobs in {} and more buckets", names.join(", "))
+        }
+        _ => format!(
+            "hot blobs in {} {}",
+            format::count(names.len() as u64, "bucket", "buckets"),
+            names.join(", ")
+        ),
+    }
+}
+
+/// The catalog part with `[[sources]]`: each declaration against the live
+/// schema, each side table in place, each source's rows readable. Returns
+/// the hot buckets the sources' rows are in (`None`: none could be read).
+async fn check_sources(
+    catalog: Arc<dyn Catalog>,
+    specs: Vec<SourceSpec>,
+    report: &mut Report,
+) -> Option<Vec<HotBucket>> {
+    let (notes, problems) = match validate_sources(&specs, catalog.as_ref()).await {
+        Ok(notes) => (notes, Vec::new()),
+        Err(e) => match SpecErrors::of(&e) {
+            Some(errors) => (Vec::new(), errors.problems().to_vec()),
+            None => {
+                report.fail(
+                    "source declarations",
+                    "could not read the catalog's schema",
+                    &e.chain().to_string(),
+                );
+                return None;
+            }
+        },
+    };
+    let general: Vec<&SpecProblem> = problems.iter().filter(|p| p.source.is_none()).collect();
+    if !general.is_empty() {
+        report.fail(
+            "source declarations",
+            &format::count(general.len() as u64, "problem", "problems"),
+            "",
+        );
+        for problem in general {
+            out!("      - {problem}");
+        }
+    }
+    let mut buckets: Vec<HotBucket> = Vec::new();
+    let mut read_any = false;
+    for spec in specs {
+        let name = spec.name.value.clone();
+        let own: Vec<&SpecProblem> = problems
+            .iter()
+            .filter(|p| p.source.as_deref() == Some(name.as_str()))
+            .collect();
+        let what = format!("source {name}: declaration fits the schema");
+        let declared_ok = own.is_empty();
+        if declared_ok {
+            report.pass(&what, &format!("table {}", spec.table.value));
+            for note in notes.iter().filter(|n| n.source == name) {
+                report.note(format_args!(
+                    "{} ({}): {}",
+                    note.setting, note.column, note.message
+                ));
+            }
+        } else {
+            report.fail(
+                &what,
+                &format::count(own.len() as u64, "problem", "problems"),
+                "",
+            );
+            for problem in own {
+                out!("      - {problem}");
+            }
+        }
+        let side_what = format!("source {name}: side table in place");
+        let side = spec.side_table.as_ref().map(|s| s.value.clone());
+        let side_ok = match &side {
+            None => {
+                report.fail(&side_what, "the declaration names no side_table", "");
+                false
+            }
+            Some(side) => match catalog.describe_table(side).await {
+                Ok(Some(_)) => {
+                    report.pass(&side_what, &side.to_string());
+                    true
+                }
+                Ok(None) => {
+                    report.fail(
+                        &side_what,
+                        &format!(
+                            "{side} does not exist: run `coldsweep migrate` (with the same \
+                             --config) to create it"
+                        ),
+                        "",
+                    );
+                    false
+                }
+                Err(e) => {
+                    report.fail(
+                        &side_what,
+                        "could not read the schema",
+                        &e.chain().to_string(),
+                    );
+                    false
+                }
+            },
+        };
+        let rows_what = format!("source {name}: rows readable");
+        if !declared_ok || !side_ok {
+            report.skip(
+                &rows_what,
+                "the declaration or its side table is not in order",
+            );
+            continue;
+        }
+        let samples = match TableSource::open(catalog.clone(), spec).await {
+            Ok(source) => source.hot_samples(HOT_BUCKETS_CHECKED + 1).await,
+            Err(e) => Err(e),
+        };
+        match samples {
+            Ok(samples) => {
+                let found: Vec<HotBucket> = samples
+                    .into_iter()
+                    .map(|(bucket, sample_path, rows)| HotBucket {
+                        bucket,
+                        tasks: i64::try_from(rows).unwrap_or(i64::MAX),
+                        sample_path,
+                    })
+                    .collect();
+                report.pass(&rows_what, &buckets_detail(&found));
+                read_any = true;
+                for bucket in found {
+                    if !buckets.iter().any(|b| b.bucket == bucket.bucket) {
+                        buckets.push(bucket);
+                    }
+                }
+            }
+            Err(e) => report.fail(
+                &rows_what,
+                "could not read the table",
+                &e.chain().to_string(),
+            ),
+        }
+    }
+    read_any.then_some(buckets)
 }
 
 async fn check_cold(cold: &dyn Store, config: &Config, prefix: &ObjectKey, report: &mut Report) {

@@ -81,6 +81,38 @@ async fn ready(settings: &Settings) -> anyhow::Result<Ready> {
     })
 }
 
+/// The declared sources a command reads (`None`: no `[[sources]]`, the
+/// built-in source), all or only the one `--source` names, side tables
+/// required; an unknown name is a [`BadSettings`] error listing the names.
+async fn declared(
+    settings: &Settings,
+    only: Option<&str>,
+) -> anyhow::Result<Option<(Arc<dyn Catalog>, Vec<TableSource>)>> {
+    let Some(mut specs) = settings.source_specs()? else {
+        if only.is_some() {
+            return Err(BadSettings(
+                "--source names a source declared in the config file's [[sources]], and it \
+                 declares none"
+                    .to_owned(),
+            )
+            .into());
+        }
+        return Ok(None);
+    };
+    if let Some(name) = only {
+        let names: Vec<String> = specs.iter().map(|s| s.name.value.clone()).collect();
+        specs.retain(|s| s.name.value == name);
+        if specs.is_empty() {
+            return Err(BadSettings(format!(
+                "--source {name:?}: no such source; the config file declares {}",
+                names.join(", ")
+            ))
+            .into());
+        }
+    }
+    Ok(Some(settings.open_sources(specs, true).await?))
+}
+
 /// SIGINT and SIGTERM, listened to from creation on so that a signal during
 /// start-up is not lost (nor kills the process mid-step).
 pub(crate) struct Shutdown {

@@ -20,6 +20,8 @@ use crate::format;
 use crate::format::out;
 use crate::settings::Settings;
 
+mod declared;
+
 /// Jobs of one (domain, organisation), newest first.
 type Groups<'a> = BTreeMap<(i32, Option<Uuid>), Vec<Row<'a>>>;
 
@@ -197,8 +199,15 @@ struct JobJson {
 }
 
 /// `coldsweep plan`.
-pub(crate) async fn plan(settings: Settings, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) async fn plan(
+    settings: Settings,
+    json: bool,
+    only: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let (config, enabled) = settings.config_even_if_disabled()?;
+    if let Some((_, sources)) = super::declared(&settings, only).await? {
+        return declared::plan(&sources, enabled, json).await;
+    }
     let catalog = settings.db.connect_migrated().await?;
     let rules = config.rules();
     let now = Utc::now();

@@ -9,6 +9,8 @@ use crate::format;
 use crate::format::out;
 use crate::settings::Settings;
 
+mod declared;
+
 /// Quarantined and lost tasks listed at most.
 const LIST_LIMIT: usize = 20;
 
@@ -121,7 +123,14 @@ fn total(buckets: &[BucketBytes]) -> u64 {
 }
 
 /// `coldsweep status`.
-pub(crate) async fn status(settings: Settings, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) async fn status(
+    settings: Settings,
+    json: bool,
+    only: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    if let Some((catalog, sources)) = super::declared(&settings, only).await? {
+        return declared::status(catalog.backend(), &sources, json).await;
+    }
     let catalog = settings.db.connect_migrated().await?;
     let now = chrono::Utc::now();
     let counts = catalog.status(now).await?;
