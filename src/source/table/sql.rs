@@ -640,6 +640,26 @@ impl Sql {
         statements
     }
 
+    /// Row `$1` if `$2` holds its live lease (at `$3`) but no cold copy
+    /// is recorded: why a `clear_hot` changed nothing.
+    pub(super) fn held_without_cold(&self, id: &str, owner: &str, now: SqlValue) -> Statement {
+        Statement::new(
+            format!(
+                "SELECT {key} FROM {side}
+                 WHERE row_key = {id} AND cold_key IS NULL AND {fence}",
+                key = self.text("row_key"),
+                side = self.side,
+                id = self.key_param(self.types.key, 1),
+                fence = self.fence(&self.side, 2, 3),
+            ),
+            vec![
+                SqlValue::Text(id.to_owned()),
+                SqlValue::Text(owner.to_owned()),
+                now,
+            ],
+        )
+    }
+
     /// A fenced write of one side row: `set` (binding from `$4` on) where
     /// the row is `$1`, the fence `$2` owner, `$3` now, and `extra` holds.
     pub(super) fn fenced(
