@@ -157,8 +157,11 @@ impl Sql {
     pub(super) fn epoch(&self, expr: &str) -> String {
         match self.d {
             Dialect::Postgres => format!("EXTRACT(EPOCH FROM {expr})"),
+            // A TEXT column stores Unix seconds as digits, which `julianday`
+            // would read as a day number (none valid): read them as seconds.
             Dialect::Sqlite => format!(
                 "(CASE WHEN typeof({expr}) IN ('integer', 'real') THEN {expr} \
+                 WHEN {expr} <> '' AND {expr} NOT GLOB '*[^0-9]*' THEN CAST({expr} AS INTEGER) \
                  ELSE (julianday({expr}) - 2440587.5) * 86400.0 END)"
             ),
         }
