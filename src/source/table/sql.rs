@@ -753,7 +753,8 @@ impl Sql {
                 side = self.side,
                 key = self.key,
                 hot = self.hot("t", "s"),
-                k = self.text(&pk),
+                // Unqualified: SQLite refuses an alias in RETURNING.
+                k = self.text(&parent.key.value.quoted()),
             ),
             vec![
                 SqlValue::TextList(parent.finished.value.clone()),
