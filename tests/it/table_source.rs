@@ -38,7 +38,7 @@ pub(crate) struct Scene {
 /// Older documents of organisation a, besides the fixture's rows: two
 /// move (beyond the newest two of their group), `keep.pdf` is held by
 /// the condition.
-const MORE_DOCUMENTS: &[(&str, &str, &str)] = &[
+pub(crate) const MORE_DOCUMENTS: &[(&str, &str, &str)] = &[
     ("old one.pdf", "2023-01-01T00:00:00Z", "old bytes"),
     ("keep.pdf", "2023-02-01T00:00:00Z", "kept bytes"),
     (

@@ -565,11 +565,30 @@ impl ArchiveSource for TableSource {
 
     async fn clear_hot(&self, candidate: &ArchiveCandidate, fence: Fence<'_>) -> Result<()> {
         let cleared = self.clear_hot_many(&[candidate], fence).await?;
-        if cleared.is_empty() {
-            Err(lease_lost(&self.spec.name.value, &candidate.task_id))
-        } else {
-            Ok(())
+        if !cleared.is_empty() {
+            return Ok(());
         }
+        // Held but never switched to cold: clearing it would leave the row
+        // pointing at nothing, a broken order, not a lost lease (as the
+        // built-in source says too).
+        let held = self
+            .catalog
+            .run_statements(&[self.sql.held_without_cold(
+                &candidate.task_id,
+                fence.owner,
+                SqlValue::Time(fence.now),
+            )])
+            .await?;
+        if held.iter().flatten().next().is_some() {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "source {:?}, row {}: no cold copy is recorded; the hot reference stays",
+                    self.spec.name.value, candidate.task_id
+                ),
+            ));
+        }
+        Err(lease_lost(&self.spec.name.value, &candidate.task_id))
     }
 
     async fn clear_hot_many(

@@ -157,8 +157,11 @@ impl Sql {
     pub(super) fn epoch(&self, expr: &str) -> String {
         match self.d {
             Dialect::Postgres => format!("EXTRACT(EPOCH FROM {expr})"),
+            // A TEXT column stores Unix seconds as digits, which `julianday`
+            // would read as a day number (none valid): read them as seconds.
             Dialect::Sqlite => format!(
                 "(CASE WHEN typeof({expr}) IN ('integer', 'real') THEN {expr} \
+                 WHEN {expr} <> '' AND {expr} NOT GLOB '*[^0-9]*' THEN CAST({expr} AS INTEGER) \
                  ELSE (julianday({expr}) - 2440587.5) * 86400.0 END)"
             ),
         }
@@ -663,6 +666,26 @@ impl Sql {
         statements
     }
 
+    /// Row `$1` if `$2` holds its live lease (at `$3`) but no cold copy
+    /// is recorded: why a `clear_hot` changed nothing.
+    pub(super) fn held_without_cold(&self, id: &str, owner: &str, now: SqlValue) -> Statement {
+        Statement::new(
+            format!(
+                "SELECT {key} FROM {side}
+                 WHERE row_key = {id} AND cold_key IS NULL AND {fence}",
+                key = self.text("row_key"),
+                side = self.side,
+                id = self.key_param(self.types.key, 1),
+                fence = self.fence(&self.side, 2, 3),
+            ),
+            vec![
+                SqlValue::Text(id.to_owned()),
+                SqlValue::Text(owner.to_owned()),
+                now,
+            ],
+        )
+    }
+
     /// A fenced write of one side row: `set` (binding from `$4` on) where
     /// the row is `$1`, the fence `$2` owner, `$3` now, and `extra` holds.
     pub(super) fn fenced(
@@ -753,7 +776,8 @@ impl Sql {
                 side = self.side,
                 key = self.key,
                 hot = self.hot("t", "s"),
-                k = self.text(&pk),
+                // Unqualified: SQLite refuses an alias in RETURNING.
+                k = self.text(&parent.key.value.quoted()),
             ),
             vec![
                 SqlValue::TextList(parent.finished.value.clone()),
