@@ -455,10 +455,13 @@ fn size(text: &str) -> u64 {
 }
 
 /// An instant from epoch seconds as text.
+///
+/// Kept to the millisecond: SQLite's `julianday` is exact to about that,
+/// and a microsecond more would show `09:59:59.999990` for `10:00`.
 fn epoch_time(text: &str) -> Option<DateTime<Utc>> {
     let seconds: f64 = text.trim().parse().ok()?;
-    let micros = (seconds * 1_000_000.0).round() as i64;
-    Utc.timestamp_micros(micros).single()
+    let millis = (seconds * 1_000.0).round() as i64;
+    Utc.timestamp_millis_opt(millis).single()
 }
 
 /// A unit's standing from a row of [`Sql::standings`]. A unit with no age
