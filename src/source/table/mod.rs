@@ -27,8 +27,10 @@ use crate::rules::{self, Decisions, JobBytes, Rules, Standing, Standings};
 use crate::source::ArchiveSource;
 use crate::source::spec::{HotBucket, RuleScope, SourceSpec};
 
+mod read;
 mod sql;
 
+pub use read::TableRow;
 use sql::{Compare, KeyType, Sql, Switch, Types};
 
 /// A declared source. Clones share the sweep's position.
