@@ -13,6 +13,17 @@
 //! size of the decoded page against `html_sha256` and `html_size_bytes`);
 //! bytes that disagree are never returned.
 //!
+//! A declared source ([`PageReader::for_source`]) is read the same way by
+//! its row key, in the key column's own type: hot while the path column is
+//! set and the side table records no hot delete, else the cold copy the
+//! side table records. Its bytes are checked against the table's digest and
+//! stored size where it records them; a cold copy whose row records no
+//! digest is also checked against the SHA-256 coldsweep recorded with the
+//! upload. Many tables record neither: such a row's bytes are still served,
+//! because they are the copy the catalog points at (one coldsweep moved was
+//! proven identical when it moved it), with [`Page::proof`] saying
+//! [`Proof::Unchecked`] so the caller can say so.
+//!
 //! A page is read whole, up to [`GetOptions::max_bytes`] (64 MiB by
 //! default) of stored bytes and as much again decoded: a page larger than
 //! that is refused before it is read where the catalog records its size, and
@@ -57,11 +68,14 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
+use sha2::{Digest as _, Sha256};
 
 use crate::catalog::{BlobState, Catalog, TaskRow};
 use crate::error::{Error, ErrorKind, Result};
 use crate::integrity::check_against_catalog;
 use crate::keys::ObjectKey;
+use crate::model::ArchiveCandidate;
+use crate::source::{TableRow, TableSource};
 use crate::store::{Location, Store};
 
 /// The default [`GetOptions::max_bytes`]: 64 MiB.
@@ -139,6 +153,24 @@ pub struct Page {
     pub tier: Tier,
     /// Where in that store.
     pub location: Location,
+    /// What the bytes were checked against.
+    pub proof: Proof,
+}
+
+/// What a page's bytes were checked against before they were returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proof {
+    /// The catalog's digest or stored size (or both).
+    Catalog,
+    /// The SHA-256 of the stored bytes coldsweep recorded when it uploaded
+    /// the cold copy (and the catalog's size, where it records one): a
+    /// declared source's cold copy whose row records no digest.
+    UploadDigest,
+    /// Nothing: a declared source's row records neither a digest nor a
+    /// size, and the store kept no digest of the upload. The bytes are
+    /// those of the copy the catalog points at (a copy coldsweep moved was
+    /// proven identical when it moved it).
+    Unchecked,
 }
 
 /// Why a task's page is not served.
@@ -190,6 +222,10 @@ pub enum Unservable {
     },
     /// The catalog records neither a digest nor a size to check the bytes against.
     Unverifiable,
+    /// No row with this key in a declared source's table.
+    NoSuchRow,
+    /// A declared source's row records no blob: no hot copy, no cold copy.
+    NoBlob,
     /// The row cannot name a location (a path without a bucket, a bad key).
     BadRow {
         /// What is wrong.
@@ -212,6 +248,8 @@ impl Unservable {
         match self {
             Unservable::NoSuchTask
             | Unservable::NoHtml
+            | Unservable::NoSuchRow
+            | Unservable::NoBlob
             | Unservable::Lost { .. }
             | Unservable::Missing { .. }
             | Unservable::HotCopyGone { .. } => ErrorKind::NotFound,
@@ -225,7 +263,12 @@ impl Unservable {
     }
 
     fn into_error(self, task_id: &str) -> Error {
-        Error::new(self.kind(), format!("task {task_id}")).with_source(self)
+        self.about(format!("task {task_id}"))
+    }
+
+    /// The error saying `subject` (`task t1`, `source "documents" row 42`) is not served.
+    fn about(self, subject: String) -> Error {
+        Error::new(self.kind(), subject).with_source(self)
     }
 }
 
@@ -253,6 +296,10 @@ impl fmt::Display for Unservable {
         match self {
             Unservable::NoSuchTask => f.write_str("no such task in the catalog"),
             Unservable::NoHtml => f.write_str("the catalog records no HTML for this task"),
+            Unservable::NoSuchRow => f.write_str("no such row in the source's table"),
+            Unservable::NoBlob => {
+                f.write_str("the row records no blob (neither a hot copy nor a cold copy)")
+            }
             Unservable::Lost { since, reason } => {
                 f.write_str("recorded lost (in neither store)")?;
                 since_and_reason(f, since, reason)
@@ -305,10 +352,89 @@ pub fn unservable(err: &Error) -> Option<&Unservable> {
 /// cold bucket that archived rows are expected in.
 #[derive(Clone, Debug)]
 pub struct PageReader {
-    catalog: Arc<dyn Catalog>,
+    rows: Rows,
     hot: Arc<dyn Store>,
     cold: Arc<dyn Store>,
     cold_bucket: String,
+}
+
+/// Where a reader finds rows: the built-in task rows, or a declared source's.
+#[derive(Clone, Debug)]
+enum Rows {
+    Tasks(Arc<dyn Catalog>),
+    Table(TableSource),
+}
+
+/// A row as the reader needs it, from either kind of source.
+struct Row {
+    /// `task t1`, `source "documents" row 42`: what an error is about.
+    subject: String,
+    id: String,
+    job_id: String,
+    state: BlobState,
+    /// Bucket and path of the hot copy, while the row says it has one.
+    hot: Option<(Option<String>, Option<String>)>,
+    /// Provider, bucket and key of the cold copy the row records.
+    cold: Option<(Option<String>, Option<String>, String)>,
+    missing_since: Option<DateTime<Utc>>,
+    error: Option<String>,
+    /// Sizes, digest and encoding (its location filled in at each read).
+    meta: ArchiveCandidate,
+    /// A declared source's row: one recording neither digest nor size is
+    /// served unchecked (see the module docs).
+    declared: bool,
+}
+
+impl Row {
+    fn from_task(row: TaskRow) -> Self {
+        Row {
+            subject: format!("task {}", row.id),
+            state: row.state(),
+            meta: row.as_candidate("", ""),
+            hot: row.html_storage_path.is_some().then(|| {
+                (
+                    row.html_storage_bucket.clone(),
+                    row.html_storage_path.clone(),
+                )
+            }),
+            cold: row.html_archive_key.clone().map(|key| {
+                (
+                    row.html_archive_provider.clone(),
+                    row.html_archive_bucket.clone(),
+                    key,
+                )
+            }),
+            missing_since: row.html_missing_since,
+            error: row.html_archive_error,
+            id: row.id,
+            job_id: row.job_id,
+            declared: false,
+        }
+    }
+
+    fn from_table(source: &str, row: TableRow) -> Self {
+        Row {
+            subject: format!("source {source:?} row {}", row.key),
+            state: row.state(),
+            meta: row.as_candidate("", ""),
+            hot: row
+                .is_hot()
+                .then(|| (row.hot_bucket.clone(), row.hot_path.clone())),
+            cold: row
+                .cold
+                .clone()
+                .map(|c| (Some(c.provider), Some(c.bucket), c.key)),
+            missing_since: row.missing_since,
+            error: row.error,
+            job_id: row.parent.unwrap_or_default(),
+            id: row.key,
+            declared: true,
+        }
+    }
+
+    fn refuse(&self, why: Unservable) -> Error {
+        why.about(self.subject.clone())
+    }
 }
 
 impl PageReader {
@@ -322,17 +448,35 @@ impl PageReader {
         cold_bucket: impl Into<String>,
     ) -> Self {
         Self {
-            catalog,
+            rows: Rows::Tasks(catalog),
             hot,
             cold,
             cold_bucket: cold_bucket.into(),
         }
     }
 
-    /// Task `task_id`'s page, checked against the catalog; see the module docs.
+    /// A reader over a declared source's rows, keyed by the source's key
+    /// column; otherwise as [`PageReader::new`].
+    pub fn for_source(
+        source: TableSource,
+        hot: Arc<dyn Store>,
+        cold: Arc<dyn Store>,
+        cold_bucket: impl Into<String>,
+    ) -> Self {
+        Self {
+            rows: Rows::Table(source),
+            hot,
+            cold,
+            cold_bucket: cold_bucket.into(),
+        }
+    }
+
+    /// The page (the blob) of task (row) `task_id`, checked against the
+    /// catalog; see the module docs. For a declared source, a key that is
+    /// not of the key column's type is an [`ErrorKind::InvalidInput`] error.
     pub async fn get(&self, task_id: &str, options: &GetOptions) -> Result<Page> {
         let row = self.row(task_id, options).await?;
-        if row.html_storage_path.is_none() {
+        if row.hot.is_none() {
             return self.read_cold(&row, options).await;
         }
         match self.read(Tier::Hot, &row, options).await {
@@ -340,105 +484,115 @@ impl PageReader {
                 // A sweep may have moved it since the row was read: the row
                 // as it is now says where to look.
                 let now = self.row(task_id, options).await?;
-                if now.html_archive_key.is_some() {
+                if now.cold.is_some() {
                     tracing::debug!(task_id, "hot copy gone; reading the cold copy");
                     return self.read_cold(&now, options).await;
                 }
-                if now.html_storage_path.is_some() {
+                if let Some((bucket, path)) = &now.hot {
                     let location = format!(
                         "{}/{}",
-                        now.html_storage_bucket.as_deref().unwrap_or_default(),
-                        now.html_storage_path.as_deref().unwrap_or_default()
+                        bucket.as_deref().unwrap_or_default(),
+                        path.as_deref().unwrap_or_default()
                     );
-                    return Err(Unservable::HotCopyGone { location }.into_error(task_id));
+                    return Err(now.refuse(Unservable::HotCopyGone { location }));
                 }
-                Err(Unservable::NoHtml.into_error(task_id))
+                Err(now.refuse(no_blob(&now)))
             }
             read => read,
         }
     }
 
-    /// The task's row, refused when its state says the page is not to be served.
-    async fn row(&self, task_id: &str, options: &GetOptions) -> Result<TaskRow> {
-        let row = self
-            .catalog
-            .task(task_id)
-            .await
-            .map_err(|e| e.context(format!("task {task_id}: read the catalog row")))?
-            .ok_or_else(|| Unservable::NoSuchTask.into_error(task_id))?;
-        let refused = match row.state() {
+    /// The row, refused when its state says the page is not to be served.
+    async fn row(&self, task_id: &str, options: &GetOptions) -> Result<Row> {
+        let row = match &self.rows {
+            Rows::Tasks(catalog) => catalog
+                .task(task_id)
+                .await
+                .map_err(|e| e.context(format!("task {task_id}: read the catalog row")))?
+                .map(Row::from_task)
+                .ok_or_else(|| Unservable::NoSuchTask.into_error(task_id))?,
+            Rows::Table(source) => {
+                let name = source.spec().name.value.as_str();
+                let subject = format!("source {name:?} row {task_id}");
+                source
+                    .row(task_id)
+                    .await
+                    .map_err(|e| e.context(format!("{subject}: read the row")))?
+                    .map(|row| Row::from_table(name, row))
+                    .ok_or_else(|| Unservable::NoSuchRow.about(subject))?
+            }
+        };
+        let refused = match row.state {
             BlobState::Lost => Unservable::Lost {
-                since: row.html_missing_since,
-                reason: row.html_archive_error.clone(),
+                since: row.missing_since,
+                reason: row.error.clone(),
             },
             BlobState::Missing => Unservable::Missing {
-                since: row.html_missing_since,
-                reason: row.html_archive_error.clone(),
+                since: row.missing_since,
+                reason: row.error.clone(),
             },
             BlobState::Quarantined if !options.allow_quarantined => Unservable::Quarantined {
-                reason: row.html_archive_error.clone(),
+                reason: row.error.clone(),
             },
-            BlobState::None => Unservable::NoHtml,
+            BlobState::None => no_blob(&row),
             _ => return Ok(row),
         };
-        Err(refused.into_error(task_id))
+        Err(row.refuse(refused))
     }
 
     /// Read the cold copy the row records, if it is in the configured cold store.
-    async fn read_cold(&self, row: &TaskRow, options: &GetOptions) -> Result<Page> {
-        if row.html_archive_key.is_none() {
-            return Err(Unservable::NoHtml.into_error(&row.id));
-        }
-        let provider = row.html_archive_provider.as_deref().unwrap_or("?");
-        let bucket = row.html_archive_bucket.as_deref().unwrap_or("?");
+    async fn read_cold(&self, row: &Row, options: &GetOptions) -> Result<Page> {
+        let Some((provider, bucket, _)) = &row.cold else {
+            return Err(row.refuse(no_blob(row)));
+        };
+        let provider = provider.as_deref().unwrap_or("?");
+        let bucket = bucket.as_deref().unwrap_or("?");
         if provider != self.cold.provider() || bucket != self.cold_bucket {
-            return Err(Unservable::OtherColdStore {
+            return Err(row.refuse(Unservable::OtherColdStore {
                 recorded: format!("{provider}:{bucket}"),
                 configured: format!("{}:{}", self.cold.provider(), self.cold_bucket),
-            }
-            .into_error(&row.id));
+            }));
         }
         self.read(Tier::Cold, row, options).await
     }
 
     /// Read the row's copy in `tier` and check it.
-    async fn read(&self, tier: Tier, row: &TaskRow, options: &GetOptions) -> Result<Page> {
-        let (store, bucket, key) = match tier {
-            Tier::Hot => (
-                &self.hot,
-                row.html_storage_bucket.as_deref(),
-                row.html_storage_path.as_deref(),
-            ),
-            Tier::Cold => (
-                &self.cold,
-                row.html_archive_bucket.as_deref(),
-                row.html_archive_key.as_deref(),
-            ),
+    async fn read(&self, tier: Tier, row: &Row, options: &GetOptions) -> Result<Page> {
+        let (store, bucket, key) = match (tier, &row.hot, &row.cold) {
+            (Tier::Hot, Some((bucket, path)), _) => (&self.hot, bucket.as_deref(), path.as_deref()),
+            (Tier::Cold, _, Some((_, bucket, key))) => {
+                (&self.cold, bucket.as_deref(), Some(key.as_str()))
+            }
+            _ => (&self.hot, None, None),
         };
-        let task = row.id.as_str();
         let (Some(bucket), Some(key)) = (bucket, key) else {
             let reason = format!("a {} key without a bucket", tier.as_str());
-            return Err(Unservable::BadRow { reason }.into_error(task));
+            return Err(row.refuse(Unservable::BadRow { reason }));
         };
         let key = ObjectKey::new(key).map_err(|e| {
             let reason = format!("{} key: {}", tier.as_str(), e.message());
-            Unservable::BadRow { reason }.into_error(task)
+            row.refuse(Unservable::BadRow { reason })
         })?;
         let location = Location::new(bucket, key);
-        if row.html_sha256.is_none() && row.html_compressed_size_bytes.is_none() {
-            return Err(Unservable::Unverifiable.into_error(task));
+        let meta = &row.meta;
+        let catalog_checks = match row.declared {
+            false => meta.sha256.is_some() || meta.compressed_size_bytes.is_some(),
+            true => meta.digest.is_some() || meta.compressed_size_bytes.is_some(),
+        };
+        if !catalog_checks && !row.declared {
+            return Err(row.refuse(Unservable::Unverifiable));
         }
         let limit = options.max_bytes;
-        let too_large =
-            |size: u64, what| Unservable::TooLarge { size, limit, what }.into_error(task);
-        if let Some(size) = row
-            .html_compressed_size_bytes
+        let too_large = |size: u64, what| row.refuse(Unservable::TooLarge { size, limit, what });
+        if let Some(size) = meta
+            .compressed_size_bytes
             .and_then(|n| u64::try_from(n).ok())
             && size > limit
         {
             return Err(too_large(size, "stored"));
         }
-        let read = |e: Error| e.context(format!("task {task}: read {} {location}", tier.as_str()));
+        let subject = &row.subject;
+        let read = |e: Error| e.context(format!("{subject}: read {} {location}", tier.as_str()));
         let (size, mut body) = store.get_stream(&location).await.map_err(read)?;
         if size > limit {
             return Err(too_large(size, "stored"));
@@ -453,12 +607,44 @@ impl PageReader {
         drop(body);
         let stored = stored.freeze();
 
-        let candidate = row.as_candidate(&location.bucket, location.key.as_str());
+        // A declared source's cold copy whose row records no digest: the
+        // SHA-256 coldsweep recorded with the upload, proven at move time.
+        let mut proof = if catalog_checks {
+            Proof::Catalog
+        } else {
+            Proof::Unchecked
+        };
+        let mut upload_sha = None;
+        if row.declared && tier == Tier::Cold && meta.digest.is_none() {
+            let head = self.cold.head(&location).await.map_err(read)?;
+            if let Some(sha) = head.stored_sha256() {
+                upload_sha = Some(sha.trim().to_ascii_lowercase());
+                proof = Proof::UploadDigest;
+            }
+        }
+
+        let mut candidate = meta.clone();
+        candidate.storage_bucket = location.bucket.clone();
+        candidate.storage_path = location.key.as_str().to_owned();
         let form = options.form;
         // Hashing and decoding up to 64 MiB is CPU work: off the async threads.
         let checked = tokio::task::spawn_blocking(move || {
             check_against_catalog(&candidate, &stored)
-                .map_err(|m| Err(m.0))
+                .map_err(|m| m.0)
+                .and_then(|()| match upload_sha {
+                    Some(expected) => {
+                        let actual = hex::encode(Sha256::digest(&stored));
+                        if actual == expected {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "stored bytes hash to {actual}, the upload recorded {expected}"
+                            ))
+                        }
+                    }
+                    None => Ok(()),
+                })
+                .map_err(Err)
                 .and_then(|()| match form {
                     Form::Stored => Ok(stored),
                     Form::Decoded => {
@@ -471,25 +657,43 @@ impl PageReader {
         let bytes = match checked {
             Ok(bytes) => bytes,
             Err(Err(reason)) => {
-                tracing::warn!(task_id = task, %location, tier = tier.as_str(), %reason, "page disagrees with the catalog; not served");
+                tracing::warn!(task_id = row.id, %location, tier = tier.as_str(), %reason, "page disagrees with the catalog; not served");
                 let location = format!("{} {location}", tier.as_str());
-                return Err(Unservable::Mismatch { location, reason }.into_error(task));
+                return Err(row.refuse(Unservable::Mismatch { location, reason }));
             }
-            Err(Ok(unservable)) => return Err(unservable.into_error(task)),
+            Err(Ok(unservable)) => return Err(row.refuse(unservable)),
         };
+        if proof == Proof::Unchecked {
+            tracing::debug!(
+                task_id = row.id,
+                %location,
+                tier = tier.as_str(),
+                "served unchecked: the row records neither a digest nor a size"
+            );
+        }
         Ok(Page {
             task_id: row.id.clone(),
             job_id: row.job_id.clone(),
             bytes,
             form,
-            content_type: row.html_content_type.clone(),
+            content_type: meta.content_type.clone(),
             content_encoding: match form {
-                Form::Stored => row.html_content_encoding.clone(),
+                Form::Stored => meta.content_encoding.clone(),
                 Form::Decoded => None,
             },
             tier,
             location,
+            proof,
         })
+    }
+}
+
+/// Why a row with neither copy is not served, in its source's words.
+fn no_blob(row: &Row) -> Unservable {
+    if row.declared {
+        Unservable::NoBlob
+    } else {
+        Unservable::NoHtml
     }
 }
 

@@ -19,6 +19,11 @@
 //! [`last_checked`](ScrubReport::last_checked) is a task id such that every
 //! archived row up to it (in id order, from where the scrub started) has been
 //! checked; pass it as [`ScrubOptions::after`] to carry on from there.
+//!
+//! A declared source ([`scrub_source_with_progress`]) is walked the same
+//! way over the rows its side table records archived, in the order of the
+//! key column's own type (a bigint key: 2 before 10), its `after` a key of
+//! that type.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,7 +36,9 @@ use crate::catalog::{Catalog, TaskRow};
 use crate::error::{Error, ErrorKind, Result};
 use crate::integrity::{Digest, check_against_catalog};
 use crate::keys::ObjectKey;
+use crate::model::ArchiveCandidate;
 use crate::progress::Progress;
+use crate::source::{TableRow, TableSource};
 use crate::store::{Location, Store};
 
 /// Problems kept in [`ScrubReport::problems`] at most; the counts stay exact.
@@ -169,9 +176,9 @@ impl fmt::Display for ScrubProblemKind {
 /// `key`, `kind`, `error_kind` (see [`ScrubProblemKind`]) and `reason`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ScrubProblem {
-    /// Task id.
+    /// Task id; a declared source's row key.
     pub task_id: String,
-    /// The task's job.
+    /// The task's job; a declared source's parent key (empty without a parent).
     pub job_id: String,
     /// Cold bucket the catalog records (empty if none).
     pub bucket: String,
@@ -250,7 +257,7 @@ impl ScrubReport {
         self.missing + self.corrupt + self.unreadable
     }
 
-    fn record(&mut self, row: &TaskRow, outcome: Outcome, progress: &Progress) {
+    fn record(&mut self, row: &Archived, outcome: Outcome, progress: &Progress) {
         progress.object_done(outcome.bytes_read, outcome.result.is_ok());
         self.checked += 1;
         self.bytes_read += outcome.bytes_read;
@@ -277,7 +284,7 @@ impl ScrubReport {
         tracing::warn!(
             task_id = %row.id,
             job_id = %row.job_id,
-            key = row.html_archive_key.as_deref().unwrap_or_default(),
+            key = row.key.as_deref().unwrap_or_default(),
             problem = %kind,
             reason = %reason,
             "scrub: archived blob failed its check"
@@ -286,8 +293,8 @@ impl ScrubReport {
             self.problems.push(ScrubProblem {
                 task_id: row.id.clone(),
                 job_id: row.job_id.clone(),
-                bucket: row.html_archive_bucket.clone().unwrap_or_default(),
-                key: row.html_archive_key.clone().unwrap_or_default(),
+                bucket: row.bucket.clone().unwrap_or_default(),
+                key: row.key.clone().unwrap_or_default(),
                 kind,
                 reason,
             });
@@ -319,19 +326,114 @@ pub async fn scrub_with_progress(
     cold: &dyn Store,
     options: &ScrubOptions,
     progress: &Progress,
-    mut on_object: impl FnMut(&ScrubReport),
+    on_object: impl FnMut(&ScrubReport),
 ) -> Result<ScrubReport> {
     options.validate()?;
+    walk(Walk::Tasks(catalog), cold, options, progress, on_object).await
+}
+
+/// [`scrub_with_progress`] over a declared source's archived rows (a cold
+/// copy recorded in its side table, the hot copy gone), in the order of
+/// the key column's own type: `after` is a key of that type (a bigint
+/// source resumes after `9` at `10`). `job` is the built-in source's and
+/// is refused here, as is an `after` that is not of the key's type
+/// ([`ErrorKind::InvalidInput`]).
+pub async fn scrub_source_with_progress(
+    source: &TableSource,
+    cold: &dyn Store,
+    options: &ScrubOptions,
+    progress: &Progress,
+    on_object: impl FnMut(&ScrubReport),
+) -> Result<ScrubReport> {
+    options.validate()?;
+    if options.job.is_some() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "--job: only the built-in task source has jobs; a declared source is scrubbed whole",
+        ));
+    }
+    if let Some(after) = &options.after {
+        source.parse_key(after)?;
+    }
+    walk(Walk::Table(source), cold, options, progress, on_object).await
+}
+
+/// The rows a scrub walks.
+enum Walk<'a> {
+    Tasks(&'a dyn Catalog),
+    Table(&'a TableSource),
+}
+
+impl Walk<'_> {
+    /// Up to `limit` archived rows after `after`, in the walk's order.
+    async fn page(&self, after: Option<&str>, options: &ScrubOptions) -> Result<Vec<Archived>> {
+        Ok(match self {
+            Walk::Tasks(catalog) => catalog
+                .archived_tasks_after(after, options.job.as_deref(), options.page_size)
+                .await?
+                .into_iter()
+                .map(Archived::from_task)
+                .collect(),
+            Walk::Table(source) => source
+                .archived_after(after, options.page_size)
+                .await?
+                .into_iter()
+                .map(Archived::from_table)
+                .collect(),
+        })
+    }
+}
+
+/// One archived row, from either kind of source.
+struct Archived {
+    id: String,
+    job_id: String,
+    bucket: Option<String>,
+    key: Option<String>,
+    /// Sizes, digest and encoding to check the bytes against.
+    meta: ArchiveCandidate,
+}
+
+impl Archived {
+    fn from_task(row: TaskRow) -> Self {
+        Archived {
+            meta: row.as_candidate("", ""),
+            bucket: row.html_archive_bucket,
+            key: row.html_archive_key,
+            id: row.id,
+            job_id: row.job_id,
+        }
+    }
+
+    fn from_table(row: TableRow) -> Self {
+        Archived {
+            meta: row.as_candidate("", ""),
+            bucket: row.cold.as_ref().map(|c| c.bucket.clone()),
+            key: row.cold.as_ref().map(|c| c.key.clone()),
+            id: row.key,
+            job_id: row.parent.unwrap_or_default(),
+        }
+    }
+}
+
+async fn walk(
+    rows: Walk<'_>,
+    cold: &dyn Store,
+    options: &ScrubOptions,
+    progress: &Progress,
+    mut on_object: impl FnMut(&ScrubReport),
+) -> Result<ScrubReport> {
     let mut report = ScrubReport::default();
     let mut cursor = options.after.clone();
     loop {
-        let page = match catalog
-            .archived_tasks_after(cursor.as_deref(), options.job.as_deref(), options.page_size)
-            .await
-        {
+        let page = match rows.page(cursor.as_deref(), options).await {
             Ok(page) => page,
             Err(e) => {
-                report.aborted = Some(e.context("scrub: list archived tasks"));
+                let what = match rows {
+                    Walk::Tasks(_) => "scrub: list archived tasks",
+                    Walk::Table(_) => "scrub: list archived rows",
+                };
+                report.aborted = Some(e.context(what));
                 break;
             }
         };
@@ -351,7 +453,7 @@ pub async fn scrub_with_progress(
 /// `report.last_checked` only past rows whose every predecessor is done
 /// (objects finish out of order).
 async fn scrub_page(
-    page: &[TaskRow],
+    page: &[Archived],
     cold: &dyn Store,
     options: &ScrubOptions,
     report: &mut ScrubReport,
@@ -421,8 +523,8 @@ impl Outcome {
 }
 
 /// Fetch one archived row's cold object and check it.
-async fn check(cold: &dyn Store, row: &TaskRow) -> Outcome {
-    let (Some(bucket), Some(key)) = (&row.html_archive_bucket, &row.html_archive_key) else {
+async fn check(cold: &dyn Store, row: &Archived) -> Outcome {
+    let (Some(bucket), Some(key)) = (&row.bucket, &row.key) else {
         return Outcome::problem(
             ScrubProblemKind::Unreadable(ErrorKind::InvalidInput),
             "the catalog records a cold key but no cold bucket",
@@ -441,9 +543,7 @@ async fn check(cold: &dyn Store, row: &TaskRow) -> Outcome {
     let read = bytes.len() as u64;
     // The archiver's own check: compressed size and html_sha256 of the
     // decoded content.
-    if let Err(mismatch) =
-        check_against_catalog(&row.as_candidate(bucket, location.key.as_str()), &bytes)
-    {
+    if let Err(mismatch) = check_against_catalog(&row.meta, &bytes) {
         return Outcome::problem(ScrubProblemKind::Corrupt, mismatch.0, read);
     }
     let meta = match cold.head(&location).await {

@@ -32,6 +32,7 @@ mod store_conformance;
 mod streaming;
 mod supabase;
 mod table_conformance;
+mod table_get_verify;
 mod table_plan_status;
 mod table_source;
 mod uploads_schema;

@@ -99,6 +99,11 @@ Examples:
 
 Without -o or --decoded, gzip bytes are not written to a terminal (pipe them, or use -o -).
 
+With [[sources]] in the config file, TASK_ID is a row key of the source --source NAME names
+(needed when several are declared), read in the key column's own type (a bigint, a uuid, text);
+a key not of that type is exit code 2. A row that records neither a digest nor a size is served
+with a note on stderr that its bytes could not be checked.
+
 Exit codes: 0 written, 1 not servable (no such task, lost, missing, quarantined, bytes that
 disagree with the catalog) or a store or the catalog failed, 2 bad arguments or settings.";
 
@@ -216,7 +221,9 @@ enum Command {
     #[command(
         after_help = "Takes the same settings as `run`. Reports each blob that is missing, \
                       corrupt (size or digest disagree) or unreadable (by error kind), and \
-                      the last checked task id to resume from with --after. Exit codes: \
+                      the last checked task id to resume from with --after. With \
+                      [[sources]] in the config file: --source NAME, and --after is a row \
+                      key, walked in the key's own order. Exit codes: \
                       0 all checked blobs are good, 1 any problem, 2 bad settings."
     )]
     Verify {

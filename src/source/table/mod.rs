@@ -27,9 +27,11 @@ use crate::rules::{self, Decisions, JobBytes, Rules, Standing, Standings};
 use crate::source::ArchiveSource;
 use crate::source::spec::{HotBucket, RuleScope, SourceSpec};
 
+mod read;
 mod sql;
 mod status;
 
+pub use read::TableRow;
 use sql::{Compare, KeyType, Sql, Switch, Types};
 pub use status::{BucketUsage, RowState, STATUS_LIST_LIMIT, SourceStatus};
 

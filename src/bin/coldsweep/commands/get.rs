@@ -1,6 +1,10 @@
 //! `coldsweep get`: one task's page, from wherever the catalog says it
 //! lives, checked against the catalog, to stdout or a file.
 //!
+//! With `[[sources]]` in the config file, KEY is a row key of the source
+//! `--source` names (may be left out when there is one), in its key
+//! column's own type; a key not of that type is exit code 2.
+//!
 //! Exit codes: 0 written, 1 not servable (no such task, lost, missing,
 //! quarantined, bytes that disagree with the catalog) or a store or the
 //! catalog failed, 2 bad arguments or settings.
@@ -12,7 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use coldsweep::get::{Form, GetOptions, Page, PageReader};
+use coldsweep::get::{Form, GetOptions, Page, PageReader, Proof};
 
 use crate::format;
 use crate::format::out;
@@ -21,9 +25,12 @@ use crate::settings::{BadSettings, Settings, cold_store, hot_store};
 /// What `get` reads and where it writes it.
 #[derive(Args, Clone)]
 pub(crate) struct GetArgs {
-    /// The task whose page to read.
+    /// The task whose page to read; with declared sources, the row's key (a bigint, a uuid, …).
     #[arg(value_name = "TASK_ID")]
     task_id: String,
+    /// With declared [[sources]]: the source whose row to read (needed when there are several).
+    #[arg(long, value_name = "NAME", help_heading = "Get")]
+    source: Option<String>,
     /// Write the decoded page (the HTML) instead of the bytes as stored (gzip).
     #[arg(long, help_heading = "Get")]
     decoded: bool,
@@ -70,9 +77,23 @@ pub(crate) async fn get(settings: Settings, args: GetArgs) -> anyhow::Result<Exi
     let (cold_config, hot_config) = settings.store_configs(&config)?;
     let cold = cold_store(config.provider, &cold_config)?;
     let hot = hot_store(&hot_config)?;
-    let catalog = settings.db.connect_migrated().await?;
-
-    let reader = PageReader::new(catalog, hot, cold, config.bucket.clone());
+    let declared = settings.source_specs()?;
+    let what = if declared.is_some() { "row" } else { "task" };
+    let reader = match declared {
+        Some(specs) => {
+            let (_, sources) = settings.open_sources(specs, true).await?;
+            let source = super::pick_source(sources, args.source.as_deref())?;
+            source
+                .parse_key(&args.task_id)
+                .map_err(|e| BadSettings(e.message().to_owned()))?;
+            PageReader::for_source(source, hot, cold, config.bucket.clone())
+        }
+        None => {
+            super::no_sources_for(args.source.as_deref())?;
+            let catalog = settings.db.connect_migrated().await?;
+            PageReader::new(catalog, hot, cold, config.bucket.clone())
+        }
+    };
     let options = GetOptions {
         form: if args.decoded {
             Form::Decoded
@@ -83,12 +104,21 @@ pub(crate) async fn get(settings: Settings, args: GetArgs) -> anyhow::Result<Exi
         ..GetOptions::default()
     };
     let page = reader.get(&args.task_id, &options).await?;
+    if page.proof == Proof::Unchecked {
+        eprintln!(
+            "note: row {} records neither a digest nor a size: its bytes were not checked; they \
+             are those of the {} copy the catalog points at ({})",
+            page.task_id,
+            page.tier.as_str(),
+            page.location
+        );
+    }
     match output {
         Output::Stdout => write_stdout(&page.bytes)?,
         Output::File(path) => {
             write_atomically(&path, &page.bytes)
                 .with_context(|| format!("write {}", path.display()))?;
-            out!("{} to {}", describe(&page), path.display());
+            out!("{} to {}", describe(&page, what), path.display());
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -124,14 +154,19 @@ fn folder_of(path: &Path) -> &Path {
 }
 
 /// `Wrote 1.2 KiB (gzip, as stored) of task t1 from cold minio:archive/jobs/…, checked against the catalog`.
-fn describe(page: &Page) -> String {
+fn describe(page: &Page, what: &str) -> String {
     let form = match (page.form, page.content_encoding.as_deref()) {
         (Form::Decoded, _) => "decoded".to_owned(),
         (Form::Stored, Some(encoding)) => format!("{encoding}, as stored"),
         (Form::Stored, None) => "as stored".to_owned(),
     };
+    let checked = match page.proof {
+        Proof::Catalog => "checked against the catalog",
+        Proof::UploadDigest => "checked against the digest recorded at upload",
+        Proof::Unchecked => "not checked (the row records neither digest nor size)",
+    };
     format!(
-        "Wrote {} ({form}) of task {} from {} {}, checked against the catalog,",
+        "Wrote {} ({form}) of {what} {} from {} {}, {checked},",
         format::bytes(page.bytes.len() as u64),
         page.task_id,
         page.tier.as_str(),

@@ -113,6 +113,44 @@ async fn declared(
     Ok(Some(settings.open_sources(specs, true).await?))
 }
 
+/// The declared source `name` names, or the only one when `name` is
+/// `None`; a missing or unknown name is a bad setting listing the names.
+fn pick_source(sources: Vec<TableSource>, name: Option<&str>) -> anyhow::Result<TableSource> {
+    let names: Vec<String> = sources.iter().map(|s| s.name().to_owned()).collect();
+    let found = match name {
+        Some(name) => sources.into_iter().find(|s| s.name() == name),
+        None if names.len() == 1 => sources.into_iter().next(),
+        None => {
+            return Err(BadSettings(format!(
+                "--source: the config file declares {} sources; name one of: {}",
+                names.len(),
+                names.join(", ")
+            ))
+            .into());
+        }
+    };
+    found.ok_or_else(|| {
+        BadSettings(format!(
+            "--source {}: no such source; the config file declares: {}",
+            name.unwrap_or_default(),
+            names.join(", ")
+        ))
+        .into()
+    })
+}
+
+/// `--source` without `[[sources]]` in the config file is a bad setting.
+fn no_sources_for(name: Option<&str>) -> anyhow::Result<()> {
+    match name {
+        Some(name) => Err(BadSettings(format!(
+            "--source {name}: the config file declares no [[sources]] (the built-in task \
+             source takes no --source)"
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
 /// SIGINT and SIGTERM, listened to from creation on so that a signal during
 /// start-up is not lost (nor kills the process mid-step).
 pub(crate) struct Shutdown {

@@ -1,6 +1,10 @@
 //! `coldsweep verify`: scrub the archive — read archived blobs back from the
 //! cold store and check them against the catalog. Read-only.
 //!
+//! With `[[sources]]` in the config file, the archived rows of the source
+//! `--source` names (may be left out when there is one), in the order of
+//! its key column's own type; `--after` is a key of that type.
+//!
 //! Exit codes for cron: 0 every checked blob is good, 1 any is missing,
 //! corrupt or unreadable (or the walk stopped early), 2 bad settings.
 
@@ -10,7 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 use coldsweep::progress::Progress;
-use coldsweep::scrub::{ScrubOptions, ScrubReport, scrub_with_progress};
+use coldsweep::scrub::{
+    ScrubOptions, ScrubReport, scrub_source_with_progress, scrub_with_progress,
+};
+use coldsweep::source::{ArchiveSource as _, TableSource};
 use serde::Serialize;
 
 use crate::format::{self, OutputArgs, out};
@@ -36,9 +43,13 @@ pub(crate) struct VerifyArgs {
     /// Only about PCT percent of the tasks (0.01–100), the same ones every run.
     #[arg(long, value_name = "PCT", help_heading = "Scrub")]
     sample: Option<f64>,
-    /// Start after this task id, e.g. the one a stopped run printed.
+    /// Start after this task id, e.g. the one a stopped run printed (with declared sources, a
+    /// row key, in the key's own order).
     #[arg(long, value_name = "TASK_ID", help_heading = "Scrub")]
     after: Option<String>,
+    /// With declared [[sources]]: the source to scrub (needed when there are several).
+    #[arg(long, value_name = "NAME", help_heading = "Scrub")]
+    source: Option<String>,
 }
 
 /// `coldsweep verify --json`: the report and what was asked.
@@ -46,6 +57,9 @@ pub(crate) struct VerifyArgs {
 struct VerifyJson<'a> {
     /// `provider:bucket` of the cold store.
     target: &'a str,
+    /// The declared source scrubbed; left out for the built-in task source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
     /// `--job`, else null.
     job: Option<&'a str>,
     /// `--sample`, else null.
@@ -78,7 +92,32 @@ pub(crate) async fn verify(
         .validate()
         .map_err(|e| BadSettings(e.message().to_owned()))?;
     let cold = cold_store(config.provider, &cold_config)?;
-    let catalog = settings.db.connect_migrated().await?;
+    let (catalog, source): (_, Option<TableSource>) = match settings.source_specs()? {
+        Some(specs) => {
+            let (catalog, sources) = settings.open_sources(specs, true).await?;
+            let source = super::pick_source(sources, args.source.as_deref())?;
+            if options.job.is_some() {
+                return Err(BadSettings(format!(
+                    "--job: source {} has no jobs; a declared source is scrubbed whole \
+                     (or resumed with --after, or sampled with --sample)",
+                    source.name()
+                ))
+                .into());
+            }
+            if let Some(after) = &options.after {
+                source
+                    .parse_key(after)
+                    .map_err(|e| BadSettings(format!("--after: {}", e.message())))?;
+            }
+            (catalog, Some(source))
+        }
+        None => {
+            super::no_sources_for(args.source.as_deref())?;
+            (settings.db.connect_migrated().await?, None)
+        }
+    };
+    let source_name = source.as_ref().map(|s| s.name().to_owned());
+    let row = if source.is_some() { "row" } else { "task" };
     let target = format!("{}:{}", config.provider, config.bucket);
     // Reachability only: unlike `run`, no probe object is written.
     cold.ping(&config.bucket)
@@ -88,10 +127,13 @@ pub(crate) async fn verify(
     let scope = match (&options.job, options.sample_percent) {
         (Some(job), _) => format!("job {job}"),
         (None, Some(pct)) => format!("a {pct}% sample"),
-        (None, None) => "every archived blob".to_owned(),
+        (None, None) => match &source_name {
+            Some(name) => format!("every archived blob of source {name}"),
+            None => "every archived blob".to_owned(),
+        },
     };
     let start = match &options.after {
-        Some(after) => format!(", after task {after}"),
+        Some(after) => format!(", after {row} {after}"),
         None => String::new(),
     };
     if !output.json {
@@ -106,46 +148,57 @@ pub(crate) async fn verify(
     let progress = Progress::new();
     let bar = crate::progress::bar(&progress, "verify", output.quiet);
     if bar.is_drawn()
+        && source.is_none()
         && let Some(total) = scrub_total(catalog.as_ref(), &options).await
     {
         progress.set_total(total);
     }
     let mut last_line = Instant::now();
     let mut last_count = 0;
-    let report = scrub_with_progress(
-        catalog.as_ref(),
-        cold.as_ref(),
-        &options,
-        &progress,
-        |report| {
-            if output.quiet
-                || (report.checked < last_count + PROGRESS_EVERY_OBJECTS
-                    && last_line.elapsed() < PROGRESS_EVERY)
-            {
-                return;
-            }
-            last_line = Instant::now();
-            last_count = report.checked;
-            // The resume point, should the run be cut short: on stdout in
-            // the text report, on stderr (a log line) beside JSON.
-            if output.json {
-                tracing::info!(
-                    checked = report.checked,
-                    problems = report.problem_count(),
-                    after = report.last_checked.as_deref(),
-                    "verify progress"
-                );
-            } else {
-                out!("  … {}", progress_line(report));
-            }
-        },
-    )
-    .await?;
+    let on_object = |report: &ScrubReport| {
+        if output.quiet
+            || (report.checked < last_count + PROGRESS_EVERY_OBJECTS
+                && last_line.elapsed() < PROGRESS_EVERY)
+        {
+            return;
+        }
+        last_line = Instant::now();
+        last_count = report.checked;
+        // The resume point, should the run be cut short: on stdout in
+        // the text report, on stderr (a log line) beside JSON.
+        if output.json {
+            tracing::info!(
+                checked = report.checked,
+                problems = report.problem_count(),
+                after = report.last_checked.as_deref(),
+                "verify progress"
+            );
+        } else {
+            out!("  … {}", progress_line(report));
+        }
+    };
+    let report = match &source {
+        Some(source) => {
+            scrub_source_with_progress(source, cold.as_ref(), &options, &progress, on_object)
+                .await?
+        }
+        None => {
+            scrub_with_progress(
+                catalog.as_ref(),
+                cold.as_ref(),
+                &options,
+                &progress,
+                on_object,
+            )
+            .await?
+        }
+    };
     drop(bar);
 
     if output.json {
         format::json(&VerifyJson {
             target: &target,
+            source: source_name.as_deref(),
             job: options.job.as_deref(),
             sample_percent: options.sample_percent,
             started_after: options.after.as_deref(),
@@ -165,15 +218,25 @@ pub(crate) async fn verify(
     if !report.problems.is_empty() {
         out!("Problems ({}):", report.problem_count());
         for p in &report.problems {
-            out!(
-                "  task {} (job {}) {} {}/{}: {}",
-                p.task_id,
-                p.job_id,
-                p.kind,
-                p.bucket,
-                p.key,
-                p.reason
-            );
+            match &source_name {
+                Some(_) => out!(
+                    "  row {} {} {}/{}: {}",
+                    p.task_id,
+                    p.kind,
+                    p.bucket,
+                    p.key,
+                    p.reason
+                ),
+                None => out!(
+                    "  task {} (job {}) {} {}/{}: {}",
+                    p.task_id,
+                    p.job_id,
+                    p.kind,
+                    p.bucket,
+                    p.key,
+                    p.reason
+                ),
+            }
         }
         let unlisted = report.problem_count() - report.problems.len() as u64;
         if unlisted > 0 {
@@ -181,7 +244,7 @@ pub(crate) async fn verify(
         }
     }
     match &report.last_checked {
-        Some(id) => out!("Last checked task: {id} (resume with --after {id})"),
+        Some(id) => out!("Last checked {row}: {id} (resume with --after {id})"),
         None => out!("No archived blob matched."),
     }
     if let Some(err) = &report.aborted {
