@@ -867,6 +867,24 @@ pub(crate) fn archived_at(
     }
 }
 
+/// Every column of `rows` as text (a declared source's statements cast
+/// what they select; see [`dynamic`]).
+pub(crate) fn text_rows<R>(rows: &[R]) -> Result<Vec<TextRow>>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    rows.iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| row.try_get::<Option<String>, _>(i))
+                .collect::<std::result::Result<TextRow, _>>()
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(classify)
+}
+
 /// The candidate in a row returned by a claim (the backend reads its own
 /// sort key from the same row).
 pub(crate) fn candidate_from_row<'r, R>(row: &'r R) -> Result<ArchiveCandidate, sqlx::Error>

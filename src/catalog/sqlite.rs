@@ -28,6 +28,7 @@ use sqlx::{AssertSqlSafe, FromRow, Row};
 use super::dynamic::{Dialect, SqlValue, Statement, TextRow};
 use super::fixtures::Fixtures;
 use super::sql::SQLITE as SQL;
+use super::text_rows;
 use super::{
     BucketBytes, BucketUsage, Catalog, CatalogStatus, Column, Condition, HotBucket, Ident,
     JobRetention, JobRow, MIGRATIONS_TABLE, ResetFilter, Restored, TableName, TableSchema, TaskRow,
@@ -897,16 +898,7 @@ impl Catalog for SqliteCatalog {
                 };
             }
             let rows = query.fetch_all(&mut *tx).await.map_err(classify)?;
-            results.push(
-                rows.iter()
-                    .map(|row| {
-                        (0..row.len())
-                            .map(|i| row.try_get::<Option<String>, _>(i))
-                            .collect::<std::result::Result<TextRow, _>>()
-                    })
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(classify)?,
-            );
+            results.push(text_rows(&rows)?);
         }
         tx.commit().await.map_err(classify)?;
         Ok(results)
