@@ -154,7 +154,7 @@ impl SourcePlan<'_> {
                 };
                 UnitJson {
                     key: unit.standing.job_id.clone(),
-                    rank: unit.standing.rank,
+                    rank: self.spec.rule.keep_newest.and(unit.standing.rank),
                     age_time: unit.standing.job_time.map(format::rfc3339),
                     movable_blobs: bytes.movable_blobs,
                     movable_bytes: bytes.movable_bytes,
@@ -217,7 +217,10 @@ impl SourcePlan<'_> {
                 );
             }
             None if rule.hot_quota.is_none() => {
-                out!("  Keep newest: not set; every {unit} old enough moves.")
+                out!(
+                    "  Keep newest: not set; every {} old enough moves.",
+                    unit.trim_end_matches('s')
+                )
             }
             None => out!("  Keep newest: not set."),
         }
@@ -252,7 +255,11 @@ impl SourcePlan<'_> {
 
     fn decision_text(&self, unit: &JobDecision, now: DateTime<Utc>) -> String {
         let rule = &self.spec.rule;
-        let rank = unit.standing.rank.map_or("-".to_owned(), |r| r.to_string());
+        // A rank means something only where keep_newest ranks.
+        let newest = rule
+            .keep_newest
+            .and(unit.standing.rank)
+            .map_or(String::new(), |r| format!("#{r} newest"));
         let kept = rule
             .keep_newest
             .map_or(String::new(), |n| format!(" (keep_newest {n})"));
@@ -265,7 +272,12 @@ impl SourcePlan<'_> {
             }
             Decision::Stays(StayReason::NothingToMove) => format!(
                 "kept hot: nothing a sweep could claim now (quarantined, lost, failing, claimed \
-                 or excluded by the condition); #{rank} newest"
+                 or excluded by the condition){}",
+                if newest.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {newest}")
+                }
             ),
             Decision::Stays(StayReason::YoungerThanMinAge) => {
                 let age = unit
@@ -278,19 +290,24 @@ impl SourcePlan<'_> {
                 )
             }
             Decision::Stays(StayReason::AmongNewest) => {
-                format!("kept hot: #{rank} newest{kept}")
+                format!("kept hot: {newest}{kept}")
             }
             Decision::Stays(StayReason::QuotaMet) => {
-                format!("kept hot: #{rank} newest{kept}; the hot bytes fit hot_quota without it")
+                if newest.is_empty() {
+                    "kept hot: the hot bytes fit hot_quota without it".to_owned()
+                } else {
+                    format!("kept hot: {newest}{kept}; the hot bytes fit hot_quota without it")
+                }
             }
             Decision::Moves(how) => {
                 let bytes = unit.standing.bytes.unwrap_or_default();
                 let why = match (how, rule.keep_newest) {
                     (MoveRule::Retention, Some(n)) => {
-                        format!("#{rank} newest, beyond keep_newest ({n})")
+                        format!("{newest}, beyond keep_newest ({n})")
                     }
                     (MoveRule::Retention, None) => "old enough".to_owned(),
-                    (MoveRule::Quota, _) => format!("#{rank} newest, for hot_quota"),
+                    (MoveRule::Quota, Some(_)) => format!("{newest}, for hot_quota"),
+                    (MoveRule::Quota, None) => "oldest first, for hot_quota".to_owned(),
                 };
                 format!(
                     "moves: {why}; {} ({})",
@@ -323,7 +340,12 @@ impl SourcePlan<'_> {
                 .max(10);
             out!("  {:>4}  {:<width$} {:>10}  decision", "rank", unit, "hot");
             for (u, _) in units.iter().take(UNITS_LISTED) {
-                let rank = u.standing.rank.map_or("-".to_owned(), |r| r.to_string());
+                let rank = self
+                    .spec
+                    .rule
+                    .keep_newest
+                    .and(u.standing.rank)
+                    .map_or("-".to_owned(), |r| r.to_string());
                 let hot = u.standing.bytes.map_or(0, |b| b.hot_bytes);
                 out!(
                     "  {rank:>4}  {:<width$} {:>10}  {}",
