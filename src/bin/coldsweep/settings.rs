@@ -365,7 +365,8 @@ impl Settings {
             }
         };
         for note in notes {
-            tracing::info!(source = %note.source, setting = %note.setting, column = %note.column, "{}", note.message);
+            // `check` shows them; every other command only under RUST_LOG=debug.
+            tracing::debug!(source = %note.source, setting = %note.setting, column = %note.column, "{}", note.message);
         }
         if need_side_tables {
             for source in &sources {
