@@ -20,7 +20,7 @@ mod task_html;
 
 // Where embedders have always found the candidate types.
 pub use crate::model::{ArchiveCandidate, ArchivedAt};
-pub use table::TableSource;
+pub use table::{ArchivedRow, ResetRow, Switched, TableResetFilter, TableSource};
 pub use task_html::TaskHtmlSource;
 
 /// Check `specs` against `catalog`'s live schema

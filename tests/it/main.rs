@@ -31,6 +31,7 @@ mod sources;
 mod store_conformance;
 mod streaming;
 mod supabase;
+mod table_restore;
 mod table_source;
 mod uploads_schema;
 mod verdicts;

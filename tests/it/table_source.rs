@@ -22,13 +22,13 @@ use sqlx::{AssertSqlSafe, Executor};
 use crate::harness;
 use crate::uploads_schema::{DECLARATIONS, Uploads, pg_uploads, sqlite_uploads};
 
-const COLD: &str = "cold-archive";
+pub(crate) const COLD: &str = "cold-archive";
 
 /// The uploads schema with stores holding every row's hot copy.
-struct Scene {
-    db: Uploads,
-    hot: Arc<dyn Store>,
-    cold: Arc<dyn Store>,
+pub(crate) struct Scene {
+    pub(crate) db: Uploads,
+    pub(crate) hot: Arc<dyn Store>,
+    pub(crate) cold: Arc<dyn Store>,
     provider: Provider,
     _keep: Vec<Box<dyn Any + Send + Sync>>,
 }
@@ -36,7 +36,7 @@ struct Scene {
 /// Older documents of organisation a, besides the fixture's rows: two
 /// move (beyond the newest two of their group), `keep.pdf` is held by
 /// the condition.
-const MORE_DOCUMENTS: &[(&str, &str, &str)] = &[
+pub(crate) const MORE_DOCUMENTS: &[(&str, &str, &str)] = &[
     ("old one.pdf", "2023-01-01T00:00:00Z", "old bytes"),
     ("keep.pdf", "2023-02-01T00:00:00Z", "kept bytes"),
     (
@@ -46,12 +46,12 @@ const MORE_DOCUMENTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()
 }
 
 impl Scene {
-    async fn new(postgres: bool) -> Scene {
+    pub(crate) async fn new(postgres: bool) -> Scene {
         let (db, hot, cold, provider, keep): (_, Arc<dyn Store>, Arc<dyn Store>, _, _) = if postgres
         {
             let db = pg_uploads().await;
@@ -122,7 +122,7 @@ impl Scene {
         scene
     }
 
-    async fn put(&self, bucket: &str, path: &str, body: Vec<u8>) {
+    pub(crate) async fn put(&self, bucket: &str, path: &str, body: Vec<u8>) {
         let location = Location::new(bucket, ObjectKey::new(path).unwrap());
         self.hot
             .put(&location, Bytes::from(body), &PutOptions::default())
@@ -130,7 +130,7 @@ impl Scene {
             .unwrap();
     }
 
-    async fn exec(&self, sql: &str) {
+    pub(crate) async fn exec(&self, sql: &str) {
         match (&self.db.pg_pool, &self.db.sqlite_pool) {
             (Some(pool), _) => {
                 pool.execute(AssertSqlSafe(sql.to_owned())).await.unwrap();
@@ -143,7 +143,10 @@ impl Scene {
     }
 
     /// Three text columns of each row `sql` selects.
-    async fn rows(&self, sql: &str) -> Vec<(Option<String>, Option<String>, Option<String>)> {
+    pub(crate) async fn rows(
+        &self,
+        sql: &str,
+    ) -> Vec<(Option<String>, Option<String>, Option<String>)> {
         use sqlx::Row;
         match (&self.db.pg_pool, &self.db.sqlite_pool) {
             (Some(pool), _) => sqlx::query(AssertSqlSafe(sql.to_owned()))
@@ -164,7 +167,7 @@ impl Scene {
         }
     }
 
-    async fn sources(&self, declarations: &str) -> Vec<TableSource> {
+    pub(crate) async fn sources(&self, declarations: &str) -> Vec<TableSource> {
         let specs = parse_sources(declarations).unwrap();
         validate_sources(&specs, self.db.catalog.as_ref())
             .await
@@ -180,7 +183,7 @@ impl Scene {
         sources
     }
 
-    fn archiver(&self, sources: &[TableSource]) -> Archiver {
+    pub(crate) fn archiver(&self, sources: &[TableSource]) -> Archiver {
         let mut config = Config::default();
         config.provider = self.provider;
         config.bucket = COLD.to_owned();
@@ -201,12 +204,12 @@ impl Scene {
         .with_clock(Arc::new(now))
     }
 
-    async fn cold_bytes(&self, key: &str) -> Option<Bytes> {
+    pub(crate) async fn cold_bytes(&self, key: &str) -> Option<Bytes> {
         let location = Location::new(COLD, ObjectKey::new(key).unwrap());
         self.cold.get(&location).await.ok()
     }
 
-    async fn hot_exists(&self, bucket: &str, key: &str) -> bool {
+    pub(crate) async fn hot_exists(&self, bucket: &str, key: &str) -> bool {
         let location = Location::new(bucket, ObjectKey::new(key).unwrap());
         self.hot.get(&location).await.is_ok()
     }

@@ -27,7 +27,12 @@ use crate::rules::{self, Decisions, JobBytes, Rules, Standing, Standings};
 use crate::source::ArchiveSource;
 use crate::source::spec::{HotBucket, RuleScope, SourceSpec};
 
+mod reset;
+mod restore;
 mod sql;
+
+pub use reset::{ResetRow, TableResetFilter};
+pub use restore::{ArchivedRow, Switched};
 
 use sql::{Compare, KeyType, Sql, Switch, Types};
 

@@ -1,0 +1,345 @@
+//! `restore` and `reset` of declared sources over the uploads schema, on
+//! Postgres with S3-protocol stores and on SQLite with folders: a
+//! bigint-keyed document (cold columns on the table, path cleared) and a
+//! uuid-keyed post image (side table only, path kept) come back to their
+//! hot paths with the same bytes, the rows point at them again, and the
+//! next sweeps move them only by their rules.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Duration;
+use coldsweep::catalog::ResetState;
+use coldsweep::progress::Progress;
+use coldsweep::restore::{FailureKind, TableRestoreOptions, TableRestoreRequest, TableRestorer};
+use coldsweep::source::{TableResetFilter, TableSource};
+use coldsweep::store::PutOptions;
+use coldsweep::{ArchiveSource, Location, ObjectKey};
+
+use crate::table_source::{COLD, MORE_DOCUMENTS, Scene, now};
+use crate::uploads_schema::DECLARATIONS;
+
+const UNICODE: &str = "Ünïcode 名前 🎉 a+b%.txt";
+const POST: &str = "1c1c1c1c-1c1c-4c1c-8c1c-1c1c1c1c1c1c";
+const POST_PATH: &str = "p/1/cafe\u{301}.jpg";
+
+fn body(name: &str) -> &'static str {
+    MORE_DOCUMENTS.iter().find(|d| d.0 == name).unwrap().2
+}
+
+/// The declarations with the post images over a 1000-byte quota (their
+/// one image, 2048 bytes, moves).
+fn over_quota() -> String {
+    DECLARATIONS.replace("hot_quota = \"1GB\"", "hot_quota = \"1000\"")
+}
+
+fn source<'a>(sources: &'a [TableSource], name: &str) -> &'a TableSource {
+    sources.iter().find(|s| s.name() == name).unwrap()
+}
+
+fn restorer(scene: &Scene, source: &TableSource, delete_cold: bool) -> TableRestorer {
+    TableRestorer::new(
+        source.clone(),
+        scene.cold.clone(),
+        scene.hot.clone(),
+        TableRestoreOptions {
+            delete_cold,
+            ..TableRestoreOptions::default()
+        },
+    )
+    .with_clock(Arc::new(now))
+}
+
+async fn document_id(scene: &Scene, name: &str) -> String {
+    let rows = scene
+        .rows(&format!(
+            "SELECT CAST(id AS TEXT), NULL, NULL FROM documents WHERE filename = '{name}'"
+        ))
+        .await;
+    rows[0].0.clone().unwrap()
+}
+
+/// The document's path and cold key on the table.
+async fn document(scene: &Scene, id: &str) -> (Option<String>, Option<String>) {
+    let rows = scene
+        .rows(&format!(
+            "SELECT path, archive_key, NULL FROM documents WHERE id = {id}"
+        ))
+        .await;
+    (rows[0].0.clone(), rows[0].1.clone())
+}
+
+/// The side row's cold key, hot-deleted time and restored time.
+async fn side(scene: &Scene, table: &str, key: &str) -> (Option<String>, bool, bool) {
+    let rows = scene
+        .rows(&format!(
+            "SELECT cold_key, CAST(hot_deleted_at AS TEXT), CAST(restored_at AS TEXT)
+             FROM {table} WHERE CAST(row_key AS TEXT) = '{key}'"
+        ))
+        .await;
+    (rows[0].0.clone(), rows[0].1.is_some(), rows[0].2.is_some())
+}
+
+async fn hot_bytes(scene: &Scene, bucket: &str, path: &str) -> Option<Bytes> {
+    let location = Location::new(bucket, ObjectKey::new(path).unwrap());
+    scene.hot.get(&location).await.ok()
+}
+
+async fn rows_come_back_and_age_from_their_restore(postgres: bool) {
+    let scene = Scene::new(postgres).await;
+    let sources = scene.sources(&over_quota()).await;
+    let report = scene.archiver(&sources).sweep().await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.archived, 3, "{report:?}");
+
+    // A bigint-keyed document: cold columns on the table, path cleared.
+    let documents = source(&sources, "documents");
+    let id = document_id(&scene, UNICODE).await;
+    let (path, cold_key) = document(&scene, &id).await;
+    assert_eq!(path, None);
+    let cold_key = cold_key.unwrap();
+    let request = TableRestoreRequest {
+        keys: vec![id.clone()],
+        parents: Vec::new(),
+    };
+    let docs = restorer(&scene, documents, false);
+    let plan = docs.plan(&request).await.unwrap();
+    assert_eq!(plan.rows.len(), 1, "{plan:?}");
+    let hot_path = format!("org-a/{UNICODE}");
+    assert_eq!(plan.rows[0].hot.key.as_str(), hot_path);
+    // The dry run changed nothing.
+    assert_eq!(document(&scene, &id).await.0, None);
+    assert!(!scene.hot_exists("uploads", &hot_path).await);
+
+    let done = docs.run(&request, &Progress::new()).await.unwrap();
+    assert!(done.is_clean(), "{done:?}");
+    assert_eq!(done.restored.len(), 1, "{done:?}");
+    assert_eq!(
+        hot_bytes(&scene, "uploads", &hot_path).await.as_deref(),
+        Some(body(UNICODE).as_bytes())
+    );
+    assert_eq!(document(&scene, &id).await, (Some(hot_path.clone()), None));
+    assert_eq!(
+        side(&scene, "coldsweep_documents", &id).await,
+        (None, false, true)
+    );
+    // The cold copy is kept without --delete-cold.
+    assert!(scene.cold_bytes(&cold_key).await.is_some());
+
+    // A uuid-keyed post image: the side table only, the path kept.
+    let posts = source(&sources, "post-images");
+    let request = TableRestoreRequest {
+        keys: vec![POST.to_owned()],
+        parents: Vec::new(),
+    };
+    let done = restorer(&scene, posts, false)
+        .run(&request, &Progress::new())
+        .await
+        .unwrap();
+    assert!(done.is_clean(), "{done:?}");
+    assert_eq!(done.restored.len(), 1, "{done:?}");
+    assert_eq!(
+        hot_bytes(&scene, "images", POST_PATH).await.as_deref(),
+        Some(&vec![7u8; 2048][..])
+    );
+    assert_eq!(
+        side(&scene, "coldsweep_posts", POST).await,
+        (None, false, true)
+    );
+
+    // Restoring again: both are hot, nothing to do.
+    let again = restorer(&scene, posts, false).plan(&request).await.unwrap();
+    assert!(again.rows.is_empty(), "{again:?}");
+    assert_eq!(again.skipped[0].reason.as_str(), "still_hot");
+
+    // The document is younger than its rule's 90 days since its restore;
+    // under a 1 GB quota the post image stays too.
+    let roomy = scene.sources(DECLARATIONS).await;
+    let next = scene.archiver(&roomy).sweep().await;
+    assert!(next.is_clean(), "{next:?}");
+    assert_eq!(next.archived, 0, "{next:?}");
+    assert!(scene.hot_exists("uploads", &hot_path).await);
+    assert!(scene.hot_exists("images", POST_PATH).await);
+    // 91 days after its restore, the document moves again by its rule.
+    let later = scene
+        .archiver(std::slice::from_ref(source(&roomy, "documents")))
+        .with_clock(Arc::new(|| now() + Duration::days(91)))
+        .sweep()
+        .await;
+    assert!(later.is_clean(), "{later:?}");
+    assert_eq!(later.archived, 1, "{later:?}");
+    assert_eq!(document(&scene, &id).await.0, None);
+    // Over its quota, the post image moves again at once. (Fresh sources:
+    // a source remembers the sweep at its start time, and this clock stands still.)
+    let fresh = scene.sources(&over_quota()).await;
+    let quota = scene
+        .archiver(std::slice::from_ref(source(&fresh, "post-images")))
+        .sweep()
+        .await;
+    assert_eq!(quota.archived, 1, "{quota:?}");
+    assert!(!scene.hot_exists("images", POST_PATH).await);
+}
+
+#[tokio::test]
+async fn rows_come_back_and_age_from_their_restore_on_postgres() {
+    rows_come_back_and_age_from_their_restore(true).await;
+}
+
+#[tokio::test]
+async fn rows_come_back_and_age_from_their_restore_on_sqlite() {
+    rows_come_back_and_age_from_their_restore(false).await;
+}
+
+async fn cold_copies_are_deleted_after_the_switch_and_checked_first(postgres: bool) {
+    let scene = Scene::new(postgres).await;
+    let sources = scene.sources(DECLARATIONS).await;
+    let report = scene.archiver(&sources).sweep().await;
+    assert_eq!(report.archived, 2, "{report:?}");
+    let documents = source(&sources, "documents");
+
+    // --delete-cold: the row switched, then the cold copy deleted.
+    let old = document_id(&scene, "old one.pdf").await;
+    let old_key = document(&scene, &old).await.1.unwrap();
+    let done = restorer(&scene, documents, true)
+        .run(
+            &TableRestoreRequest {
+                keys: vec![old.clone()],
+                parents: Vec::new(),
+            },
+            &Progress::new(),
+        )
+        .await
+        .unwrap();
+    assert!(done.is_clean(), "{done:?}");
+    assert_eq!(done.cold_deleted, 1, "{done:?}");
+    assert!(scene.cold_bytes(&old_key).await.is_none());
+    assert_eq!(
+        document(&scene, &old).await,
+        (Some("org-a/old one.pdf".to_owned()), None)
+    );
+    assert_eq!(
+        hot_bytes(&scene, "uploads", "org-a/old one.pdf")
+            .await
+            .as_deref(),
+        Some(body("old one.pdf").as_bytes())
+    );
+
+    // A cold copy of the right size that disagrees with the table's digest.
+    let id = document_id(&scene, UNICODE).await;
+    let key = document(&scene, &id).await.1.unwrap();
+    let mut wrong = body(UNICODE).as_bytes().to_vec();
+    wrong[0] ^= 1;
+    scene
+        .cold
+        .put(
+            &Location::new(COLD, ObjectKey::new(key.as_str()).unwrap()),
+            Bytes::from(wrong),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let done = restorer(&scene, documents, true)
+        .run(
+            &TableRestoreRequest {
+                keys: vec![id.clone()],
+                parents: Vec::new(),
+            },
+            &Progress::new(),
+        )
+        .await
+        .unwrap();
+    assert!(!done.is_clean(), "{done:?}");
+    assert_eq!(done.failed.len(), 1, "{done:?}");
+    assert_eq!(done.failed[0].kind, FailureKind::Corrupt, "{done:?}");
+    assert_eq!(done.cold_deleted, 0, "{done:?}");
+    // Still archived, nothing written hot, the cold copy kept.
+    assert_eq!(document(&scene, &id).await, (None, Some(key.clone())));
+    assert!(
+        !scene
+            .hot_exists("uploads", &format!("org-a/{UNICODE}"))
+            .await
+    );
+    assert!(scene.cold_bytes(&key).await.is_some());
+    let (cold_key, hot_deleted, _) = side(&scene, "coldsweep_documents", &id).await;
+    assert_eq!((cold_key, hot_deleted), (Some(key), true));
+}
+
+#[tokio::test]
+async fn cold_copies_are_deleted_after_the_switch_and_checked_first_on_postgres() {
+    cold_copies_are_deleted_after_the_switch_and_checked_first(true).await;
+}
+
+#[tokio::test]
+async fn cold_copies_are_deleted_after_the_switch_and_checked_first_on_sqlite() {
+    cold_copies_are_deleted_after_the_switch_and_checked_first(false).await;
+}
+
+async fn a_reset_puts_a_quarantined_row_back_into_play(postgres: bool) {
+    let scene = Scene::new(postgres).await;
+    // The hot copy disagrees with the table's digest: quarantined.
+    let good = body("old one.pdf").as_bytes().to_vec();
+    let mut bad = good.clone();
+    bad[0] ^= 1;
+    scene.put("uploads", "org-a/old one.pdf", bad).await;
+    let sources = scene.sources(DECLARATIONS).await;
+    let documents = source(&sources, "documents");
+    let report = scene.archiver(&sources).sweep().await;
+    assert_eq!(report.quarantined, 1, "{report:?}");
+    let id = document_id(&scene, "old one.pdf").await;
+
+    let filter = TableResetFilter {
+        states: vec![ResetState::Quarantined],
+        keys: vec![id.clone()],
+        parents: Vec::new(),
+    };
+    // The dry run lists it and changes nothing.
+    let (count, rows) = documents.reset_preview(&filter, now(), 20).await.unwrap();
+    assert_eq!(count, 1);
+    assert_eq!(rows[0].key, id);
+    assert_eq!(rows[0].state, "quarantined");
+    let again = scene
+        .archiver(&scene.sources(DECLARATIONS).await)
+        .sweep()
+        .await;
+    assert_eq!(again.archived + again.quarantined, 0, "{again:?}");
+
+    // The cause fixed and the row reset, the next sweep moves it.
+    scene
+        .put("uploads", "org-a/old one.pdf", good.clone())
+        .await;
+    assert_eq!(documents.reset(&filter, now()).await.unwrap(), 1);
+    let rows = scene
+        .rows(&format!(
+            "SELECT state, error, CAST(attempts AS TEXT) FROM coldsweep_documents
+             WHERE CAST(row_key AS TEXT) = '{id}'"
+        ))
+        .await;
+    assert_eq!(rows[0], (None, None, Some("0".to_owned())));
+    // Fresh sources: a source remembers the sweep at its start time.
+    let moved = scene
+        .archiver(&scene.sources(DECLARATIONS).await)
+        .sweep()
+        .await;
+    assert!(moved.is_clean(), "{moved:?}");
+    assert_eq!(moved.archived, 1, "{moved:?}");
+    let key = document(&scene, &id).await.1.unwrap();
+    assert_eq!(scene.cold_bytes(&key).await.as_deref(), Some(&good[..]));
+
+    // A key not of the key's type is refused before any statement.
+    let wrong = TableResetFilter {
+        keys: vec!["not-a-number".to_owned()],
+        ..TableResetFilter::default()
+    };
+    let err = documents.reset(&wrong, now()).await.unwrap_err();
+    assert_eq!(err.kind(), coldsweep::ErrorKind::InvalidInput);
+}
+
+#[tokio::test]
+async fn a_reset_puts_a_quarantined_row_back_into_play_on_postgres() {
+    a_reset_puts_a_quarantined_row_back_into_play(true).await;
+}
+
+#[tokio::test]
+async fn a_reset_puts_a_quarantined_row_back_into_play_on_sqlite() {
+    a_reset_puts_a_quarantined_row_back_into_play(false).await;
+}
