@@ -343,3 +343,158 @@ async fn a_reset_puts_a_quarantined_row_back_into_play_on_postgres() {
 async fn a_reset_puts_a_quarantined_row_back_into_play_on_sqlite() {
     a_reset_puts_a_quarantined_row_back_into_play(false).await;
 }
+
+/// The binary with a config file declaring the sources: `restore` and
+/// `reset` take `--source` and `--key`, a corrupt cold copy is refused with
+/// exit code 1, and a key of the wrong type is a bad argument.
+#[tokio::test]
+async fn the_binary_restores_and_resets_declared_sources() {
+    use crate::cli::{coldsweep, json_of, run};
+    use sqlx::{AssertSqlSafe, Executor};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let url = format!("sqlite:{}", db.display());
+    let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+        .await
+        .unwrap();
+    pool.execute(AssertSqlSafe(crate::uploads_schema::SQLITE))
+        .await
+        .unwrap();
+    let hot = dir.path().join("hot");
+    let image = hot.join("images").join(POST_PATH);
+    std::fs::create_dir_all(image.parent().unwrap()).unwrap();
+    std::fs::write(&image, vec![7u8; 2048]).unwrap();
+    let cold = dir.path().join("cold");
+    std::fs::create_dir_all(cold.join(COLD)).unwrap();
+    let path = dir.path().join("coldsweep.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[settings]\n\
+             database_url = \"{url}\"\n\
+             archive_provider = \"fs\"\n\
+             archive_bucket = \"{COLD}\"\n\
+             archive_fs_root = \"{}\"\n\
+             hot_store = \"fs\"\n\
+             hot_fs_root = \"{}\"\n\n{}",
+            cold.display(),
+            hot.display(),
+            over_quota()
+        ),
+    )
+    .unwrap();
+    let with_file = |args: &[&str]| {
+        let mut cmd = coldsweep();
+        cmd.arg("--config").arg(&path).args(args);
+        cmd
+    };
+    for args in [&["migrate"][..], &["sweep", "--once"]] {
+        let ran = run(&mut with_file(args));
+        assert_eq!(ran.code, Some(0), "{}", ran.show());
+    }
+    assert!(!image.exists());
+    let cold_copy = cold.join(COLD).join(format!("posts/{POST}/{POST_PATH}"));
+    assert!(cold_copy.is_file());
+
+    // A dry run lists the row and where it goes; nothing changes.
+    let ran = run(&mut with_file(&[
+        "restore",
+        "--source",
+        "post-images",
+        "--key",
+        POST,
+    ]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert!(
+        ran.stdout
+            .contains("Would restore 1 row of source post-images"),
+        "{}",
+        ran.show()
+    );
+    assert!(!image.exists());
+    // Two sources: which one? A key not an integer: a bad argument.
+    let ran = run(&mut with_file(&["restore", "--key", POST]));
+    assert_eq!(ran.code, Some(2), "{}", ran.show());
+    assert!(ran.stderr.contains("--source"), "{}", ran.show());
+    let ran = run(&mut with_file(&[
+        "restore",
+        "--source",
+        "documents",
+        "--key",
+        "abc",
+    ]));
+    assert_eq!(ran.code, Some(2), "{}", ran.show());
+    assert!(ran.stderr.contains("expected an integer"), "{}", ran.show());
+
+    let ran = run(&mut with_file(&[
+        "restore",
+        "--source",
+        "post-images",
+        "--key",
+        POST,
+        "--yes",
+        "--json",
+    ]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    let json = json_of(&ran);
+    assert_eq!(json["restored"][0]["key"], POST, "{}", ran.show());
+    assert_eq!(json["restored"][0]["hot_key"], POST_PATH, "{}", ran.show());
+    assert_eq!(std::fs::read(&image).unwrap(), vec![7u8; 2048]);
+
+    // Over its quota the image moves again; a cold copy short of the
+    // table's size is refused, and the row stays archived.
+    let ran = run(&mut with_file(&["sweep", "--once"]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert!(!image.exists());
+    std::fs::write(&cold_copy, vec![7u8; 2047]).unwrap();
+    let ran = run(&mut with_file(&[
+        "restore",
+        "--source",
+        "post-images",
+        "--key",
+        POST,
+        "--yes",
+    ]));
+    assert_eq!(ran.code, Some(1), "{}", ran.show());
+    assert!(ran.stdout.contains("corrupt"), "{}", ran.show());
+    assert!(!image.exists());
+
+    // Reset by key: a dry run, then the change.
+    pool.execute("UPDATE coldsweep_posts SET state = 'quarantined', error = 'checked by hand'")
+        .await
+        .unwrap();
+    let state = || async {
+        sqlx::query_scalar::<_, Option<String>>("SELECT state FROM coldsweep_posts")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let ran = run(&mut with_file(&[
+        "reset",
+        "--source",
+        "post-images",
+        "--key",
+        POST,
+    ]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert!(
+        ran.stdout.contains(&format!("quarantined row {POST}")),
+        "{}",
+        ran.show()
+    );
+    assert_eq!(state().await.as_deref(), Some("quarantined"));
+    let ran = run(&mut with_file(&["reset", "--task", "t-1", "--yes"]));
+    assert_eq!(ran.code, Some(2), "{}", ran.show());
+    let ran = run(&mut with_file(&[
+        "reset",
+        "--source",
+        "post-images",
+        "--key",
+        POST,
+        "--yes",
+    ]));
+    assert_eq!(ran.code, Some(0), "{}", ran.show());
+    assert!(ran.stdout.contains("Reset 1 row"), "{}", ran.show());
+    assert_eq!(state().await, None);
+}
