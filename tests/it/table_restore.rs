@@ -498,3 +498,88 @@ async fn the_binary_restores_and_resets_declared_sources() {
     assert!(ran.stdout.contains("Reset 1 row"), "{}", ran.show());
     assert_eq!(state().await, None);
 }
+
+/// Documents with their organisation as the parent marker: once every
+/// document of an organisation has moved, it is marked; restoring one of
+/// them gives it back the status it had.
+async fn a_restore_gives_a_marked_parent_its_status_back(postgres: bool) {
+    let scene = Scene::new(postgres).await;
+    let key_type = if postgres { "uuid" } else { "TEXT" };
+    scene
+        .exec(&format!(
+            "CREATE TABLE orgs (id {key_type} PRIMARY KEY, status text NOT NULL, status_before text)"
+        ))
+        .await;
+    scene
+        .exec(
+            "INSERT INTO orgs (id, status) VALUES
+                 ('0a0a0a0a-0a0a-4a0a-8a0a-0a0a0a0a0a0a', 'done'),
+                 ('0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b', 'done')",
+        )
+        .await;
+    // The documents alone, every old one moving, with the parent marker.
+    let rule_start = DECLARATIONS.find("[sources.rule]\nmin_age").unwrap();
+    let declarations = format!(
+        "{}[sources.rule]\nmin_age = \"90d\"\nage_column = \"created_at\"\n\n\
+         [sources.parent]\ntable = \"orgs\"\nkey = \"id\"\nforeign_key = \"org_id\"\n\
+         status_column = \"status\"\nfinished = [\"done\"]\nset = \"archived\"\n\
+         previous_status_column = \"status_before\"\n",
+        &DECLARATIONS[..rule_start]
+    );
+    let sources = scene.sources(&declarations).await;
+    let documents = source(&sources, "documents");
+    let report = scene.archiver(&sources).sweep().await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(documents.mark_parents().await.unwrap(), 2);
+    let org_b = "0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b";
+    let status = |org: &'static str| {
+        let scene = &scene;
+        async move {
+            scene
+                .rows(&format!(
+                    "SELECT status, status_before, NULL FROM orgs WHERE CAST(id AS TEXT) = '{org}'"
+                ))
+                .await[0]
+                .clone()
+        }
+    };
+    assert_eq!(
+        status(org_b).await,
+        (Some("archived".into()), Some("done".into()), None)
+    );
+
+    // Its one document, selected by parent.
+    let done = restorer(&scene, documents, false)
+        .run(
+            &TableRestoreRequest {
+                keys: Vec::new(),
+                parents: vec![org_b.to_owned()],
+            },
+            &Progress::new(),
+        )
+        .await
+        .unwrap();
+    assert!(done.is_clean(), "{done:?}");
+    assert_eq!(done.restored.len(), 1, "{done:?}");
+    assert_eq!(done.jobs_reopened, [org_b], "{done:?}");
+    assert_eq!(status(org_b).await.0.as_deref(), Some("done"));
+    assert!(scene.hot_exists("uploads-eu", "org-b/報告 🎉.docx").await);
+    // The other organisation is still archived.
+    assert_eq!(
+        status("0a0a0a0a-0a0a-4a0a-8a0a-0a0a0a0a0a0a")
+            .await
+            .0
+            .as_deref(),
+        Some("archived")
+    );
+}
+
+#[tokio::test]
+async fn a_restore_gives_a_marked_parent_its_status_back_on_postgres() {
+    a_restore_gives_a_marked_parent_its_status_back(true).await;
+}
+
+#[tokio::test]
+async fn a_restore_gives_a_marked_parent_its_status_back_on_sqlite() {
+    a_restore_gives_a_marked_parent_its_status_back(false).await;
+}

@@ -199,7 +199,8 @@ impl Sql {
                     table = self.table,
                     fk = col("t", &parent.foreign_key.value),
                     pk = col("p", &parent.key.value),
-                    k = self.text(&col("p", &parent.key.value)),
+                    // SQLite takes no alias-qualified name in RETURNING.
+                    k = self.text(&parent.key.value.quoted()),
                 ),
                 parent_binds,
             ));

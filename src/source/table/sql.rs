@@ -730,7 +730,8 @@ impl Sql {
                 side = self.side,
                 key = self.key,
                 hot = self.hot("t", "s"),
-                k = self.text(&pk),
+                // SQLite takes no alias-qualified name in RETURNING.
+                k = self.text(&parent.key.value.quoted()),
             ),
             vec![
                 SqlValue::TextList(parent.finished.value.clone()),
