@@ -49,6 +49,12 @@ use crate::model::{BlobState, Fence, Lease};
 use crate::progress::Progress;
 use crate::store::{Location, PutOptions, Store};
 
+mod table;
+
+pub use table::{
+    TablePlannedRow, TableRestoreOptions, TableRestorePlan, TableRestoreRequest, TableRestorer,
+};
+
 /// Hot buckets looked at when none is given: enough to tell one from many.
 const HOT_BUCKETS_ASKED: usize = 2;
 
@@ -170,13 +176,18 @@ pub enum SkipReason {
     NoSuchTask,
     /// No job with this id.
     NoSuchJob,
+    /// No row with this key in a declared source's table.
+    NoSuchRow,
+    /// No row of a declared source has this parent key.
+    NoSuchParent,
     /// The row's cold or hot location is not a valid key (the reason).
     BadRow(String),
 }
 
 impl SkipReason {
     /// `still_hot`, `lost`, `missing`, `quarantined`, `no_html`,
-    /// `no_such_task`, `no_such_job` or `bad_row`.
+    /// `no_such_task`, `no_such_job`, `no_such_row`, `no_such_parent` or
+    /// `bad_row`.
     pub fn as_str(&self) -> &'static str {
         match self {
             SkipReason::StillHot => "still_hot",
@@ -186,6 +197,8 @@ impl SkipReason {
             SkipReason::NoHtml => "no_html",
             SkipReason::NoSuchTask => "no_such_task",
             SkipReason::NoSuchJob => "no_such_job",
+            SkipReason::NoSuchRow => "no_such_row",
+            SkipReason::NoSuchParent => "no_such_parent",
             SkipReason::BadRow(_) => "bad_row",
         }
     }
@@ -203,6 +216,8 @@ impl fmt::Display for SkipReason {
             SkipReason::NoHtml => "no HTML recorded",
             SkipReason::NoSuchTask => "no such task in the catalog",
             SkipReason::NoSuchJob => "no such job in the catalog",
+            SkipReason::NoSuchRow => "no such row in the source's table",
+            SkipReason::NoSuchParent => "no row of the source has this parent",
             SkipReason::BadRow(why) => return write!(f, "cannot be restored: {why}"),
         })
     }

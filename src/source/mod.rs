@@ -20,7 +20,10 @@ mod task_html;
 
 // Where embedders have always found the candidate types.
 pub use crate::model::{ArchiveCandidate, ArchivedAt};
-pub use table::{BucketUsage, RowState, STATUS_LIST_LIMIT, SourceStatus, TableRow, TableSource};
+pub use table::{
+    ArchivedRow, BucketUsage, ResetRow, RowState, STATUS_LIST_LIMIT, SourceStatus, Switched,
+    TableResetFilter, TableRow, TableSource,
+};
 pub use task_html::TaskHtmlSource;
 
 /// Check `specs` against `catalog`'s live schema

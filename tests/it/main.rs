@@ -34,6 +34,7 @@ mod supabase;
 mod table_conformance;
 mod table_get_verify;
 mod table_plan_status;
+mod table_restore;
 mod table_source;
 mod uploads_schema;
 mod verdicts;

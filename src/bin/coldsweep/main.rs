@@ -50,6 +50,10 @@ and any retry back-off. The next sweep looks at the blob afresh: a blob still in
 suspected missing again (and only recorded lost after ARCHIVE_LOST_AFTER), a quarantined blob
 whose bytes still disagree with the catalog is quarantined again.
 
+With sources declared in the config file ([[sources]]), select with --key (a row's key, in the
+key column's own type) and --parent instead of --task and --job, and --source NAME for one source
+(needed with --key or --parent when several are declared); the side table's bookkeeping is reset.
+
 Examples:
   coldsweep reset --state lost                 # what would change
   coldsweep reset --state lost --yes           # do it
@@ -74,11 +78,17 @@ job counts as finished at the restore, so sweeps keep it hot until ARCHIVE_RETEN
 jobs of its (domain, organisation) finish. Takes the same settings as `run`; the hot bucket is
 --hot-bucket, or the one bucket the catalog's hot rows use.
 
+With sources declared in the config file, select with --source NAME, --key KEY and --parent KEY:
+each row goes back to the hot bucket and path recorded when it was archived, its path column is
+set again (if the source clears it), the table's cold columns and the side table's cold location
+are cleared, and the row ages from its restore. A marked parent gets its previous status back.
+
 Examples:
   coldsweep restore --job 2024-05-crawl                  # what would be restored
   coldsweep restore --job 2024-05-crawl --yes            # do it
   coldsweep restore --task t-123 --task t-124 --yes --hot-bucket task-html
   coldsweep restore --job 2024-05-crawl --yes --delete-cold --json
+  coldsweep --config coldsweep.toml restore --source documents --key 1042 --yes
 
 Exit codes: 0 every restorable row restored (or a dry run), 1 any row failed or was corrupt
 (re-run to retry; nothing is lost), 2 bad arguments or settings.";
@@ -388,7 +398,9 @@ async fn main() -> ExitCode {
             scrub,
             output,
         } => commands::verify(settings, scrub, output).await,
-        Command::Reset { db, reset } => commands::reset(db, reset).await,
+        Command::Reset { db, reset } => {
+            commands::reset(Settings::for_db(db, file.clone()), reset).await
+        }
         Command::Restore { settings, restore } => commands::restore(settings, restore).await,
         Command::Get { get, settings } => commands::get(settings, get).await,
         Command::Migrate(db) => commands::migrate(Settings::for_db(db, file.clone())).await,

@@ -28,10 +28,15 @@ use crate::source::ArchiveSource;
 use crate::source::spec::{HotBucket, RuleScope, SourceSpec};
 
 mod read;
+mod reset;
+mod restore;
 mod sql;
 mod status;
 
 pub use read::TableRow;
+pub use reset::{ResetRow, TableResetFilter};
+pub use restore::{ArchivedRow, Switched};
+
 use sql::{Compare, KeyType, Sql, Switch, Types};
 pub use status::{BucketUsage, RowState, STATUS_LIST_LIMIT, SourceStatus};
 
