@@ -89,14 +89,7 @@ async fn declared(
     only: Option<&str>,
 ) -> anyhow::Result<Option<(Arc<dyn Catalog>, Vec<TableSource>)>> {
     let Some(mut specs) = settings.source_specs()? else {
-        if only.is_some() {
-            return Err(BadSettings(
-                "--source names a source declared in the config file's [[sources]], and it \
-                 declares none"
-                    .to_owned(),
-            )
-            .into());
-        }
+        no_sources_for(only)?;
         return Ok(None);
     };
     if let Some(name) = only {
