@@ -31,9 +31,12 @@ How it works:
   hot bytes exceed ARCHIVE_HOT_QUOTA, of the oldest others; none younger than ARCHIVE_MIN_AGE),
   copies them to cold storage, verifies the copy, switches the row to it, and only then deletes
   the hot copy. `coldsweep plan` shows which jobs the next sweep moves, and why.
+  Tables of your own (uploads, images, …) are declared as [[sources]] in a --config file:
+  each with its key, hot path, cold key template and rule (age, newest N per group, quota).
 
 Try it without any setup:
   coldsweep demo
+  coldsweep demo --example uploads
 
 Run it for real:
   DATABASE_URL=postgres://… ARCHIVE_PROVIDER=r2 ARCHIVE_BUCKET=my-archive \\
@@ -120,8 +123,9 @@ disagree with the catalog) or a store or the catalog failed, 2 bad arguments or 
 #[derive(Parser)]
 #[command(name = "coldsweep", version, about = ABOUT, after_help = AFTER_HELP)]
 struct Cli {
-    /// TOML file of settings: a [settings] table keyed by the variables' names in lower case
-    /// (flags and environment variables override it)
+    /// TOML file: a [settings] table keyed by the variables' names in lower case (flags and
+    /// environment variables override it), and [[sources]]: tables of your own to archive
+    /// instead of the built-in crawler source (README, "Your own tables")
     #[arg(long, global = true, env = "COLDSWEEP_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
